@@ -1,0 +1,195 @@
+/**
+ * The CounterStore contract, version 1. See docs/store-contract.md for the full semantics.
+ *
+ * Vocabulary
+ * - A **window** is one descriptor's time window, stored under a base key such as `{api_key:abc}`.
+ *   It holds one start time (`<base>:window`) shared by every counter of the window
+ *   (`<base>:requests`, `<base>:tokens`, ...). When the window rolls, all its counters roll together.
+ * - A **counter** is an integer in a window. Admission checks `current + amount (+ hold) <= limit`.
+ * - A **hold** is an amount attached to a counter under a lease id with a TTL: it counts against the
+ *   limit until released or expired (budgets use holds for cost reservations).
+ * - A **gauge** is a set of lease ids with expiry (`<base>:<name>`, e.g. `:max_parallel_requests`);
+ *   its size is the number of in-flight requests.
+ *
+ * Every key the store writes is `prefix + base + ":" + suffix`; the prefix is the store's own option.
+ * The store owns the clock (memory: an injected clock; Redis: server TIME), in milliseconds.
+ */
+
+/** Version of the contract this file describes. Stores declare the version they implement. */
+export const STORE_CONTRACT_VERSION = 1 as const;
+
+/** Window algorithm of one window. */
+export type WindowAlgorithm = "fixed" | "sliding";
+
+/** One counter inside a window, in an admission. */
+export interface CounterOp {
+  /** Counter name, e.g. `"requests"` or `"tokens"`: `[A-Za-z0-9_]+`. */
+  name: string;
+  /** Maximum allowed value (inclusive). Non-negative safe integer. */
+  limit: number;
+  /** Amount added to the counter when admitted. Non-negative safe integer. */
+  amount: number;
+  /** Amount held under the batch's lease until released or the lease TTL passes. Default 0. */
+  hold?: number;
+  /**
+   * When false the counter is counted but never denies (shadow mode or a condition that is off);
+   * the engine reports it as would-deny when it ends above its limit.
+   */
+  enforce: boolean;
+}
+
+/** One window (one descriptor) in an admission or adjustment. */
+export interface WindowSpec {
+  /** Base key, e.g. `{api_key:abc}`. The store prepends its prefix and appends suffixes. */
+  key: string;
+  /** Window length in milliseconds, positive safe integer. */
+  windowMs: number;
+  /** `fixed` (anchored at first use) or `sliding` (previous window weighted by overlap). */
+  algorithm: WindowAlgorithm;
+}
+
+export interface WindowOp extends WindowSpec {
+  /** Every counter of this window. Callers must always pass the same set for one key. */
+  counters: CounterOp[];
+}
+
+/** One in-flight gauge in an admission. */
+export interface GaugeOp {
+  /** Base key, e.g. `{api_key:abc}`. */
+  key: string;
+  /** Gauge name, e.g. `"max_parallel_requests"`. */
+  name: string;
+  /** Maximum number of live leases (inclusive). Non-negative safe integer. */
+  limit: number;
+  /** When false the lease is taken but never denies. */
+  enforce: boolean;
+}
+
+/** A lease taken by an admission on its gauges and holds. */
+export interface LeaseSpec {
+  /** Unique id (the engine uses a random UUID). */
+  id: string;
+  /** Time to live in ms; renew before it passes. Positive safe integer. */
+  ttlMs: number;
+}
+
+export interface AdmitBatch {
+  windows: WindowOp[];
+  gauges: GaugeOp[];
+  /** Required when `gauges` is non-empty or any counter has a hold. */
+  lease?: LeaseSpec;
+}
+
+/** State of one counter as the store answers it. */
+export interface CounterState {
+  /** Committed value in the current window (after applying when admitted, before when denied). */
+  value: number;
+  /** Committed value of the previous window (sliding windows; 0 for fixed). */
+  previous: number;
+  /** Sum of live holds on this counter (after applying when admitted). */
+  held: number;
+}
+
+export interface WindowState {
+  /** Start of the current window, ms since epoch (after any roll this call performed). */
+  start: number;
+  /** States in the order of the request's `counters`. */
+  counters: CounterState[];
+}
+
+export interface GaugeState {
+  /** Live leases (after applying when admitted, before when denied). */
+  inFlight: number;
+  /** Earliest expiry among live leases, ms since epoch, or null when none. */
+  earliestExpiry: number | null;
+}
+
+export type DeniedAt =
+  | { type: "counter"; window: number; counter: number }
+  | { type: "gauge"; gauge: number };
+
+export interface AdmitResult {
+  /** True when everything was applied, false when nothing was. */
+  admitted: boolean;
+  /** The store's clock at the time of the decision, ms since epoch. */
+  now: number;
+  /** The first enforced counter or gauge that would exceed its limit (denials only). */
+  denied?: DeniedAt;
+  windows: WindowState[];
+  gauges: GaugeState[];
+}
+
+/** One counter delta inside an adjustment. */
+export interface CounterDelta {
+  name: string;
+  /** Signed safe integer. The counter never goes below zero. */
+  delta: number;
+}
+
+export interface AdjustWindowOp extends WindowSpec {
+  /**
+   * Window guard: apply only if the window still starts at this time; otherwise do nothing for
+   * this window. When omitted, apply to the current window, starting a fresh one if it expired.
+   */
+  expectStart?: number;
+  /** Every counter of this window (deltas of 0 for those not changed), as in admissions. */
+  counters: CounterDelta[];
+}
+
+/** Where a lease lives, so it can be released or renewed. */
+export interface LeaseRef {
+  id: string;
+  /** Gauges that hold the lease id. */
+  gauges: Array<{ key: string; name: string }>;
+  /** Counters that hold an amount under the lease id. */
+  holds: Array<{ key: string; name: string }>;
+}
+
+export interface AdjustBatch {
+  windows: AdjustWindowOp[];
+  /** Release this lease (idempotent) in the same atomic step. */
+  release?: LeaseRef;
+}
+
+export interface AdjustResult {
+  now: number;
+  /** Per window: whether the deltas were applied (false when the guard did not match). */
+  applied: boolean[];
+  /** Values after the call, per window and counter. */
+  windows: WindowState[];
+  /** Number of gauge entries and holds removed by the release (0 when already released). */
+  released: number;
+}
+
+export interface ReadQuery {
+  windows: Array<WindowSpec & { counters: string[] }>;
+  gauges: Array<{ key: string; name: string }>;
+}
+
+export interface ReadResult {
+  now: number;
+  /** Expired or absent windows read as zero with `start` = now. */
+  windows: WindowState[];
+  gauges: GaugeState[];
+}
+
+/**
+ * The storage contract every Tollgate store implements. All methods are async and batch-first.
+ * `admit` and `adjust` are atomic: either every effect of the call is applied, or none.
+ */
+export interface CounterStore {
+  /** Contract version implemented; must equal {@link STORE_CONTRACT_VERSION}. */
+  readonly contractVersion: typeof STORE_CONTRACT_VERSION;
+  /** Short store name used in errors and events, e.g. `"memory"`, `"redis"`. */
+  readonly name: string;
+  /** All-or-nothing admission over windows, counters, holds and gauges. */
+  admit(batch: AdmitBatch): Promise<AdmitResult>;
+  /** Window-guarded deltas and an optional lease release, atomically. */
+  adjust(batch: AdjustBatch): Promise<AdjustResult>;
+  /** Extend a lease's expiry to now + ttlMs. Returns how many entries were renewed (0 = lease gone). */
+  renew(lease: LeaseRef, ttlMs: number): Promise<number>;
+  /** Read without changing anything. */
+  read(query: ReadQuery): Promise<ReadResult>;
+  /** Release resources the store owns. Idempotent. */
+  close(): Promise<void>;
+}

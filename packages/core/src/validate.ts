@@ -1,0 +1,115 @@
+import { TollgateError, isNonNegativeInteger, isSafeInteger } from "./errors.js";
+import type { AdjustBatch, AdmitBatch, LeaseRef, ReadQuery, WindowSpec } from "./store.js";
+
+const NAME = /^[A-Za-z0-9_]+$/;
+
+function checkName(name: unknown, what: string): void {
+  if (typeof name !== "string" || !NAME.test(name)) {
+    throw new TollgateError("INVALID_ARGUMENT", `${what} must match [A-Za-z0-9_]+, got ${JSON.stringify(name)}`);
+  }
+}
+
+function checkKey(key: unknown, what: string): void {
+  if (typeof key !== "string" || key.length === 0) {
+    throw new TollgateError("INVALID_SCOPE", `${what} must be a non-empty string, got ${JSON.stringify(key)}`);
+  }
+}
+
+function checkWindow(w: WindowSpec, i: number): void {
+  checkKey(w.key, `windows[${i}].key`);
+  if (!isSafeInteger(w.windowMs) || w.windowMs <= 0) {
+    throw new TollgateError("INVALID_WINDOW", `windows[${i}].windowMs must be a positive integer (ms), got ${w.windowMs}`);
+  }
+  if (w.algorithm !== "fixed" && w.algorithm !== "sliding") {
+    throw new TollgateError("INVALID_ARGUMENT", `windows[${i}].algorithm must be "fixed" or "sliding", got ${JSON.stringify(w.algorithm)}`);
+  }
+}
+
+function checkLeaseRef(ref: LeaseRef): void {
+  if (typeof ref.id !== "string" || ref.id.length === 0) {
+    throw new TollgateError("INVALID_ARGUMENT", "lease id must be a non-empty string");
+  }
+  for (const g of [...ref.gauges, ...ref.holds]) {
+    checkKey(g.key, "lease entry key");
+    checkName(g.name, "lease entry name");
+  }
+}
+
+/** Checks a batch before any data is touched. Stores call it so every store rejects the same input the same way. */
+export function validateAdmitBatch(batch: AdmitBatch): void {
+  let needsLease = batch.gauges.length > 0;
+  batch.windows.forEach((w, i) => {
+    checkWindow(w, i);
+    if (w.counters.length === 0) {
+      throw new TollgateError("INVALID_ARGUMENT", `windows[${i}] has no counters`);
+    }
+    for (const c of w.counters) {
+      checkName(c.name, `windows[${i}] counter name`);
+      if (!isNonNegativeInteger(c.limit)) {
+        throw new TollgateError("INVALID_LIMIT", `limit of ${w.key}:${c.name} must be a non-negative integer, got ${c.limit}`);
+      }
+      if (!isNonNegativeInteger(c.amount)) {
+        throw new TollgateError("INVALID_AMOUNT", `amount for ${w.key}:${c.name} must be a non-negative integer, got ${c.amount}`);
+      }
+      if (c.hold !== undefined) {
+        if (!isNonNegativeInteger(c.hold)) {
+          throw new TollgateError("INVALID_AMOUNT", `hold for ${w.key}:${c.name} must be a non-negative integer, got ${c.hold}`);
+        }
+        if (c.hold > 0) needsLease = true;
+      }
+    }
+  });
+  batch.gauges.forEach((g, i) => {
+    checkKey(g.key, `gauges[${i}].key`);
+    checkName(g.name, `gauges[${i}].name`);
+    if (!isNonNegativeInteger(g.limit)) {
+      throw new TollgateError("INVALID_LIMIT", `limit of gauge ${g.key}:${g.name} must be a non-negative integer, got ${g.limit}`);
+    }
+  });
+  if (needsLease) {
+    const lease = batch.lease;
+    if (!lease || typeof lease.id !== "string" || lease.id.length === 0) {
+      throw new TollgateError("INVALID_ARGUMENT", "a lease with a non-empty id is required for gauges and holds");
+    }
+    if (!isSafeInteger(lease.ttlMs) || lease.ttlMs <= 0) {
+      throw new TollgateError("INVALID_ARGUMENT", `lease ttlMs must be a positive integer, got ${lease.ttlMs}`);
+    }
+  }
+}
+
+/** Checks an adjustment before any data is touched. */
+export function validateAdjustBatch(batch: AdjustBatch): void {
+  batch.windows.forEach((w, i) => {
+    checkWindow(w, i);
+    if (w.expectStart !== undefined && !isSafeInteger(w.expectStart)) {
+      throw new TollgateError("INVALID_ARGUMENT", `windows[${i}].expectStart must be an integer (ms), got ${w.expectStart}`);
+    }
+    for (const c of w.counters) {
+      checkName(c.name, `windows[${i}] counter name`);
+      if (!isSafeInteger(c.delta)) {
+        throw new TollgateError("INVALID_AMOUNT", `delta for ${w.key}:${c.name} must be a safe integer, got ${c.delta}`);
+      }
+    }
+  });
+  if (batch.release) checkLeaseRef(batch.release);
+}
+
+/** Checks a renew call. */
+export function validateRenew(lease: LeaseRef, ttlMs: number): void {
+  checkLeaseRef(lease);
+  if (!isSafeInteger(ttlMs) || ttlMs <= 0) {
+    throw new TollgateError("INVALID_ARGUMENT", `ttlMs must be a positive integer, got ${ttlMs}`);
+  }
+}
+
+/** Checks a read query. */
+export function validateReadQuery(query: ReadQuery): void {
+  query.windows.forEach((w, i) => {
+    checkWindow(w, i);
+    for (const name of w.counters) checkName(name, `windows[${i}] counter name`);
+  });
+  query.gauges.forEach((g, i) => {
+    checkKey(g.key, `gauges[${i}].key`);
+    checkName(g.name, `gauges[${i}].name`);
+  });
+}
