@@ -104,9 +104,7 @@ export interface GaugeState {
   earliestExpiry: number | null;
 }
 
-export type DeniedAt =
-  | { type: "counter"; window: number; counter: number }
-  | { type: "gauge"; gauge: number };
+export type DeniedAt = { type: "counter"; window: number; counter: number } | { type: "gauge"; gauge: number };
 
 export interface AdmitResult {
   /** True when everything was applied, false when nothing was. */

@@ -1,4 +1,4 @@
-import { TollgateError, isNonNegativeInteger, isSafeInteger } from "./errors.js";
+import { isNonNegativeInteger, isSafeInteger, TollgateError } from "./errors.js";
 import type { AdjustBatch, AdmitBatch, LeaseRef, ReadQuery, WindowSpec } from "./store.js";
 
 const NAME = /^[A-Za-z0-9_]+$/;
@@ -18,10 +18,16 @@ function checkKey(key: unknown, what: string): void {
 function checkWindow(w: WindowSpec, i: number): void {
   checkKey(w.key, `windows[${i}].key`);
   if (!isSafeInteger(w.windowMs) || w.windowMs <= 0) {
-    throw new TollgateError("INVALID_WINDOW", `windows[${i}].windowMs must be a positive integer (ms), got ${w.windowMs}`);
+    throw new TollgateError(
+      "INVALID_WINDOW",
+      `windows[${i}].windowMs must be a positive integer (ms), got ${w.windowMs}`,
+    );
   }
   if (w.algorithm !== "fixed" && w.algorithm !== "sliding") {
-    throw new TollgateError("INVALID_ARGUMENT", `windows[${i}].algorithm must be "fixed" or "sliding", got ${JSON.stringify(w.algorithm)}`);
+    throw new TollgateError(
+      "INVALID_ARGUMENT",
+      `windows[${i}].algorithm must be "fixed" or "sliding", got ${JSON.stringify(w.algorithm)}`,
+    );
   }
 }
 
@@ -46,14 +52,23 @@ export function validateAdmitBatch(batch: AdmitBatch): void {
     for (const c of w.counters) {
       checkName(c.name, `windows[${i}] counter name`);
       if (!isNonNegativeInteger(c.limit)) {
-        throw new TollgateError("INVALID_LIMIT", `limit of ${w.key}:${c.name} must be a non-negative integer, got ${c.limit}`);
+        throw new TollgateError(
+          "INVALID_LIMIT",
+          `limit of ${w.key}:${c.name} must be a non-negative integer, got ${c.limit}`,
+        );
       }
       if (!isNonNegativeInteger(c.amount)) {
-        throw new TollgateError("INVALID_AMOUNT", `amount for ${w.key}:${c.name} must be a non-negative integer, got ${c.amount}`);
+        throw new TollgateError(
+          "INVALID_AMOUNT",
+          `amount for ${w.key}:${c.name} must be a non-negative integer, got ${c.amount}`,
+        );
       }
       if (c.hold !== undefined) {
         if (!isNonNegativeInteger(c.hold)) {
-          throw new TollgateError("INVALID_AMOUNT", `hold for ${w.key}:${c.name} must be a non-negative integer, got ${c.hold}`);
+          throw new TollgateError(
+            "INVALID_AMOUNT",
+            `hold for ${w.key}:${c.name} must be a non-negative integer, got ${c.hold}`,
+          );
         }
         if (c.hold > 0) needsLease = true;
       }
@@ -63,7 +78,10 @@ export function validateAdmitBatch(batch: AdmitBatch): void {
     checkKey(g.key, `gauges[${i}].key`);
     checkName(g.name, `gauges[${i}].name`);
     if (!isNonNegativeInteger(g.limit)) {
-      throw new TollgateError("INVALID_LIMIT", `limit of gauge ${g.key}:${g.name} must be a non-negative integer, got ${g.limit}`);
+      throw new TollgateError(
+        "INVALID_LIMIT",
+        `limit of gauge ${g.key}:${g.name} must be a non-negative integer, got ${g.limit}`,
+      );
     }
   });
   if (needsLease) {
@@ -82,12 +100,18 @@ export function validateAdjustBatch(batch: AdjustBatch): void {
   batch.windows.forEach((w, i) => {
     checkWindow(w, i);
     if (w.expectStart !== undefined && !isSafeInteger(w.expectStart)) {
-      throw new TollgateError("INVALID_ARGUMENT", `windows[${i}].expectStart must be an integer (ms), got ${w.expectStart}`);
+      throw new TollgateError(
+        "INVALID_ARGUMENT",
+        `windows[${i}].expectStart must be an integer (ms), got ${w.expectStart}`,
+      );
     }
     for (const c of w.counters) {
       checkName(c.name, `windows[${i}] counter name`);
       if (!isSafeInteger(c.delta)) {
-        throw new TollgateError("INVALID_AMOUNT", `delta for ${w.key}:${c.name} must be a safe integer, got ${c.delta}`);
+        throw new TollgateError(
+          "INVALID_AMOUNT",
+          `delta for ${w.key}:${c.name} must be a safe integer, got ${c.delta}`,
+        );
       }
     }
   });
