@@ -115,6 +115,11 @@ export interface AdmitResult {
   denied?: DeniedAt;
   windows: WindowState[];
   gauges: GaugeState[];
+  /**
+   * Set by a store wrapper when the real backend could not answer and a failure policy decided:
+   * `"open"` admitted without counting, `"fallback"` decided on a local in-memory store.
+   */
+  degraded?: "open" | "fallback";
 }
 
 /** One counter delta inside an adjustment. */
@@ -157,6 +162,8 @@ export interface AdjustResult {
   windows: WindowState[];
   /** Number of gauge entries and holds removed by the release (0 when already released). */
   released: number;
+  /** See {@link AdmitResult.degraded}. */
+  degraded?: "open" | "fallback";
 }
 
 export interface ReadQuery {
