@@ -18,6 +18,7 @@ export default defineConfig({
   },
   test: {
     include: ["packages/*/test/**/*.test.ts", "tooling/*/test/**/*.test.ts", "apps/*/test/**/*.test.ts"],
+    globalSetup: ["./tooling/test-servers/src/global-setup.ts"],
     testTimeout: 20_000,
     hookTimeout: 60_000,
     reporters: ["default", "json"],
