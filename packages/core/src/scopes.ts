@@ -1,0 +1,160 @@
+import { isSafeInteger, TollgateError } from "./errors.js";
+import type { Descriptor } from "./types.js";
+
+/** Default window length of a descriptor: one minute, like LiteLLM's `LITELLM_RATE_LIMIT_WINDOW_SIZE`. */
+export const DEFAULT_WINDOW_MS = 60_000;
+
+/** Everything of a descriptor except its scope and value: the limits and how they apply. */
+export type ScopeLimits = Omit<Descriptor, "scope" | "value">;
+
+/** The standard LLM scope kinds, with LiteLLM's descriptor keys. */
+export type StandardScope =
+  | "api_key"
+  | "user"
+  | "team"
+  | "team_member"
+  | "end_user"
+  | "organization"
+  | "model_per_key"
+  | "model_per_team"
+  | "model_per_organization"
+  | "model_per_project"
+  | "agent"
+  | "agent_session";
+
+const SCOPE_NAME = /^[A-Za-z0-9_]+$/;
+
+function show(v: unknown): string {
+  return typeof v === "string" ? JSON.stringify(v) : String(v);
+}
+
+/** Throws INVALID_SCOPE unless `part` is a non-empty string without `{` or `}` (they would break Redis hash tags). */
+function checkPart(part: unknown, what: string): asserts part is string {
+  if (typeof part !== "string" || part.length === 0) {
+    throw new TollgateError("INVALID_SCOPE", `${what} must be a non-empty string, got ${show(part)}`);
+  }
+  if (part.includes("{") || part.includes("}")) {
+    throw new TollgateError(
+      "INVALID_SCOPE",
+      `${what} must not contain "{" or "}" (Redis hash tags), got ${show(part)}`,
+    );
+  }
+}
+
+function checkLimit(n: unknown, what: string): void {
+  if (n === undefined) return;
+  if (typeof n !== "number" || !Number.isSafeInteger(n) || n < 0) {
+    throw new TollgateError(
+      "INVALID_LIMIT",
+      `${what} must be a non-negative integer (omit it for no limit), got ${show(n)}`,
+    );
+  }
+}
+
+/**
+ * Checks a descriptor, hand-written or built, before anything is counted. The engine calls it on every
+ * descriptor it admits; the builders in {@link scopes} call it too.
+ *
+ * - `scope` must match `[A-Za-z0-9_]+` and `value` must be a non-empty string without `{`/`}` -> `INVALID_SCOPE`;
+ * - `requests`, `tokens`, `maxParallel`, when present, must be non-negative safe integers -> `INVALID_LIMIT`
+ *   (0 is a valid limit: it denies everything);
+ * - `windowMs`, when present, must be a positive safe integer -> `INVALID_WINDOW`;
+ * - `algorithm` must be `"fixed"` or `"sliding"`, `shadow` a boolean, `enforceWhen` a function -> `INVALID_ARGUMENT`.
+ *
+ * @throws {TollgateError} with the codes above.
+ */
+export function validateDescriptor(d: Descriptor): void {
+  if (typeof d !== "object" || d === null) {
+    throw new TollgateError("INVALID_ARGUMENT", `a descriptor must be an object, got ${show(d)}`);
+  }
+  if (typeof d.scope !== "string" || !SCOPE_NAME.test(d.scope)) {
+    throw new TollgateError("INVALID_SCOPE", `descriptor scope must match [A-Za-z0-9_]+, got ${show(d.scope)}`);
+  }
+  checkPart(d.value, `value of scope ${d.scope}`);
+  checkLimit(d.requests, `requests limit of ${d.scope}`);
+  checkLimit(d.tokens, `tokens limit of ${d.scope}`);
+  checkLimit(d.maxParallel, `maxParallel limit of ${d.scope}`);
+  if (d.windowMs !== undefined && (!isSafeInteger(d.windowMs) || d.windowMs <= 0)) {
+    throw new TollgateError(
+      "INVALID_WINDOW",
+      `windowMs of ${d.scope} must be a positive integer (ms), got ${show(d.windowMs)}`,
+    );
+  }
+  if (d.algorithm !== undefined && d.algorithm !== "fixed" && d.algorithm !== "sliding") {
+    throw new TollgateError(
+      "INVALID_ARGUMENT",
+      `algorithm of ${d.scope} must be "fixed" or "sliding", got ${show(d.algorithm)}`,
+    );
+  }
+  if (d.shadow !== undefined && typeof d.shadow !== "boolean") {
+    throw new TollgateError("INVALID_ARGUMENT", `shadow of ${d.scope} must be a boolean, got ${show(d.shadow)}`);
+  }
+  if (d.enforceWhen !== undefined && typeof d.enforceWhen !== "function") {
+    throw new TollgateError("INVALID_ARGUMENT", `enforceWhen of ${d.scope} must be a function`);
+  }
+}
+
+/**
+ * The base key of a descriptor, `{scope:value}` (e.g. `{team_member:t1:u2}`), the same as LiteLLM's Redis hash tag,
+ * so every counter of one descriptor lands in one Redis Cluster slot. Does not validate: call
+ * {@link validateDescriptor} first.
+ */
+export function descriptorKey(d: Pick<Descriptor, "scope" | "value">): string {
+  return "{" + d.scope + ":" + d.value + "}";
+}
+
+function build(scope: StandardScope, value: string, limits: ScopeLimits | undefined): Descriptor {
+  const d: Descriptor = { ...limits, scope, value, windowMs: limits?.windowMs ?? DEFAULT_WINDOW_MS };
+  validateDescriptor(d);
+  return d;
+}
+
+function single(scope: StandardScope, what: string) {
+  return (id: string, limits?: ScopeLimits): Descriptor => {
+    checkPart(id, `${scope} ${what}`);
+    return build(scope, id, limits);
+  };
+}
+
+function pair(scope: StandardScope, first: string, second: string) {
+  return (a: string, b: string, limits?: ScopeLimits): Descriptor => {
+    checkPart(a, `${scope} ${first}`);
+    checkPart(b, `${scope} ${second}`);
+    return build(scope, a + ":" + b, limits);
+  };
+}
+
+/**
+ * Builders for the standard LLM scopes, with LiteLLM's descriptor keys and value formats (so keys and 429 texts
+ * match a LiteLLM deployment). Each returns a validated {@link Descriptor} whose `windowMs` defaults to
+ * {@link DEFAULT_WINDOW_MS}; `limits` is optional (a descriptor without limits is only used for accounting).
+ * Every id must be a non-empty string without `{`/`}` (`INVALID_SCOPE`); ids may contain `:` (model names do).
+ *
+ * @example scopes.teamMember("team_1", "user_2", { requests: 10, tokens: 5_000 }) // value "team_1:user_2"
+ */
+export const scopes = Object.freeze({
+  /** `api_key` / the hashed virtual key. */
+  apiKey: single("api_key", "hashed key"),
+  /** `user` / user id. */
+  user: single("user", "user id"),
+  /** `team` / team id. */
+  team: single("team", "team id"),
+  /** `team_member` / `team:user`. */
+  teamMember: pair("team_member", "team id", "user id"),
+  /** `end_user` / end-user (customer) id. */
+  endUser: single("end_user", "end-user id"),
+  /** `organization` / organization id. */
+  organization: single("organization", "organization id"),
+  /** `model_per_key` / `hashedKey:model`. */
+  modelPerKey: pair("model_per_key", "hashed key", "model"),
+  /** `model_per_team` / `team:model`. */
+  modelPerTeam: pair("model_per_team", "team id", "model"),
+  /** `model_per_organization` / `organization:model`. */
+  modelPerOrganization: pair("model_per_organization", "organization id", "model"),
+  /** `model_per_project` / `project:model`. */
+  modelPerProject: pair("model_per_project", "project id", "model"),
+  /** `agent` / agent id. */
+  agent: single("agent", "agent id"),
+  /** `agent_session` / `agent:session`. */
+  agentSession: pair("agent_session", "agent id", "session id"),
+});
