@@ -1,6 +1,25 @@
 import { fileURLToPath } from "node:url";
 import { defineConfig } from "vitest/config";
 
+// Node 20 lacks Map.groupBy, which vitest 5's reporter uses when printing failures.
+if (typeof (Map as { groupBy?: unknown }).groupBy !== "function") {
+  Object.defineProperty(Map, "groupBy", {
+    configurable: true,
+    writable: true,
+    value<K, T>(items: Iterable<T>, keyOf: (item: T, index: number) => K): Map<K, T[]> {
+      const out = new Map<K, T[]>();
+      let i = 0;
+      for (const item of items) {
+        const key = keyOf(item, i++);
+        const list = out.get(key);
+        if (list) list.push(item);
+        else out.set(key, [item]);
+      }
+      return out;
+    },
+  });
+}
+
 const src = (p: string) => fileURLToPath(new URL(p, import.meta.url));
 
 export default defineConfig({

@@ -1,3 +1,4 @@
+export * from "./engine.js";
 export * from "./errors.js";
 export * from "./store.js";
 export * from "./types.js";

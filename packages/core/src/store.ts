@@ -158,7 +158,7 @@ export interface AdjustResult {
   now: number;
   /** Per window: whether the deltas were applied (false when the guard did not match). */
   applied: boolean[];
-  /** Values after the call, per window and counter. */
+  /** Values after the whole call (deltas and release), per window and counter. */
   windows: WindowState[];
   /** Number of gauge entries and holds removed by the release (0 when already released). */
   released: number;
