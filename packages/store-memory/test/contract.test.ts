@@ -5,6 +5,11 @@ runStoreContract({
   name: "memory",
   create: ({ prefix }) => {
     let now = Date.UTC(2026, 0, 1);
-    return { store: createMemoryStore({ prefix, now: () => now }), advance: (ms) => void (now += ms) };
+    return {
+      store: createMemoryStore({ prefix, now: () => now }),
+      advance: (ms) => {
+        now += ms;
+      },
+    };
   },
 });
