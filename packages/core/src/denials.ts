@@ -157,7 +157,8 @@ function pick(current: HeaderStatus | undefined, s: HeaderStatus, denial: Denial
  * - IETF (draft-ietf-httpapi-ratelimit-headers-10, structured fields): one item per enforced limit, in status order,
  *   named `"{scope}-{type}"`, e.g. `ratelimit-policy: "api_key-requests";q=100;w=60` and
  *   `ratelimit: "api_key-requests";r=42;t=17` (`t` = whole seconds until reset, rounded up). Every limit is listed,
- *   not only the tightest, so a client can pace each quota; `w` appears when the status carries `windowMs`;
+ *   not only the tightest, so a client can pace each quota; `w` (window seconds, rounded up) appears when the
+ *   status carries `windowMs` (for the denial: its own, else that of the matching status);
  *   tokens use `qu="tokens"` (not a registered unit) and in-flight gauges `qu="concurrency"`.
  *
  * Statuses with `enforced: false` (shadow mode, an inactive condition) appear in the LiteLLM headers only: they never
@@ -167,7 +168,7 @@ function pick(current: HeaderStatus | undefined, s: HeaderStatus, denial: Denial
  */
 export function rateLimitHeaders(
   statuses: readonly HeaderStatus[],
-  denial?: Denial,
+  denial?: Denial & { windowMs?: number },
   options?: RateLimitHeaderOptions,
 ): Record<string, string> {
   const now = options?.now ?? denial?.now ?? Date.now();
@@ -190,6 +191,7 @@ export function rateLimitHeaders(
   let current = "";
   const seen = new Set<string>();
   const count = statuses.length + (denial === undefined ? 0 : 1);
+  const denialWindowMs = denial === undefined ? undefined : (denial.windowMs ?? windowOf(statuses, denial));
   for (let i = 0; i < count; i++) {
     const s: HeaderStatus = denial === undefined ? statuses[i]! : i === 0 ? denial : statuses[i - 1]!;
     const name = s.scope + "-" + s.type;
@@ -206,7 +208,11 @@ export function rateLimitHeaders(
       checkTime(s.resetAt, `resetAt of ${name}`);
       const sep = policy === "" ? "" : ", ";
       policy += sep + '"' + name + '";q=' + s.limit + policyUnit(s.type);
-      if (s.windowMs !== undefined) policy += ";w=" + Math.ceil(s.windowMs / 1000);
+      const windowMs = s === denial ? denialWindowMs : s.windowMs;
+      if (windowMs !== undefined) {
+        checkTime(windowMs, `windowMs of ${name}`);
+        policy += ";w=" + Math.ceil(windowMs / 1000);
+      }
       current += sep + '"' + name + '";r=' + Math.max(0, s.remaining) + ";t=" + resetSeconds(s.resetAt, now);
     }
   }
@@ -219,6 +225,14 @@ export function rateLimitHeaders(
     h.ratelimit = current;
   }
   return h;
+}
+
+/** The window of the status describing the same limit as the denial (a denial need not carry `windowMs`). */
+function windowOf(statuses: readonly HeaderStatus[], denial: Denial): number | undefined {
+  for (const s of statuses) {
+    if (s.scope === denial.scope && s.type === denial.type && s.value === denial.value) return s.windowMs;
+  }
+  return undefined;
 }
 
 function openaiHeaders(h: Record<string, string>, kind: "requests" | "tokens", s: HeaderStatus, now: number): void {

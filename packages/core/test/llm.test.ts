@@ -60,7 +60,10 @@ describe("estimateRequestTokens: input", () => {
   });
 
   it("reads Responses API input items with input_text parts", () => {
-    const body = { input: [{ role: "user", content: [{ type: "input_text", text: chars(40) }] }], max_output_tokens: 100 };
+    const body = {
+      input: [{ role: "user", content: [{ type: "input_text", text: chars(40) }] }],
+      max_output_tokens: 100,
+    };
     expect(estimateRequestTokens(body, { callType: "responses" })).toEqual({ input: 10, output: 100, total: 110 });
   });
 
@@ -91,7 +94,11 @@ describe("estimateRequestTokens: output", () => {
   });
 
   it("small TPM lowers the floor to minTpm / 4; long inputs reserve max(input, floor)", () => {
-    expect(estimateRequestTokens(chat(chars(40)), { minTpmLimit: 400 })).toEqual({ input: 10, output: 100, total: 110 });
+    expect(estimateRequestTokens(chat(chars(40)), { minTpmLimit: 400 })).toEqual({
+      input: 10,
+      output: 100,
+      total: 110,
+    });
     expect(estimateRequestTokens(chat(chars(2000)), { minTpmLimit: 400 })).toEqual({
       input: 500,
       output: 500,
