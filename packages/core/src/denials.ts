@@ -31,6 +31,10 @@ function pad2(n: number): string {
   return n < 10 ? "0" + n : String(n);
 }
 
+function pad3(n: number): string {
+  return n < 10 ? "00" + n : n < 100 ? "0" + n : String(n);
+}
+
 function checkTime(ms: unknown, what: string): asserts ms is number {
   if (typeof ms !== "number" || !Number.isFinite(ms)) {
     throw new TollgateError("INVALID_ARGUMENT", `${what} must be a finite time in ms, got ${String(ms)}`);
@@ -118,7 +122,7 @@ export function formatResetDuration(ms: number): string {
   const whole = Math.floor(millis / 1000);
   const frac = millis % 1000;
   let secs = String(whole);
-  if (frac > 0) secs += "." + String(frac).padStart(3, "0").replace(/0+$/, "");
+  if (frac > 0) secs += "." + (frac % 100 === 0 ? frac / 100 : frac % 10 === 0 ? pad2(frac / 10) : pad3(frac));
   if (hours > 0) return hours + "h" + minutes + "m" + secs + "s";
   if (minutes > 0) return minutes + "m" + secs + "s";
   return secs + "s";
@@ -189,14 +193,12 @@ export function rateLimitHeaders(
   let tokens: HeaderStatus | undefined;
   let policy = "";
   let current = "";
-  const seen = new Set<string>();
   const count = statuses.length + (denial === undefined ? 0 : 1);
   const denialWindowMs = denial === undefined ? undefined : (denial.windowMs ?? windowOf(statuses, denial));
   for (let i = 0; i < count; i++) {
     const s: HeaderStatus = denial === undefined ? statuses[i]! : i === 0 ? denial : statuses[i - 1]!;
+    if (seenBefore(statuses, denial, i, s)) continue;
     const name = s.scope + "-" + s.type;
-    if (seen.has(name)) continue;
-    seen.add(name);
     if (litellm) {
       h["x-ratelimit-" + s.scope + "-remaining-" + s.type] = String(Math.max(0, s.remaining));
       h["x-ratelimit-" + s.scope + "-limit-" + s.type] = String(s.limit);
@@ -225,6 +227,25 @@ export function rateLimitHeaders(
     h.ratelimit = current;
   }
   return h;
+}
+
+/**
+ * Whether a status with the same scope and type comes before position `i` (the denial is position 0 when given).
+ * A linear scan: requests carry a handful of statuses, and it allocates nothing.
+ */
+function seenBefore(
+  statuses: readonly HeaderStatus[],
+  denial: Denial | undefined,
+  i: number,
+  s: HeaderStatus,
+): boolean {
+  if (denial !== undefined && i > 0 && denial.scope === s.scope && denial.type === s.type) return true;
+  const end = denial === undefined ? i : i - 1;
+  for (let j = 0; j < end; j++) {
+    const o = statuses[j]!;
+    if (o.scope === s.scope && o.type === s.type) return true;
+  }
+  return false;
 }
 
 /** The window of the status describing the same limit as the denial (a denial need not carry `windowMs`). */
