@@ -23,6 +23,8 @@ export type StandardScope =
   | "agent_session";
 
 const SCOPE_NAME = /^[A-Za-z0-9_]+$/;
+/** Scope names already seen valid (bounded), so the hot path skips the regex. */
+const knownScopes = new Set<string>();
 
 function show(v: unknown): string {
   return typeof v === "string" ? JSON.stringify(v) : String(v);
@@ -40,6 +42,9 @@ function checkPart(part: unknown, what: string): asserts part is string {
     );
   }
 }
+
+/** Scope names already seen valid (bounded), so the hot path skips the regex. */
+const knownScopes = new Set<string>();
 
 function checkLimit(n: unknown, what: string): void {
   if (n === undefined) return;
@@ -67,8 +72,11 @@ export function validateDescriptor(d: Descriptor): void {
   if (typeof d !== "object" || d === null) {
     throw new TollgateError("INVALID_ARGUMENT", `a descriptor must be an object, got ${show(d)}`);
   }
-  if (typeof d.scope !== "string" || !SCOPE_NAME.test(d.scope)) {
-    throw new TollgateError("INVALID_SCOPE", `descriptor scope must match [A-Za-z0-9_]+, got ${show(d.scope)}`);
+  if (!knownScopes.has(d.scope)) {
+    if (typeof d.scope !== "string" || !SCOPE_NAME.test(d.scope)) {
+      throw new TollgateError("INVALID_SCOPE", `descriptor scope must match [A-Za-z0-9_]+, got ${show(d.scope)}`);
+    }
+    if (knownScopes.size < 1024) knownScopes.add(d.scope);
   }
   checkPart(d.value, `value of scope ${d.scope}`);
   checkLimit(d.requests, `requests limit of ${d.scope}`);
