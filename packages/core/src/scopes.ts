@@ -43,9 +43,6 @@ function checkPart(part: unknown, what: string): asserts part is string {
   }
 }
 
-/** Scope names already seen valid (bounded), so the hot path skips the regex. */
-const knownScopes = new Set<string>();
-
 function checkLimit(n: unknown, what: string): void {
   if (n === undefined) return;
   if (typeof n !== "number" || !Number.isSafeInteger(n) || n < 0) {
