@@ -1,0 +1,97 @@
+/**
+ * Lua helpers shared by every script. Each script is `PRELUDE + body`, so every script is self-contained
+ * (Redis caches scripts by SHA1 of their full text) and the helpers are written once.
+ *
+ * Conventions:
+ * - Every number written to Redis goes through `fmt` (`%d`), so large integers never turn into `1e+15`.
+ * - `int(key, raw)` parses a stored integer strictly (`^-?%d+$`); anything else raises
+ *   `TOLLGATE_CORRUPT <key>`, which the TypeScript side maps to `TollgateError("STORE_DATA_CORRUPT")`.
+ *   A key of the wrong type makes `redis.call` raise `WRONGTYPE`, mapped the same way.
+ * - Scripts read (and validate) everything before their first observable write, so an error never
+ *   leaves a half-applied batch. Only prunes of expired entries may happen before an error.
+ */
+export const PRELUDE = `
+local function fmt(n)
+  return string.format('%d', n)
+end
+
+local function corrupt(key, why)
+  error({ err = 'TOLLGATE_CORRUPT ' .. key .. ' ' .. why })
+end
+
+-- Strict integer parse of a stored value; nil when the key is absent.
+local function int(key, raw)
+  if not raw then return nil end
+  if type(raw) ~= 'string' or string.len(raw) > 17 or not string.match(raw, '^%-?%d+$') then
+    corrupt(key, 'holds a non-integer value')
+  end
+  return tonumber(raw)
+end
+
+-- A counter value: a non-negative integer, 0 when absent.
+local function count(key, raw)
+  local n = int(key, raw)
+  if not n then return 0 end
+  if n < 0 then corrupt(key, 'holds a negative counter') end
+  return n
+end
+
+-- The store clock: server TIME in ms, plus a test-only offset (ARGV[1] of every script).
+local function clock(offset)
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + offset
+end
+
+-- Rolls a window (contract step 3). Returns start and kind: 0 current, 1 fresh, 2 shifted (sliding).
+local function roll(stored, W, sliding, now)
+  if not stored then return now, 1 end
+  local e = now - stored
+  if e < W then return stored, 0 end
+  if sliding and e < 2 * W then return stored + W, 2 end
+  return now, 1
+end
+
+-- Extends a key's TTL to at least ms (keys of holds and gauges live as long as their latest entry).
+local function extend(key, ms)
+  if redis.call('PTTL', key) < ms then redis.call('PEXPIRE', key, fmt(ms)) end
+end
+
+-- Drops expired holds of one counter and answers the live total and the amount held by lease id.
+local function held_pruned(holds, held, now, id)
+  local expired = redis.call('ZRANGEBYSCORE', holds, '-inf', fmt(now))
+  if #expired > 0 then
+    redis.call('ZREMRANGEBYSCORE', holds, '-inf', fmt(now))
+    for i = 1, #expired, 1000 do
+      redis.call('HDEL', held, unpack(expired, i, math.min(i + 999, #expired)))
+    end
+  end
+  local all = redis.call('HGETALL', held)
+  local sum, mine = 0, 0
+  for i = 1, #all, 2 do
+    local a = count(held, all[i + 1])
+    sum = sum + a
+    if all[i] == id then mine = a end
+  end
+  return sum, mine
+end
+
+-- Read-only variant: the live total without pruning anything.
+local function held_live(holds, held, now)
+  local live = redis.call('ZRANGEBYSCORE', holds, '(' .. fmt(now), '+inf')
+  local sum = 0
+  for i = 1, #live, 1000 do
+    local vals = redis.call('HMGET', held, unpack(live, i, math.min(i + 999, #live)))
+    for j = 1, #vals do
+      if vals[j] then sum = sum + count(held, vals[j]) end
+    end
+  end
+  return sum
+end
+
+-- Earliest live expiry of a gauge (after pruning), or -1 when empty.
+local function earliest(gauge)
+  local first = redis.call('ZRANGE', gauge, 0, 0, 'WITHSCORES')
+  if first[2] then return tonumber(first[2]) end
+  return -1
+end
+`;

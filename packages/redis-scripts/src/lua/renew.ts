@@ -1,0 +1,59 @@
+import { PRELUDE } from "./prelude.js";
+
+/**
+ * `renew`: sets the expiry of every live entry of a lease to now + ttl (docs/store-contract.md, "Leases").
+ * An expired entry is not revived.
+ *
+ * KEYS, in order:
+ * - per gauge: `P{base}:<name>` (sorted set lease id -> expiry)
+ * - per hold: `P{base}:<name>:holds` (sorted set lease id -> expiry), `P{base}:<name>:held` (hash)
+ *
+ * ARGV:
+ * - `ARGV[1]` clock offset in ms (0 in production)
+ * - `ARGV[2]` lease id
+ * - `ARGV[3]` new TTL in ms
+ * - `ARGV[4]` number of gauges, `ARGV[5]` number of holds
+ *
+ * Reply: { now, number of entries renewed } (0 = the lease is gone).
+ */
+export const RENEW_LUA = `${PRELUDE}
+local now = clock(tonumber(ARGV[1]))
+local id = ARGV[2]
+local ttl = tonumber(ARGV[3])
+local ng = tonumber(ARGV[4])
+local nh = tonumber(ARGV[5])
+local renewed = 0
+
+local function renew_in(zkey)
+  local score = redis.call('ZSCORE', zkey, id)
+  if score and tonumber(score) > now then
+    redis.call('ZADD', zkey, 'XX', fmt(now + ttl), id)
+    extend(zkey, ttl)
+    return true
+  end
+  return false
+end
+
+-- Type-check every key before the first write.
+for i = 1, ng + 2 * nh do
+  local t = redis.call('TYPE', KEYS[i])['ok']
+  local want = 'zset'
+  if i > ng and (i - ng) % 2 == 0 then want = 'hash' end
+  if t ~= 'none' and t ~= want then
+    error({ err = 'WRONGTYPE ' .. KEYS[i] .. ' is a ' .. t .. ', expected a ' .. want })
+  end
+end
+
+for g = 1, ng do
+  if renew_in(KEYS[g]) then renewed = renewed + 1 end
+end
+for h = 1, nh do
+  local holds, held = KEYS[ng + 2 * h - 1], KEYS[ng + 2 * h]
+  if renew_in(holds) then
+    extend(held, ttl)
+    renewed = renewed + 1
+  end
+end
+
+return { now, renewed }
+`;

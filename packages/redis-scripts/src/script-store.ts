@@ -1,0 +1,364 @@
+/**
+ * A generic `CounterStore` over the Lua scripts: it validates, encodes, runs one script per round trip
+ * through an injected executor, and decodes. The Redis store (standalone and Cluster) and the Upstash store
+ * are thin layers that only provide the executor.
+ */
+import {
+  type AdjustBatch,
+  type AdjustResult,
+  type AdmitBatch,
+  type AdmitResult,
+  type CounterStore,
+  type DeniedAt,
+  type LeaseRef,
+  type ReadQuery,
+  type ReadResult,
+  STORE_CONTRACT_VERSION,
+  TollgateError,
+  validateAdjustBatch,
+  validateAdmitBatch,
+  validateReadQuery,
+  validateRenew,
+} from "@tollgate/core";
+import {
+  decodeAdjust,
+  decodeAdmit,
+  decodeRead,
+  decodeRenew,
+  encodeAdjust,
+  encodeAdmit,
+  encodeRead,
+  encodeRenew,
+  type ScriptCall,
+} from "./codec.js";
+import { toStoreError } from "./errors.js";
+import type { ScriptExecutor } from "./executor.js";
+import { counterKeys, DEFAULT_PREFIX, gaugeKey, windowKey } from "./keys.js";
+
+/** Options of {@link createScriptStore}. */
+export interface ScriptStoreOptions {
+  /** Store name used in errors, e.g. `"redis"`, `"upstash"`. */
+  name: string;
+  /** Runs one script (one round trip). See {@link evalshaWithFallback}. */
+  exec: ScriptExecutor;
+  /** Prepended to every key, outside the braces. @default "tollgate:" */
+  prefix?: string;
+  /**
+   * Hash slot of a key. When given (Redis Cluster), a batch whose keys span several slots is split into one
+   * script per slot group, run in parallel; a denial in any group compensates the groups already applied.
+   * Without it every batch is one script, one round trip. @default undefined (single slot)
+   */
+  slotOf?: (key: string) => number;
+  /**
+   * Testing only: milliseconds added to the server clock inside every script, read on every call, so tests
+   * can move time forward without sleeping. @default () => 0
+   */
+  clockOffsetMs?: () => number;
+  /** Called once by the first `close()`, e.g. to quit a client the store owns. */
+  onClose?: () => Promise<void> | void;
+}
+
+/** Groups item indices by slot: one entry per slot, each holding the indices of every list. */
+function groupBySlot(slotOf: (key: string) => number, lists: string[][]): number[][][] {
+  const bySlot = new Map<number, number[][]>();
+  lists.forEach((keys, kind) => {
+    keys.forEach((key, i) => {
+      const slot = slotOf(key);
+      let group = bySlot.get(slot);
+      if (!group) {
+        group = lists.map(() => []);
+        bySlot.set(slot, group);
+      }
+      group[kind]!.push(i);
+    });
+  });
+  return [...bySlot.values()];
+}
+
+const pick = <T>(items: T[], idx: number[]): T[] => idx.map((i) => items[i]!);
+
+/** Orders denials the way the contract checks them: windows in order, then gauges. */
+function deniedRank(d: DeniedAt): number {
+  return d.type === "counter" ? d.window * 1e6 + d.counter : 1e15 + d.gauge;
+}
+
+class ScriptStore implements CounterStore {
+  readonly contractVersion = STORE_CONTRACT_VERSION;
+  readonly name: string;
+  private readonly exec: ScriptExecutor;
+  private readonly prefix: string;
+  private readonly slotOf: ((key: string) => number) | undefined;
+  private readonly clockOffsetMs: (() => number) | undefined;
+  private readonly onClose: (() => Promise<void> | void) | undefined;
+  private closed = false;
+
+  constructor(o: ScriptStoreOptions) {
+    this.name = o.name;
+    this.exec = o.exec;
+    this.prefix = o.prefix ?? DEFAULT_PREFIX;
+    this.slotOf = o.slotOf;
+    this.clockOffsetMs = o.clockOffsetMs;
+    this.onClose = o.onClose;
+  }
+
+  private opts() {
+    return { prefix: this.prefix, clockOffsetMs: this.clockOffsetMs ? this.clockOffsetMs() : 0 };
+  }
+
+  private checkOpen(): void {
+    if (this.closed) throw new TollgateError("STORE_CLOSED", `[${this.name}] the store is closed`);
+  }
+
+  private async run(call: ScriptCall): Promise<unknown> {
+    try {
+      return await this.exec(call.script, call.keys, call.args);
+    } catch (err) {
+      throw toStoreError(this.name, err);
+    }
+  }
+
+  async admit(batch: AdmitBatch): Promise<AdmitResult> {
+    this.checkOpen();
+    validateAdmitBatch(batch);
+    if (this.slotOf) {
+      const groups = groupBySlot(this.slotOf, [
+        batch.windows.map((w) => windowKey(this.prefix, w.key)),
+        batch.gauges.map((g) => gaugeKey(this.prefix, g.key, g.name)),
+      ]);
+      if (groups.length > 1) return this.admitAcrossSlots(batch, groups);
+    }
+    return this.admitOne(batch);
+  }
+
+  private async admitOne(batch: AdmitBatch): Promise<AdmitResult> {
+    return decodeAdmit(batch, await this.run(encodeAdmit(batch, this.opts())));
+  }
+
+  /**
+   * Cluster path: one script per slot group, in parallel. When a group denies (or fails), every group that
+   * applied is compensated with a window-guarded adjustment (counters back by their amounts) and a release
+   * of the lease on its gauges and holds. Between apply and compensate another request may see the higher
+   * count and be denied spuriously; it can never be admitted over a limit.
+   */
+  private async admitAcrossSlots(batch: AdmitBatch, groups: number[][][]): Promise<AdmitResult> {
+    const subs = groups.map(([w, g]) => ({
+      windows: pick(batch.windows, w!),
+      gauges: pick(batch.gauges, g!),
+      lease: batch.lease,
+    }));
+    const settled = await Promise.allSettled(subs.map((s) => this.admitOne(s)));
+    let failure: unknown;
+    let allAdmitted = true;
+    for (const s of settled) {
+      if (s.status === "rejected") failure ??= s.reason;
+      else if (!s.value.admitted) allAdmitted = false;
+    }
+    const windows: AdmitResult["windows"] = new Array(batch.windows.length);
+    const gauges: AdmitResult["gauges"] = new Array(batch.gauges.length);
+    if (failure === undefined && allAdmitted) {
+      let now = 0;
+      settled.forEach((s, gi) => {
+        const r = (s as PromiseFulfilledResult<AdmitResult>).value;
+        now = Math.max(now, r.now);
+        groups[gi]![0]!.forEach((wi, j) => {
+          windows[wi] = r.windows[j]!;
+        });
+        groups[gi]![1]!.forEach((gIdx, j) => {
+          gauges[gIdx] = r.gauges[j]!;
+        });
+      });
+      return { admitted: true, now, windows, gauges };
+    }
+    // Undo every group that applied, then answer as if nothing had been applied.
+    const undo: Promise<unknown>[] = [];
+    let now = 0;
+    let denied: DeniedAt | undefined;
+    settled.forEach((s, gi) => {
+      if (s.status !== "fulfilled") return;
+      const r = s.value;
+      const sub = subs[gi]!;
+      const [wIdx, gIdx] = groups[gi] as [number[], number[]];
+      now = Math.max(now, r.now);
+      if (r.admitted) {
+        undo.push(this.compensate(sub, r).catch(() => undefined));
+        sub.windows.forEach((w, j) => {
+          const st = r.windows[j]!;
+          windows[wIdx[j]!] = {
+            start: st.start,
+            counters: st.counters.map((c, ci) => ({
+              value: c.value - w.counters[ci]!.amount,
+              previous: c.previous,
+              held: Math.max(0, c.held - (w.counters[ci]!.hold ?? 0)),
+            })),
+          };
+        });
+        r.gauges.forEach((gs, j) => {
+          const inFlight = gs.inFlight - 1;
+          gauges[gIdx[j]!] = { inFlight, earliestExpiry: inFlight > 0 ? gs.earliestExpiry : null };
+        });
+      } else {
+        r.windows.forEach((ws, j) => {
+          windows[wIdx[j]!] = ws;
+        });
+        r.gauges.forEach((gs, j) => {
+          gauges[gIdx[j]!] = gs;
+        });
+        const d = r.denied!;
+        const global: DeniedAt =
+          d.type === "counter"
+            ? { type: "counter", window: wIdx[d.window]!, counter: d.counter }
+            : { type: "gauge", gauge: gIdx[d.gauge]! };
+        if (!denied || deniedRank(global) < deniedRank(denied)) denied = global;
+      }
+    });
+    await Promise.all(undo);
+    if (failure !== undefined) throw failure;
+    return { admitted: false, now, denied: denied!, windows, gauges };
+  }
+
+  private async compensate(sub: AdmitBatch, applied: AdmitResult): Promise<void> {
+    const lease = sub.lease;
+    const adjust: AdjustBatch = {
+      windows: sub.windows.map((w, j) => ({
+        key: w.key,
+        windowMs: w.windowMs,
+        algorithm: w.algorithm,
+        expectStart: applied.windows[j]!.start,
+        counters: w.counters.map((c) => ({ name: c.name, delta: -c.amount })),
+      })),
+    };
+    if (lease) {
+      adjust.release = {
+        id: lease.id,
+        gauges: sub.gauges.map((g) => ({ key: g.key, name: g.name })),
+        holds: sub.windows.flatMap((w) =>
+          w.counters.filter((c) => (c.hold ?? 0) > 0).map((c) => ({ key: w.key, name: c.name })),
+        ),
+      };
+    }
+    await this.run(encodeAdjust(adjust, this.opts()));
+  }
+
+  async adjust(batch: AdjustBatch): Promise<AdjustResult> {
+    this.checkOpen();
+    validateAdjustBatch(batch);
+    const rel = batch.release;
+    if (this.slotOf) {
+      const groups = groupBySlot(this.slotOf, [
+        batch.windows.map((w) => windowKey(this.prefix, w.key)),
+        rel ? rel.gauges.map((g) => gaugeKey(this.prefix, g.key, g.name)) : [],
+        rel ? rel.holds.map((h) => counterKeys(this.prefix, h.key, h.name)[2]) : [],
+      ]);
+      if (groups.length > 1) {
+        // Not atomic across slots (nothing can be); each slot group is atomic on its own.
+        const results = await Promise.all(
+          groups.map(([w, g, h]) => {
+            const sub: AdjustBatch = { windows: pick(batch.windows, w!) };
+            if (rel && (g!.length > 0 || h!.length > 0)) {
+              sub.release = { id: rel.id, gauges: pick(rel.gauges, g!), holds: pick(rel.holds, h!) };
+            }
+            return this.adjustOne(sub);
+          }),
+        );
+        const out: AdjustResult = {
+          now: 0,
+          applied: new Array(batch.windows.length),
+          windows: new Array(batch.windows.length),
+          released: 0,
+        };
+        results.forEach((r, gi) => {
+          out.now = Math.max(out.now, r.now);
+          out.released += r.released;
+          groups[gi]![0]!.forEach((wi, j) => {
+            out.applied[wi] = r.applied[j]!;
+            out.windows[wi] = r.windows[j]!;
+          });
+        });
+        return out;
+      }
+    }
+    return this.adjustOne(batch);
+  }
+
+  private async adjustOne(batch: AdjustBatch): Promise<AdjustResult> {
+    return decodeAdjust(batch, await this.run(encodeAdjust(batch, this.opts())));
+  }
+
+  async renew(lease: LeaseRef, ttlMs: number): Promise<number> {
+    this.checkOpen();
+    validateRenew(lease, ttlMs);
+    if (this.slotOf) {
+      const groups = groupBySlot(this.slotOf, [
+        lease.gauges.map((g) => gaugeKey(this.prefix, g.key, g.name)),
+        lease.holds.map((h) => counterKeys(this.prefix, h.key, h.name)[2]),
+      ]);
+      if (groups.length > 1) {
+        const counts = await Promise.all(
+          groups.map(([g, h]) =>
+            this.renewOne({ id: lease.id, gauges: pick(lease.gauges, g!), holds: pick(lease.holds, h!) }, ttlMs),
+          ),
+        );
+        return counts.reduce((a, b) => a + b, 0);
+      }
+    }
+    return this.renewOne(lease, ttlMs);
+  }
+
+  private async renewOne(lease: LeaseRef, ttlMs: number): Promise<number> {
+    return decodeRenew(await this.run(encodeRenew(lease, ttlMs, this.opts())));
+  }
+
+  async read(query: ReadQuery): Promise<ReadResult> {
+    this.checkOpen();
+    validateReadQuery(query);
+    if (this.slotOf) {
+      const groups = groupBySlot(this.slotOf, [
+        query.windows.map((w) => windowKey(this.prefix, w.key)),
+        query.gauges.map((g) => gaugeKey(this.prefix, g.key, g.name)),
+      ]);
+      if (groups.length > 1) {
+        const results = await Promise.all(
+          groups.map(([w, g]) => this.readOne({ windows: pick(query.windows, w!), gauges: pick(query.gauges, g!) })),
+        );
+        const out: ReadResult = {
+          now: 0,
+          windows: new Array(query.windows.length),
+          gauges: new Array(query.gauges.length),
+        };
+        results.forEach((r, gi) => {
+          out.now = Math.max(out.now, r.now);
+          groups[gi]![0]!.forEach((wi, j) => {
+            out.windows[wi] = r.windows[j]!;
+          });
+          groups[gi]![1]!.forEach((gIdx, j) => {
+            out.gauges[gIdx] = r.gauges[j]!;
+          });
+        });
+        return out;
+      }
+    }
+    return this.readOne(query);
+  }
+
+  private async readOne(query: ReadQuery): Promise<ReadResult> {
+    return decodeRead(query, await this.run(encodeRead(query, this.opts())));
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.onClose?.();
+  }
+}
+
+/**
+ * Creates a `CounterStore` that runs the shared Lua scripts through `exec`.
+ * @example
+ * const store = createScriptStore({
+ *   name: "redis",
+ *   exec: evalshaWithFallback({ evalsha: ..., eval: ... }),
+ * });
+ */
+export function createScriptStore(options: ScriptStoreOptions): CounterStore {
+  return new ScriptStore(options);
+}

@@ -1,0 +1,138 @@
+/**
+ * @tollgate/store-redis: the `CounterStore` on Redis and Redis Cluster (ioredis), one Lua script per
+ * admission, with a failure policy for when Redis is down.
+ */
+import { TollgateError } from "@tollgate/core";
+import {
+  createScriptStore,
+  DEFAULT_PREFIX,
+  evalshaWithFallback,
+  type FailurePolicy,
+  type ResilientStore,
+  type ScriptExecutor,
+  withFailurePolicy,
+} from "@tollgate/redis-scripts";
+import calculateSlot from "cluster-key-slot";
+import { Cluster, type ClusterNode, type ClusterOptions, Redis, type RedisOptions } from "ioredis";
+
+export type {
+  FailurePolicy,
+  ResilientStore,
+  StoreHealth,
+  StoreHealthEvent,
+} from "@tollgate/redis-scripts";
+
+/** Options of {@link createRedisStore}. Give exactly one of `client`, `connection` or `cluster`. */
+export interface RedisStoreOptions {
+  /**
+   * An ioredis `Redis` or `Cluster` client to use. The store never closes it. Its own settings apply; set
+   * `commandTimeout` and `maxRetriesPerRequest` on it yourself (see the README) for fast failure.
+   */
+  client?: Redis | Cluster;
+  /** A `redis://` URL or ioredis options for a standalone client the store creates and closes. */
+  connection?: string | RedisOptions;
+  /** Startup nodes (and options) for a Cluster client the store creates and closes. */
+  cluster?: { nodes: ClusterNode[]; options?: ClusterOptions };
+  /** Prepended to every key, outside the braces (`tollgate:{api_key:abc}:requests`). @default "tollgate:" */
+  prefix?: string;
+  /** What calls get while Redis is unavailable: `closed`, `open` or `fallback`. @default "closed" */
+  failurePolicy?: FailurePolicy;
+  /**
+   * Milliseconds after which a call counts as failed. Also the `commandTimeout` of a client the store creates.
+   * @default 100
+   */
+  timeoutMs?: number;
+  /** While degraded, at most one call per this many ms probes Redis; the first answer recovers. @default 1000 */
+  retryIntervalMs?: number;
+  /** `fallback` only: each limit is divided by this many instances on the local store. @default 1 */
+  fallbackInstances?: number;
+  /**
+   * Testing only: ms added to Redis' clock inside the scripts, read on every call (lets tests move time
+   * without sleeping). Never set it in production. @default () => 0
+   */
+  clockOffsetMs?: () => number;
+}
+
+/** Settings of clients the store creates: fail fast instead of queueing, reconnect forever. */
+function ownedClientDefaults(timeoutMs: number): RedisOptions {
+  return {
+    commandTimeout: timeoutMs,
+    // A dead Redis must not hold a request: no per-request retries; queued commands fail at the next
+    // failed reconnect attempt, and the timeout bounds everything else.
+    maxRetriesPerRequest: 0,
+    connectTimeout: Math.max(1000, timeoutMs),
+    // Reconnect forever with a capped backoff, so the store recovers by itself when Redis is back.
+    retryStrategy: (times: number) => Math.min(50 * times, 500),
+  };
+}
+
+function isCluster(client: Redis | Cluster): client is Cluster {
+  return (client as Cluster).isCluster === true;
+}
+
+function ioredisExecutor(client: Redis | Cluster): ScriptExecutor {
+  return evalshaWithFallback({
+    evalsha: (sha, keys, args) => client.evalsha(sha, keys.length, ...keys, ...args),
+    eval: (source, keys, args) => client.eval(source, keys.length, ...keys, ...args),
+  });
+}
+
+/**
+ * Creates the Redis `CounterStore`. Standalone: one round trip per admission, adjustment and renewal.
+ * Cluster: one script per hash-slot group, in parallel, with compensation when a group denies.
+ * @example
+ * import { Redis } from "ioredis";
+ * const store = createRedisStore({ client: new Redis(process.env.REDIS_URL!), failurePolicy: "fallback" });
+ * @example
+ * const store = createRedisStore({ connection: "redis://127.0.0.1:6379", timeoutMs: 50 });
+ * await store.close(); // quits the client it created
+ */
+export function createRedisStore(options: RedisStoreOptions): ResilientStore {
+  const given = [options.client, options.connection, options.cluster].filter((x) => x !== undefined).length;
+  if (given !== 1) {
+    throw new TollgateError("INVALID_ARGUMENT", "createRedisStore needs exactly one of client, connection or cluster");
+  }
+  const timeoutMs = options.timeoutMs ?? 100;
+  let client: Redis | Cluster;
+  let owned = false;
+  if (options.client) {
+    client = options.client;
+  } else if (options.cluster) {
+    const defaults = ownedClientDefaults(timeoutMs);
+    client = new Cluster(options.cluster.nodes, {
+      clusterRetryStrategy: defaults.retryStrategy,
+      ...options.cluster.options,
+      redisOptions: { ...defaults, ...options.cluster.options?.redisOptions },
+    });
+    owned = true;
+  } else {
+    const conn = options.connection!;
+    const defaults = ownedClientDefaults(timeoutMs);
+    client = typeof conn === "string" ? new Redis(conn, defaults) : new Redis({ ...defaults, ...conn });
+    owned = true;
+  }
+  if (owned) {
+    // Connection errors surface through calls (as STORE_UNAVAILABLE) and health events, not as unhandled events.
+    client.on("error", () => {});
+  }
+  const core = createScriptStore({
+    name: "redis",
+    exec: ioredisExecutor(client),
+    prefix: options.prefix ?? DEFAULT_PREFIX,
+    slotOf: isCluster(client) ? (key) => calculateSlot(key) : undefined,
+    clockOffsetMs: options.clockOffsetMs,
+    onClose: owned
+      ? async () => {
+          // QUIT lets pending replies arrive; a dead server cannot answer it, so bound the wait.
+          await Promise.race([client.quit().catch(() => undefined), new Promise((r) => setTimeout(r, timeoutMs))]);
+          client.disconnect();
+        }
+      : undefined,
+  });
+  return withFailurePolicy(core, {
+    policy: options.failurePolicy ?? "closed",
+    timeoutMs,
+    retryIntervalMs: options.retryIntervalMs,
+    instances: options.fallbackInstances,
+  });
+}
