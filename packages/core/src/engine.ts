@@ -1,6 +1,8 @@
 import { isNonNegativeInteger, TollgateError } from "./errors.js";
 import { DEFAULT_WINDOW_MS, descriptorKey, validateDescriptor } from "./scopes.js";
 import type {
+  AdjustBatch,
+  AdjustResult,
   AdjustWindowOp,
   AdmitBatch,
   AdmitResult,
@@ -16,6 +18,21 @@ import type {
 } from "./store.js";
 import { STORE_CONTRACT_VERSION } from "./store.js";
 import type { Denial, Descriptor, LimitStatus, LimitType } from "./types.js";
+import { trustBatch } from "./validate.js";
+
+/**
+ * Optional capability of in-process stores (the memory store has it): synchronous forms of `admit` and `adjust`
+ * with the same semantics. The engine uses them when present, saving a promise per store call.
+ */
+export interface SyncCounterStore {
+  admitSync(batch: AdmitBatch): AdmitResult;
+  adjustSync(batch: AdjustBatch): AdjustResult;
+}
+
+function syncOf(store: CounterStore): SyncCounterStore | undefined {
+  const s = store as CounterStore & Partial<SyncCounterStore>;
+  return typeof s.admitSync === "function" && typeof s.adjustSync === "function" ? (s as SyncCounterStore) : undefined;
+}
 
 /** Options of {@link createLimiter}. */
 export interface LimiterOptions {
@@ -61,8 +78,8 @@ interface ReservedWindow {
   windowMs: number;
   algorithm: WindowAlgorithm;
   start: number;
-  /** Names of the window's counters, in order (`requests`, `tokens`). */
-  counters: string[];
+  /** The descriptor has a tokens limit (the window has a `tokens` counter). */
+  hasTokens: boolean;
   tokens: number;
   requests: number;
 }
@@ -118,6 +135,7 @@ interface MutableReservation {
 }
 
 const GAUGE = "max_parallel_requests";
+const NONE: readonly Descriptor[] = [];
 
 type WindowShape = Pick<WindowSpec, "windowMs" | "algorithm">;
 
@@ -138,30 +156,35 @@ function windowCounters(d: Descriptor): string[] {
   return names;
 }
 
-/** Merges descriptors naming the same scope and value, keeping the strictest limit of each kind. */
+/**
+ * Merges descriptors naming the same scope and value, keeping the strictest limit of each kind. Requests carry a
+ * handful of descriptors, so a pairwise scan beats building a map.
+ */
 function dedupe(descriptors: readonly Descriptor[]): readonly Descriptor[] {
-  if (descriptors.length < 2) return descriptors;
-  const seen = new Map<string, number>();
+  const n = descriptors.length;
   let out: Descriptor[] | undefined;
-  for (let i = 0; i < descriptors.length; i++) {
+  for (let i = 1; i < n; i++) {
     const d = descriptors[i]!;
-    const key = descriptorKey(d);
-    const at = seen.get(key);
-    if (at === undefined) {
-      seen.set(key, out ? out.length : i);
-      out?.push(d);
-      continue;
+    for (let j = 0; j < i; j++) {
+      const e = descriptors[j]!;
+      if (e.value === d.value && e.scope === d.scope) {
+        out ??= descriptors.slice();
+        out[i] = undefined as unknown as Descriptor;
+        // merge into the first occurrence still present
+        let k = j;
+        while (out[k] === undefined) k--;
+        const prev = out[k]!;
+        out[k] = {
+          ...prev,
+          requests: minDefined(prev.requests, d.requests),
+          tokens: minDefined(prev.tokens, d.tokens),
+          maxParallel: minDefined(prev.maxParallel, d.maxParallel),
+        };
+        break;
+      }
     }
-    out ??= descriptors.slice(0, i);
-    const prev = out[at]!;
-    out[at] = {
-      ...prev,
-      requests: minDefined(prev.requests, d.requests),
-      tokens: minDefined(prev.tokens, d.tokens),
-      maxParallel: minDefined(prev.maxParallel, d.maxParallel),
-    };
   }
-  return out ?? descriptors;
+  return out ? out.filter((d) => d !== undefined) : descriptors;
 }
 
 function minDefined(a: number | undefined, b: number | undefined): number | undefined {
@@ -176,6 +199,7 @@ function minDefined(a: number | undefined, b: number | undefined): number | unde
  */
 export class Limiter {
   readonly store: CounterStore;
+  private readonly sync: SyncCounterStore | undefined;
   private readonly leaseTtlMs: number;
   private readonly createId: () => string;
   private readonly parallelRetryAfterMs: number;
@@ -188,6 +212,7 @@ export class Limiter {
       );
     }
     this.store = options.store;
+    this.sync = syncOf(options.store);
     this.leaseTtlMs = options.leaseTtlMs ?? 30_000;
     if (!Number.isSafeInteger(this.leaseTtlMs) || this.leaseTtlMs <= 0) {
       throw new TollgateError("INVALID_ARGUMENT", `leaseTtlMs must be a positive integer, got ${options.leaseTtlMs}`);
@@ -210,32 +235,33 @@ export class Limiter {
     if (plan.batch.windows.length === 0 && plan.batch.gauges.length === 0) {
       return { ok: true, reservation: this.reservation(id, tokens, [], undefined), statuses: [], now: 0 };
     }
-    const result = await this.store.admit(plan.batch);
-    const statuses = this.statuses(plan, result);
-    const degraded = result.degraded;
+    const result = this.sync ? this.sync.admitSync(plan.batch) : await this.store.admit(plan.batch);
     if (!result.admitted) {
+      const statuses = this.statuses(plan, result);
       const denial = this.denial(plan, result, statuses);
-      return degraded
-        ? { ok: false, denial, statuses, degraded, now: result.now }
-        : { ok: false, denial, statuses, now: result.now };
+      const out: Admission = { ok: false, denial, statuses, now: result.now };
+      if (result.degraded) out.degraded = result.degraded;
+      return out;
     }
-    const windows: ReservedWindow[] = plan.batch.windows.map((w, i) => ({
-      key: w.key,
-      windowMs: w.windowMs,
-      algorithm: w.algorithm,
-      start: result.windows[i]!.start,
-      counters: w.counters.map((c) => c.name),
-      tokens: plan.windowSources[i]!.tokens !== undefined ? tokens : 0,
-      requests: plan.windowSources[i]!.requests !== undefined ? 1 : 0,
-    }));
+    const windows: ReservedWindow[] = new Array(plan.batch.windows.length);
+    for (let i = 0; i < windows.length; i++) {
+      const w = plan.batch.windows[i]!;
+      const d = plan.windowSources[i]!;
+      windows[i] = {
+        key: w.key,
+        windowMs: w.windowMs,
+        algorithm: w.algorithm,
+        start: result.windows[i]!.start,
+        hasTokens: d.tokens !== undefined,
+        tokens: d.tokens !== undefined ? tokens : 0,
+        requests: d.requests !== undefined ? 1 : 0,
+      };
+    }
     const lease =
       plan.batch.gauges.length > 0
         ? { id, gauges: plan.batch.gauges.map((g) => ({ key: g.key, name: g.name })), holds: [] }
         : undefined;
-    const reservation = this.reservation(id, tokens, windows, lease);
-    return degraded
-      ? { ok: true, reservation, statuses, degraded, now: result.now }
-      : { ok: true, reservation, statuses, now: result.now };
+    return new Admitted(this.reservation(id, tokens, windows, lease), result, plan, this);
   }
 
   /**
@@ -247,16 +273,22 @@ export class Limiter {
     if (!isNonNegativeInteger(usage.tokens)) {
       throw new TollgateError("INVALID_AMOUNT", `usage.tokens must be a non-negative integer, got ${usage.tokens}`);
     }
-    const extra = usage.unreserved ? dedupe(usage.unreserved) : [];
-    extra.forEach(validateDescriptor);
+    const extra = usage.unreserved ? dedupe(usage.unreserved) : NONE;
+    for (const d of extra) validateDescriptor(d);
     const r = reservation as MutableReservation;
     if (r.state !== "open") return false;
     const ops: AdjustWindowOp[] = [];
     for (const w of r.windows) {
-      if (!w.counters.includes("tokens")) continue;
+      if (!w.hasTokens) continue;
       const delta = usage.tokens - w.tokens;
       if (delta !== 0) {
-        ops.push({ ...spec(w), expectStart: w.start, counters: [{ name: "tokens", delta }] });
+        ops.push({
+          key: w.key,
+          windowMs: w.windowMs,
+          algorithm: w.algorithm,
+          expectStart: w.start,
+          counters: [{ name: "tokens", delta }],
+        });
       }
     }
     if (usage.tokens > 0) {
@@ -310,8 +342,10 @@ export class Limiter {
   private async finish(r: MutableReservation, state: "settled" | "released", ops: AdjustWindowOp[]): Promise<boolean> {
     r.state = state; // claimed before awaiting: a concurrent second call is a no-op
     if (ops.length === 0 && r.lease === undefined) return true;
+    const batch: AdjustBatch = trustBatch(r.lease ? { windows: ops, release: r.lease } : { windows: ops });
     try {
-      await this.store.adjust(r.lease ? { windows: ops, release: r.lease } : { windows: ops });
+      if (this.sync) this.sync.adjustSync(batch);
+      else await this.store.adjust(batch);
     } catch (err) {
       r.state = "open"; // nothing was applied (adjust is atomic): the caller may retry
       throw err;
@@ -358,7 +392,8 @@ export class Limiter {
     return { batch, windowSources, gaugeSources, enforced, gaugeEnforced };
   }
 
-  private statuses(plan: Plan, result: AdmitResult): LimitStatus[] {
+  /** @internal */
+  statuses(plan: Plan, result: AdmitResult): LimitStatus[] {
     const out: LimitStatus[] = [];
     const { windows, gauges } = plan.batch;
     for (let i = 0; i < windows.length; i++) {
@@ -368,9 +403,17 @@ export class Limiter {
       for (let j = 0; j < w.counters.length; j++) {
         const c = w.counters[j]!;
         const used = usedOf(state.counters[j]!, w, state.start, result.now);
-        out.push(
-          status(d, c.name as LimitType, c.limit, used, state.start + w.windowMs, plan.enforced[i]!, result.admitted),
+        const st = status(
+          d,
+          c.name as LimitType,
+          c.limit,
+          used,
+          state.start + w.windowMs,
+          plan.enforced[i]!,
+          result.admitted,
         );
+        st.windowMs = w.windowMs;
+        out.push(st);
       }
     }
     for (let i = 0; i < gauges.length; i++) {
@@ -492,6 +535,29 @@ export function capacityAt(
   const nextRoom = (add > 0 ? limit - add : limit - 1e-9) - s.held;
   if (nextRoom < 0 || s.value === 0) return nextRoom < 0 ? end + W : end;
   return end + Math.max(0, Math.ceil(W * (1 - nextRoom / s.value)));
+}
+
+/** An admission whose statuses are computed on first access (most callers never read them). */
+class Admitted {
+  readonly ok = true as const;
+  readonly now: number;
+  readonly degraded?: "open" | "fallback";
+  #statuses: LimitStatus[] | undefined;
+
+  constructor(
+    readonly reservation: Reservation,
+    private readonly result: AdmitResult,
+    private readonly plan: Plan,
+    private readonly limiter: Limiter,
+  ) {
+    this.now = result.now;
+    if (result.degraded) this.degraded = result.degraded;
+  }
+
+  get statuses(): LimitStatus[] {
+    this.#statuses ??= this.limiter.statuses(this.plan, this.result);
+    return this.#statuses;
+  }
 }
 
 /** Creates a {@link Limiter}. */

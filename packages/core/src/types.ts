@@ -44,6 +44,8 @@ export interface LimitStatus {
   used: number;
   /** When the current window ends (ms since epoch); for gauges, the earliest lease expiry or now. */
   resetAt: number;
+  /** Window length in ms (absent for `max_parallel_requests`). */
+  windowMs?: number;
   /** The limit is over (or would be) but is not enforced: shadow mode or an inactive condition. */
   wouldDeny: boolean;
   /** False when the descriptor is in shadow mode or its condition is off. */

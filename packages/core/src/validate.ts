@@ -2,11 +2,15 @@ import { isNonNegativeInteger, isSafeInteger, TollgateError } from "./errors.js"
 import type { AdjustBatch, AdmitBatch, LeaseRef, ReadQuery, WindowSpec } from "./store.js";
 
 const NAME = /^[A-Za-z0-9_]+$/;
+/** Names already seen valid: the hot path checks a Set instead of running the regex (bounded). */
+const validNames = new Set<string>(["requests", "tokens", "max_parallel_requests"]);
 
 function checkName(name: unknown, what: string): void {
+  if (validNames.has(name as string)) return;
   if (typeof name !== "string" || !NAME.test(name)) {
     throw new TollgateError("INVALID_ARGUMENT", `${what} must match [A-Za-z0-9_]+, got ${JSON.stringify(name)}`);
   }
+  if (validNames.size < 1024) validNames.add(name);
 }
 
 function checkKey(key: unknown, what: string): void {
@@ -41,8 +45,21 @@ function checkLeaseRef(ref: LeaseRef): void {
   }
 }
 
+/**
+ * Batches the engine built from validated descriptors: validating them again in the store would only cost time.
+ * Stores still validate everything else (hand-built batches, other callers).
+ */
+const trusted = new WeakSet<object>();
+
+/** @internal Marks a batch built by the engine from validated input, so stores skip re-validating it. */
+export function trustBatch<T extends object>(batch: T): T {
+  trusted.add(batch);
+  return batch;
+}
+
 /** Checks a batch before any data is touched. Stores call it so every store rejects the same input the same way. */
 export function validateAdmitBatch(batch: AdmitBatch): void {
+  if (trusted.has(batch)) return;
   let needsLease = batch.gauges.length > 0;
   batch.windows.forEach((w, i) => {
     checkWindow(w, i);
@@ -97,6 +114,7 @@ export function validateAdmitBatch(batch: AdmitBatch): void {
 
 /** Checks an adjustment before any data is touched. */
 export function validateAdjustBatch(batch: AdjustBatch): void {
+  if (trusted.has(batch)) return;
   batch.windows.forEach((w, i) => {
     checkWindow(w, i);
     if (w.expectStart !== undefined && !isSafeInteger(w.expectStart)) {

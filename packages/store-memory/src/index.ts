@@ -257,7 +257,7 @@ export class MemoryStore implements CounterStore {
     const states: WindowState[] = new Array(batch.windows.length);
     for (let i = 0; i < batch.windows.length; i++) {
       const w = batch.windows[i]!;
-      let entry = this.windowEntry(w.key);
+      let entry = this.peekWindow(w.key);
       const roll = rollOf(entry, w, now);
       const ok = w.expectStart === undefined || (roll === KEEP && entry!.start === w.expectStart);
       applied[i] = ok;
@@ -326,7 +326,7 @@ export class MemoryStore implements CounterStore {
   private releaseLease(ref: LeaseRef, now: number): number {
     let removed = 0;
     for (const g of ref.gauges) {
-      const entry = this.gaugeEntry(g.key, g.name);
+      const entry = this.peekGauge(g.key, g.name);
       const expiry = entry?.leases.get(ref.id);
       if (expiry !== undefined) {
         entry!.leases.delete(ref.id);
@@ -334,7 +334,7 @@ export class MemoryStore implements CounterStore {
       }
     }
     for (const h of ref.holds) {
-      const holds = this.windowEntry(h.key)?.counters.get(h.name)?.holds;
+      const holds = this.peekWindow(h.key)?.counters.get(h.name)?.holds;
       const hold = holds?.get(ref.id);
       if (hold !== undefined) {
         holds!.delete(ref.id);
