@@ -1,0 +1,96 @@
+import { TollgateError } from "@tollgate/core";
+import { parseDuration } from "./duration.js";
+import { MAX_NANO, type Nano, parseUsd } from "./money.js";
+import { createSchedule, type ResetMode, type Schedule } from "./schedule.js";
+import type { BudgetRef, BudgetScope, BudgetSpec } from "./types.js";
+import { checkTimeZone } from "./tz.js";
+
+const SCOPES = new Set<BudgetScope>(["key", "user", "team", "team_member", "end_user", "organization", "global"]);
+
+/** A budget spec checked and compiled once: money in nano-USD, schedule, store key base. */
+export interface CompiledBudget {
+  ref: BudgetRef;
+  /** Key alias (messages only). */
+  alias: string | undefined;
+  /** `{budget:<scope>:<id>...}`: the store base key without the period. */
+  base: string;
+  /** Maximum in nano-USD, or null for track-only. */
+  max: Nano | null;
+  soft: Nano | null;
+  /** The store limit: `max`, or the largest counter value for track-only budgets. */
+  limit: Nano;
+  /** False when the budget only counts (no maximum, or shadow). */
+  enforce: boolean;
+  schedule: Schedule;
+}
+
+/** Engine-wide defaults a spec may override. */
+export interface CompileDefaults {
+  timeZone: string;
+  reset: ResetMode;
+  keyPrefix: string;
+}
+
+function checkId(value: unknown, what: string): string {
+  if (typeof value !== "string" || value.length === 0 || value.includes("{") || value.includes("}")) {
+    throw new TollgateError(
+      "INVALID_SCOPE",
+      `${what} must be a non-empty string without { or }, got ${JSON.stringify(value)}`,
+    );
+  }
+  return value;
+}
+
+/** The store base key of a budget identity, e.g. `{budget:team_member:t1:u1}` or `{budget:key:abc:model:gpt-4o}`. */
+export function baseKeyOf(ref: BudgetRef, keyPrefix: string): string {
+  const who = ref.scope === "team_member" ? `${ref.teamId}:${ref.id}` : ref.id;
+  return `{${keyPrefix}:${ref.scope}:${who}${ref.model === undefined ? "" : `:model:${ref.model}`}}`;
+}
+
+/**
+ * Checks and compiles a budget spec.
+ * @throws TollgateError `INVALID_SCOPE`, `INVALID_AMOUNT`, `INVALID_DURATION` or `INVALID_ARGUMENT`.
+ */
+export function compileBudget(spec: BudgetSpec, defaults: CompileDefaults): CompiledBudget {
+  if (!SCOPES.has(spec.scope)) {
+    throw new TollgateError("INVALID_SCOPE", `unknown budget scope ${JSON.stringify(spec.scope)}`);
+  }
+  const ref: BudgetRef = { scope: spec.scope, id: checkId(spec.id, `${spec.scope} budget id`) };
+  if (spec.scope === "team_member") ref.teamId = checkId(spec.teamId, "team_member budget teamId");
+  if (spec.model !== undefined) ref.model = checkId(spec.model, "budget model");
+  const what = `${spec.scope} budget ${spec.id}`;
+  // Budgets finer than 1e-9 USD round down (LiteLLM's docs use 0.000000000001 to mean "nothing").
+  const max = spec.maxBudget === null ? null : parseUsd(spec.maxBudget, `${what} maxBudget`, { subNano: "floor" });
+  const soft =
+    spec.softBudget === null || spec.softBudget === undefined
+      ? null
+      : parseUsd(spec.softBudget, `${what} softBudget`, { subNano: "floor" });
+  const schedule = createSchedule({
+    duration: parseDuration(spec.duration),
+    reset: spec.reset ?? defaults.reset,
+    timeZone: spec.timeZone === undefined ? defaults.timeZone : checkTimeZone(spec.timeZone),
+    ...(spec.startedAt === undefined ? {} : { anchor: spec.startedAt }),
+  });
+  return {
+    ref,
+    alias: spec.alias,
+    base: baseKeyOf(ref, defaults.keyPrefix),
+    max,
+    soft,
+    limit: max ?? MAX_NANO,
+    enforce: max !== null && spec.shadow !== true,
+    schedule,
+  };
+}
+
+/** A cheap fingerprint of everything that changes a compiled budget. */
+export function fingerprint(s: BudgetSpec): string {
+  return `${s.scope}\u0001${s.id}\u0001${s.teamId}\u0001${s.model}\u0001${s.maxBudget}\u0001${s.softBudget}\u0001${s.duration}\u0001${s.reset}\u0001${s.timeZone}\u0001${s.startedAt}\u0001${s.alias}\u0001${s.shadow}`;
+}
+
+/** Whether a per-model budget applies to a request model: exact name, or either side's part after the last `/`. */
+export function modelMatches(budgetModel: string, requestModel: string): boolean {
+  if (budgetModel === requestModel) return true;
+  const tail = (m: string) => m.slice(m.lastIndexOf("/") + 1);
+  return tail(budgetModel) === tail(requestModel);
+}

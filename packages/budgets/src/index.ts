@@ -1,0 +1,43 @@
+export {
+  type BudgetStatus,
+  type Budgets,
+  type BudgetsOptions,
+  createBudgets,
+  type HydrateTotal,
+  type Reservation,
+  type ReserveRequest,
+  type ReserveResult,
+  type SettleResult,
+} from "./budgets.js";
+export { baseKeyOf, type CompiledBudget, compileBudget, modelMatches } from "./compile.js";
+export { type Duration, type DurationUnit, formatDuration, parseDuration } from "./duration.js";
+export { budgetErrorBody, formatBudgetExceeded } from "./messages.js";
+export {
+  formatUsd,
+  MAX_NANO,
+  NANO_PER_USD,
+  type Nano,
+  nanoToUsdNumber,
+  parseUsd,
+  pythonFloat,
+  type SubNano,
+  type Usd,
+} from "./money.js";
+export { DEFAULT_PRICES, PRICES_DATE } from "./prices.js";
+export {
+  compilePrice,
+  costOf,
+  createPriceBook,
+  type ModelPrice,
+  type ModelPriceInput,
+  type PriceBook,
+  type PriceTable,
+  type Usage,
+  usageFromAnthropic,
+  usageFromOpenAI,
+  worstCaseCost,
+} from "./pricing.js";
+export { createSchedule, type Period, type ResetMode, type Schedule, type ScheduleOptions } from "./schedule.js";
+export { throttledLimit } from "./throttle.js";
+export type { BudgetDenial, BudgetEvent, BudgetRef, BudgetScope, BudgetSpec, SpendRecord, SpendSink } from "./types.js";
+export { checkTimeZone } from "./tz.js";

@@ -1,0 +1,174 @@
+import { TollgateError } from "@tollgate/core";
+import { describe, expect, it } from "vitest";
+import { checkTimeZone, createSchedule, parseDuration } from "../src/index.js";
+
+const T = (iso: string) => Date.parse(iso);
+const iso = (ms: number) => new Date(ms).toISOString();
+
+function period(
+  duration: string,
+  at: string,
+  opts: { timeZone?: string; reset?: "calendar" | "rolling"; anchor?: string } = {},
+) {
+  const s = createSchedule({
+    duration: parseDuration(duration),
+    timeZone: opts.timeZone ?? "UTC",
+    reset: opts.reset ?? "calendar",
+    ...(opts.anchor === undefined ? {} : { anchor: T(opts.anchor) }),
+  });
+  const p = s.periodAt(T(at));
+  return [iso(p.start), iso(p.end)];
+}
+
+describe("calendar boundaries in UTC (LiteLLM's standardized reset times)", () => {
+  it("1d resets at the next midnight", () => {
+    expect(period("1d", "2026-11-23T12:00:00Z")).toEqual(["2026-11-23T00:00:00.000Z", "2026-11-24T00:00:00.000Z"]);
+  });
+  it("7d and 1w reset on Monday 00:00", () => {
+    const monday = ["2026-11-23T00:00:00.000Z", "2026-11-30T00:00:00.000Z"];
+    expect(period("7d", "2026-11-23T00:00:00Z")).toEqual(monday);
+    expect(period("1w", "2026-11-29T23:59:59.999Z")).toEqual(monday);
+  });
+  it("30d and 1mo reset on the 1st of the next month, across year and month ends", () => {
+    expect(period("30d", "2026-12-31T23:59:59.999Z")).toEqual(["2026-12-01T00:00:00.000Z", "2027-01-01T00:00:00.000Z"]);
+    expect(period("1mo", "2027-01-01T00:00:00Z")).toEqual(["2027-01-01T00:00:00.000Z", "2027-02-01T00:00:00.000Z"]);
+    expect(period("1mo", "2026-04-30T23:59:59.999Z")).toEqual(["2026-04-01T00:00:00.000Z", "2026-05-01T00:00:00.000Z"]);
+  });
+  it("handles the leap day 2028-02-29", () => {
+    expect(period("1mo", "2028-02-29T23:59:59.999Z")).toEqual(["2028-02-01T00:00:00.000Z", "2028-03-01T00:00:00.000Z"]);
+    expect(period("1d", "2028-02-29T00:00:00Z")).toEqual(["2028-02-29T00:00:00.000Z", "2028-03-01T00:00:00.000Z"]);
+    expect(period("1d", "2028-02-28T23:59:59.999Z")).toEqual(["2028-02-28T00:00:00.000Z", "2028-02-29T00:00:00.000Z"]);
+    // 2028-02-29 is a Tuesday: its week started Monday the 28th.
+    expect(period("1w", "2028-02-29T12:00:00Z")).toEqual(["2028-02-28T00:00:00.000Z", "2028-03-06T00:00:00.000Z"]);
+  });
+  it("Nh resets at the next hour divisible by N, Nm and Ns likewise", () => {
+    expect(period("6h", "2026-11-23T13:00:00Z")).toEqual(["2026-11-23T12:00:00.000Z", "2026-11-23T18:00:00.000Z"]);
+    expect(period("1h", "2026-11-23T23:30:00Z")).toEqual(["2026-11-23T23:00:00.000Z", "2026-11-24T00:00:00.000Z"]);
+    expect(period("15m", "2026-11-23T10:44:59Z")).toEqual(["2026-11-23T10:30:00.000Z", "2026-11-23T10:45:00.000Z"]);
+    expect(period("30s", "2026-11-23T10:44:59Z")).toEqual(["2026-11-23T10:44:30.000Z", "2026-11-23T10:45:00.000Z"]);
+  });
+  it("a boundary instant starts the new period (reset is exact)", () => {
+    expect(period("1d", "2026-11-24T00:00:00Z")[0]).toBe("2026-11-24T00:00:00.000Z");
+    expect(period("1d", "2026-11-23T23:59:59.999Z")[1]).toBe("2026-11-24T00:00:00.000Z");
+  });
+  it("other day counts step every N days from the anchor's midnight", () => {
+    const opts = { anchor: "2026-11-23T12:00:00Z" };
+    expect(period("3d", "2026-11-27T05:00:00Z", opts)).toEqual([
+      "2026-11-26T00:00:00.000Z",
+      "2026-11-29T00:00:00.000Z",
+    ]);
+    expect(period("3d", "2026-11-23T12:00:00Z", opts)).toEqual([
+      "2026-11-23T00:00:00.000Z",
+      "2026-11-26T00:00:00.000Z",
+    ]);
+  });
+  it("durations that do not divide a day use fixed periods from the anchor", () => {
+    expect(period("7h", "2026-11-23T13:00:00Z", { anchor: "2026-11-23T10:00:00Z" })).toEqual([
+      "2026-11-23T10:00:00.000Z",
+      "2026-11-23T17:00:00.000Z",
+    ]);
+  });
+  it("never-resetting budgets have one endless period", () => {
+    const s = createSchedule({ duration: parseDuration("none") });
+    expect(s.periodAt(0).end).toBe(Number.POSITIVE_INFINITY);
+    expect(s.periodAt(T("2030-01-01T00:00:00Z")).id).toBe("never");
+  });
+});
+
+describe("calendar boundaries in a time zone", () => {
+  const ny = { timeZone: "America/New_York" };
+  const kolkata = { timeZone: "Asia/Kolkata" };
+  it("Asia/Kolkata (+05:30): midnight and the 1st of the month are local", () => {
+    expect(period("1d", "2026-11-23T18:00:00Z", kolkata)).toEqual([
+      "2026-11-22T18:30:00.000Z",
+      "2026-11-23T18:30:00.000Z",
+    ]);
+    expect(period("1d", "2026-11-23T18:30:00Z", kolkata)).toEqual([
+      "2026-11-23T18:30:00.000Z",
+      "2026-11-24T18:30:00.000Z",
+    ]);
+    expect(period("1mo", "2026-11-30T18:29:59.999Z", kolkata)).toEqual([
+      "2026-10-31T18:30:00.000Z",
+      "2026-11-30T18:30:00.000Z",
+    ]);
+    expect(period("1mo", "2028-02-29T18:30:00Z", kolkata)).toEqual([
+      "2028-02-29T18:30:00.000Z",
+      "2028-03-31T18:30:00.000Z",
+    ]);
+  });
+  it("America/New_York spring forward: the day has 23 hours, 1h periods skip the missing hour", () => {
+    expect(period("1d", "2026-03-08T05:30:00Z", ny)).toEqual(["2026-03-08T05:00:00.000Z", "2026-03-09T04:00:00.000Z"]);
+    // 01:30 EST -> the next local hour is 03:00 EDT (02:00 does not exist), at 07:00Z.
+    expect(period("1h", "2026-03-08T06:30:00Z", ny)).toEqual(["2026-03-08T06:00:00.000Z", "2026-03-08T07:00:00.000Z"]);
+    expect(period("1h", "2026-03-08T07:00:00Z", ny)).toEqual(["2026-03-08T07:00:00.000Z", "2026-03-08T08:00:00.000Z"]);
+  });
+  it("America/New_York fall back: the day has 25 hours", () => {
+    expect(period("1d", "2026-11-01T12:00:00Z", ny)).toEqual(["2026-11-01T04:00:00.000Z", "2026-11-02T05:00:00.000Z"]);
+    // The repeated 01:00-02:00 hour belongs to one period that ends at 02:00 EST.
+    expect(period("1h", "2026-11-01T05:30:00Z", ny)).toEqual(["2026-11-01T05:00:00.000Z", "2026-11-01T07:00:00.000Z"]);
+    expect(period("1h", "2026-11-01T06:30:00Z", ny)).toEqual(["2026-11-01T05:00:00.000Z", "2026-11-01T07:00:00.000Z"]);
+  });
+  it("America/New_York weeks start Monday 00:00 local and months on the 1st local", () => {
+    expect(period("1w", "2026-11-23T04:59:59Z", ny)).toEqual(["2026-11-16T05:00:00.000Z", "2026-11-23T05:00:00.000Z"]);
+    expect(period("30d", "2026-12-01T04:59:59.999Z", ny)).toEqual([
+      "2026-11-01T04:00:00.000Z",
+      "2026-12-01T05:00:00.000Z",
+    ]);
+  });
+  it("consecutive periods tile time without gaps across a DST change", () => {
+    const s = createSchedule({ duration: parseDuration("1h"), timeZone: "America/New_York" });
+    let t = T("2026-03-07T20:00:00Z");
+    for (let i = 0; i < 48; i++) {
+      const p = s.periodAt(t);
+      expect(p.start).toBeLessThanOrEqual(t);
+      expect(s.periodAt(p.end - 1).end).toBe(p.end);
+      expect(s.periodAt(p.end).start).toBe(p.end);
+      t = p.end;
+    }
+  });
+  it("rejects an unknown zone", () => {
+    expect(() => checkTimeZone("Mars/Olympus")).toThrowError(TollgateError);
+  });
+});
+
+describe("rolling periods from the budget's start", () => {
+  it("1mo from Jan 31 clamps to the month end (leap year) and keeps the anchor day", () => {
+    const opts = { reset: "rolling" as const, anchor: "2028-01-31T10:00:00Z" };
+    expect(period("1mo", "2028-02-15T00:00:00Z", opts)).toEqual([
+      "2028-01-31T10:00:00.000Z",
+      "2028-02-29T10:00:00.000Z",
+    ]);
+    expect(period("1mo", "2028-02-29T10:00:00Z", opts)).toEqual([
+      "2028-02-29T10:00:00.000Z",
+      "2028-03-31T10:00:00.000Z",
+    ]);
+  });
+  it("1d rolls every 24h from the start", () => {
+    const opts = { reset: "rolling" as const, anchor: "2026-11-23T13:37:00Z" };
+    expect(period("1d", "2026-11-25T00:00:00Z", opts)).toEqual([
+      "2026-11-24T13:37:00.000Z",
+      "2026-11-25T13:37:00.000Z",
+    ]);
+  });
+  it("needs a start time", () => {
+    expect(() => createSchedule({ duration: parseDuration("1d"), reset: "rolling" })).toThrowError(/start/);
+  });
+});
+
+describe("schedule identity", () => {
+  it("a different duration, zone or mode is a different schedule (a fresh period)", () => {
+    const tags = new Set(
+      [
+        createSchedule({ duration: parseDuration("1d") }),
+        createSchedule({ duration: parseDuration("2d") }),
+        createSchedule({ duration: parseDuration("1d"), timeZone: "Asia/Kolkata" }),
+        createSchedule({ duration: parseDuration("1d"), reset: "rolling", anchor: 5 }),
+      ].map((s) => s.tag),
+    );
+    expect(tags.size).toBe(4);
+  });
+  it("the store window outlasts the longest period", () => {
+    const s = createSchedule({ duration: parseDuration("1mo") });
+    expect(s.windowMs).toBeGreaterThan(31 * 86_400_000);
+  });
+});
