@@ -30,9 +30,11 @@ export interface ScriptCall {
 export interface EncodeOptions {
   /** Key prefix placed before the braces, e.g. `"tollgate:"`. */
   prefix: string;
-  /** Test-only offset in ms added to the server clock inside the script. @default 0 */
-  clockOffsetMs?: number;
+  /** Testing only: the clock in ms the script uses instead of server TIME. @default undefined (server TIME) */
+  testNowMs?: number;
 }
+
+const clockArg = (opts: EncodeOptions): string => (opts.testNowMs === undefined ? "" : String(opts.testNowMs));
 
 const flag = (b: boolean): string => (b ? "1" : "0");
 
@@ -47,7 +49,7 @@ export function encodeAdmit(batch: AdmitBatch, opts: EncodeOptions): ScriptCall 
   const keys: string[] = [];
   const lease = batch.lease;
   const args: string[] = [
-    String(opts.clockOffsetMs ?? 0),
+    clockArg(opts),
     lease ? lease.id : "",
     lease ? String(lease.ttlMs) : "0",
     String(batch.windows.length),
@@ -74,7 +76,7 @@ export function encodeAdjust(batch: AdjustBatch, opts: EncodeOptions): ScriptCal
   const keys: string[] = [];
   const rel = batch.release;
   const args: string[] = [
-    String(opts.clockOffsetMs ?? 0),
+    clockArg(opts),
     rel ? rel.id : "",
     String(batch.windows.length),
     String(rel ? rel.gauges.length : 0),
@@ -114,13 +116,7 @@ export function encodeRenew(lease: LeaseRef, ttlMs: number, opts: EncodeOptions)
     const [, , holds, held] = counterKeys(prefix, h.key, h.name);
     keys.push(holds, held);
   }
-  const args = [
-    String(opts.clockOffsetMs ?? 0),
-    lease.id,
-    String(ttlMs),
-    String(lease.gauges.length),
-    String(lease.holds.length),
-  ];
+  const args = [clockArg(opts), lease.id, String(ttlMs), String(lease.gauges.length), String(lease.holds.length)];
   return { script: RENEW_SCRIPT, keys, args };
 }
 
@@ -128,7 +124,7 @@ export function encodeRenew(lease: LeaseRef, ttlMs: number, opts: EncodeOptions)
 export function encodeRead(query: ReadQuery, opts: EncodeOptions): ScriptCall {
   const { prefix } = opts;
   const keys: string[] = [];
-  const args: string[] = [String(opts.clockOffsetMs ?? 0), String(query.windows.length), String(query.gauges.length)];
+  const args: string[] = [clockArg(opts), String(query.windows.length), String(query.gauges.length)];
   for (const w of query.windows) {
     keys.push(windowKey(prefix, w.key));
     args.push(String(w.windowMs), flag(w.algorithm === "sliding"), String(w.counters.length));

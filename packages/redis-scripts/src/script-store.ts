@@ -50,10 +50,10 @@ export interface ScriptStoreOptions {
    */
   slotOf?: (key: string) => number;
   /**
-   * Testing only: milliseconds added to the server clock inside every script, read on every call, so tests
-   * can move time forward without sleeping. @default () => 0
+   * Testing only: the store clock in ms, read on every call and used by the scripts instead of server TIME,
+   * so tests can move time without sleeping. @default undefined (server TIME)
    */
-  clockOffsetMs?: () => number;
+  testClock?: () => number;
   /** Called once by the first `close()`, e.g. to quit a client the store owns. */
   onClose?: () => Promise<void> | void;
 }
@@ -88,7 +88,7 @@ class ScriptStore implements CounterStore {
   private readonly exec: ScriptExecutor;
   private readonly prefix: string;
   private readonly slotOf: ((key: string) => number) | undefined;
-  private readonly clockOffsetMs: (() => number) | undefined;
+  private readonly testClock: (() => number) | undefined;
   private readonly onClose: (() => Promise<void> | void) | undefined;
   private closed = false;
 
@@ -97,12 +97,12 @@ class ScriptStore implements CounterStore {
     this.exec = o.exec;
     this.prefix = o.prefix ?? DEFAULT_PREFIX;
     this.slotOf = o.slotOf;
-    this.clockOffsetMs = o.clockOffsetMs;
+    this.testClock = o.testClock;
     this.onClose = o.onClose;
   }
 
   private opts() {
-    return { prefix: this.prefix, clockOffsetMs: this.clockOffsetMs ? this.clockOffsetMs() : 0 };
+    return { prefix: this.prefix, testNowMs: this.testClock?.() };
   }
 
   private checkOpen(): void {

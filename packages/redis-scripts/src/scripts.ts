@@ -22,10 +22,10 @@ export type ScriptName = "admit" | "adjust" | "renew" | "read";
  */
 // BEGIN SHAS
 const SHAS = {
-  admit: "06cdf295b2dd39781c6c03f8e06df35a7a0b3f8a",
-  adjust: "c80f4977546c780cb23de480829516e0dff7421d",
-  renew: "06040ee73c1a62feaea2f0f26921d344fe1add12",
-  read: "b2ac07a88c92c3c7876a3e7f53fbb4a361613ffd",
+  admit: "6a7be26e0c3de0b9a2e7c35036f6002c78c6ab1b",
+  adjust: "c14fa165296314c21ddbd011a281768112320c85",
+  renew: "96ee4eb6dd9b10f9e92615ef280b0d42e0ae19b5",
+  read: "61aea2699883cffa8e3798949e7bd99bbe1b8b9f",
 } as const;
 // END SHAS
 

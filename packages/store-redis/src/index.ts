@@ -47,10 +47,10 @@ export interface RedisStoreOptions {
   /** `fallback` only: each limit is divided by this many instances on the local store. @default 1 */
   fallbackInstances?: number;
   /**
-   * Testing only: ms added to Redis' clock inside the scripts, read on every call (lets tests move time
-   * without sleeping). Never set it in production. @default () => 0
+   * Testing only: the store clock in ms, used by the scripts instead of Redis TIME (lets tests move time
+   * without sleeping). Never set it in production: instances would stop agreeing on time. @default undefined
    */
-  clockOffsetMs?: () => number;
+  testClock?: () => number;
 }
 
 /** Settings of clients the store creates: fail fast instead of queueing, reconnect forever. */
@@ -120,7 +120,7 @@ export function createRedisStore(options: RedisStoreOptions): ResilientStore {
     exec: ioredisExecutor(client),
     prefix: options.prefix ?? DEFAULT_PREFIX,
     slotOf: isCluster(client) ? (key) => calculateSlot(key) : undefined,
-    clockOffsetMs: options.clockOffsetMs,
+    testClock: options.testClock,
     onClose: owned
       ? async () => {
           // QUIT lets pending replies arrive; a dead server cannot answer it, so bound the wait.

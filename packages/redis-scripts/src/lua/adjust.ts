@@ -11,7 +11,7 @@ import { PRELUDE } from "./prelude.js";
  * - per released hold: `P{base}:<name>:holds`, `P{base}:<name>:held`
  *
  * ARGV:
- * - `ARGV[1]` clock offset in ms (0 in production)
+ * - `ARGV[1]` test clock in ms (`""` in production: server TIME)
  * - `ARGV[2]` lease id to release (`""` for none)
  * - `ARGV[3]` number of windows, `ARGV[4]` number of released gauges, `ARGV[5]` number of released holds
  * - per window: windowMs, sliding (`1`/`0`), has guard (`1`/`0`), expected start (ms, 0 without guard),
@@ -25,7 +25,7 @@ import { PRELUDE } from "./prelude.js";
  * Values never go below 0. Errors as in `admit`.
  */
 export const ADJUST_LUA = `${PRELUDE}
-local now = clock(tonumber(ARGV[1]))
+local now = clock(ARGV[1])
 local id = ARGV[2]
 local nw = tonumber(ARGV[3])
 local nrg = tonumber(ARGV[4])

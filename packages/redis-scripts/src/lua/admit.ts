@@ -13,7 +13,7 @@ import { PRELUDE } from "./prelude.js";
  * - per gauge g: `P{base}:<name>` sorted set lease id -> expiry ms
  *
  * ARGV:
- * - `ARGV[1]` clock offset in ms added to server TIME (0 in production; tests inject time with it)
+ * - `ARGV[1]` test clock in ms replacing server TIME (`""` in production; tests inject time with it)
  * - `ARGV[2]` lease id (`""` when the batch has no lease)
  * - `ARGV[3]` lease TTL in ms (0 when no lease)
  * - `ARGV[4]` number of windows, `ARGV[5]` number of gauges
@@ -30,7 +30,7 @@ import { PRELUDE } from "./prelude.js";
  * both are raised before any write except prunes of expired entries.
  */
 export const ADMIT_LUA = `${PRELUDE}
-local now = clock(tonumber(ARGV[1]))
+local now = clock(ARGV[1])
 local id = ARGV[2]
 local ttl = tonumber(ARGV[3])
 local nw = tonumber(ARGV[4])

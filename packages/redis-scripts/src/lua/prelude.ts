@@ -36,10 +36,11 @@ local function count(key, raw)
   return n
 end
 
--- The store clock: server TIME in ms, plus a test-only offset (ARGV[1] of every script).
-local function clock(offset)
+-- The store clock: server TIME in ms, unless a test clock is injected (ARGV[1] of every script).
+local function clock(injected)
+  if injected ~= '' then return tonumber(injected) end
   local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + offset
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
 -- Rolls a window (contract step 3). Returns start and kind: 0 current, 1 fresh, 2 shifted (sliding).

@@ -10,7 +10,7 @@ import { PRELUDE } from "./prelude.js";
  * - per gauge: `P{base}:<name>` (sorted set lease id -> expiry)
  *
  * ARGV:
- * - `ARGV[1]` clock offset in ms (0 in production)
+ * - `ARGV[1]` test clock in ms (`""` in production: server TIME)
  * - `ARGV[2]` number of windows, `ARGV[3]` number of gauges
  * - per window: windowMs, sliding (`1`/`0`), number of counters
  *
@@ -18,7 +18,7 @@ import { PRELUDE } from "./prelude.js";
  * then per gauge: inFlight, earliest expiry (-1 = none).
  */
 export const READ_LUA = `${PRELUDE}
-local now = clock(tonumber(ARGV[1]))
+local now = clock(ARGV[1])
 local nw = tonumber(ARGV[2])
 local ng = tonumber(ARGV[3])
 local a, k = 4, 1

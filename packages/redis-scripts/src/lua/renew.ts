@@ -9,7 +9,7 @@ import { PRELUDE } from "./prelude.js";
  * - per hold: `P{base}:<name>:holds` (sorted set lease id -> expiry), `P{base}:<name>:held` (hash)
  *
  * ARGV:
- * - `ARGV[1]` clock offset in ms (0 in production)
+ * - `ARGV[1]` test clock in ms (`""` in production: server TIME)
  * - `ARGV[2]` lease id
  * - `ARGV[3]` new TTL in ms
  * - `ARGV[4]` number of gauges, `ARGV[5]` number of holds
@@ -17,7 +17,7 @@ import { PRELUDE } from "./prelude.js";
  * Reply: { now, number of entries renewed } (0 = the lease is gone).
  */
 export const RENEW_LUA = `${PRELUDE}
-local now = clock(tonumber(ARGV[1]))
+local now = clock(ARGV[1])
 local id = ARGV[2]
 local ttl = tonumber(ARGV[3])
 local ng = tonumber(ARGV[4])
