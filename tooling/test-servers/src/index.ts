@@ -7,4 +7,10 @@ export {
   startRedisCluster,
   startRedisServer,
 } from "./redis.js";
-export { startUpstashRestServer, type UpstashRestServer, type UpstashRestServerOptions } from "./upstash-rest.js";
+export {
+  startUpstashRestServer,
+  type UpstashRestRequestRecord,
+  type UpstashRestServer,
+  type UpstashRestServerOptions,
+  type UpstashRestTamper,
+} from "./upstash-rest.js";

@@ -33,7 +33,12 @@ export interface UpstashRestRequestRecord {
   path: string;
   /** Upper-cased command names in the body, in order (empty when the body was not a command). */
   commands: string[];
+  /** The request asked for base64 responses (`Upstash-Encoding: base64`). */
+  base64: boolean;
 }
+
+/** Rewrites a response body before it is sent (fault injection: malformed or unexpected replies). */
+export type UpstashRestTamper = (body: unknown, request: UpstashRestRequestRecord) => unknown;
 
 export interface UpstashRestServer {
   /** Base URL to give to `new Redis({ url, token })`, e.g. `http://127.0.0.1:41234`. */
@@ -50,6 +55,11 @@ export interface UpstashRestServer {
   pause(): void;
   /** Answer again; requests held while paused are dropped (their connections are destroyed). */
   resume(): void;
+  /**
+   * Fault injection: every successful (200) response body goes through `fn` before it is sent, until
+   * `tamper(undefined)` is called.
+   */
+  tamper(fn: UpstashRestTamper | undefined): void;
   /** Stop the HTTP server, drop every connection and disconnect from Redis. Idempotent. */
   close(): Promise<void>;
 }
@@ -113,6 +123,7 @@ export async function startUpstashRestServer(options: UpstashRestServerOptions):
   let requests = 0;
   let log: UpstashRestRequestRecord[] = [];
   let paused = false;
+  let tamper: UpstashRestTamper | undefined;
   const held = new Set<IncomingMessage>();
   const sockets = new Set<Socket>();
 
@@ -142,10 +153,13 @@ export async function startUpstashRestServer(options: UpstashRestServerOptions):
     } catch {
       parsed = undefined;
     }
+    const base64 = String(req.headers["upstash-encoding"] ?? "").toLowerCase() === "base64";
     const record: UpstashRestRequestRecord = {
       path,
       commands: path === "/" ? [commandName(parsed)] : Array.isArray(parsed) ? parsed.map(commandName) : [],
+      base64,
     };
+    const ok = (body: unknown) => send(res, 200, tamper ? tamper(body, record) : body);
     log.push(record);
 
     if (paused) {
@@ -160,16 +174,15 @@ export async function startUpstashRestServer(options: UpstashRestServerOptions):
       send(res, 405, { error: "ERR only POST is supported by this test server" });
       return;
     }
-    const base64 = String(req.headers["upstash-encoding"] ?? "").toLowerCase() === "base64";
     try {
       if (parsed === undefined) throw new Error("ERR failed to parse request body as JSON");
       if (path === "/") {
-        send(res, 200, { result: await runOne(parsed, base64) });
+        ok({ result: await runOne(parsed, base64) });
       } else if (path === "/pipeline" || path === "/multi-exec") {
         if (!Array.isArray(parsed) || parsed.length === 0) {
           throw new Error("ERR a pipeline needs a non-empty JSON array of commands");
         }
-        send(res, 200, await runBatch(parsed, base64, path === "/multi-exec"));
+        ok(await runBatch(parsed, base64, path === "/multi-exec"));
       } else {
         send(res, 404, { error: `ERR unknown path ${path}` });
       }
@@ -207,6 +220,9 @@ export async function startUpstashRestServer(options: UpstashRestServerOptions):
     resetLog() {
       requests = 0;
       log = [];
+    },
+    tamper(fn) {
+      tamper = fn;
     },
     pause() {
       paused = true;
