@@ -10,16 +10,7 @@ import {
 } from "../src/denials.js";
 import { TollgateError } from "../src/errors.js";
 import type { Denial } from "../src/types.js";
-
-function codeOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(TollgateError);
-    return (e as TollgateError).code;
-  }
-  throw new Error("expected a TollgateError, nothing was thrown");
-}
+import { codeOf } from "./code-of.js";
 
 const NOW = Date.UTC(2026, 10, 23, 13, 0, 1, 0); // 2026-11-23 13:00:01.000 UTC
 

@@ -8,16 +8,7 @@ import {
   type TokenEstimateOptions,
   tokensFromUsage,
 } from "../src/llm.js";
-
-function codeOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(TollgateError);
-    return (e as TollgateError).code;
-  }
-  throw new Error("expected a TollgateError, nothing was thrown");
-}
+import { codeOf } from "./code-of.js";
 
 const chars = (n: number, c = "a") => c.repeat(n);
 const chat = (text: string, extra: Record<string, unknown> = {}) => ({

@@ -2,16 +2,7 @@ import { describe, expect, it } from "vitest";
 import { TollgateError } from "../src/errors.js";
 import { DEFAULT_WINDOW_MS, descriptorKey, scopes, validateDescriptor } from "../src/scopes.js";
 import type { Descriptor } from "../src/types.js";
-
-function codeOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(TollgateError);
-    return (e as TollgateError).code;
-  }
-  throw new Error("expected a TollgateError, nothing was thrown");
-}
+import { codeOf } from "./code-of.js";
 
 describe("scopes builders: LiteLLM keys and value formats", () => {
   it.each([
