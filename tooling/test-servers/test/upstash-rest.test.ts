@@ -1,4 +1,4 @@
-import { Redis as Upstash } from "@upstash/redis";
+import { type RedisConfigNodejs, Redis as Upstash } from "@upstash/redis";
 import { Redis as IORedis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type RedisServerHandle, startRedisServer } from "../src/redis.js";
@@ -21,7 +21,7 @@ afterAll(async () => {
 });
 
 /** The real client, configured so each call is exactly one HTTP request and results come back raw. */
-function client(overrides: Partial<ConstructorParameters<typeof Upstash>[0]> = {}): Upstash {
+function client(overrides: Partial<RedisConfigNodejs> = {}): Upstash {
   return new Upstash({
     url: rest.url,
     token: rest.token,
