@@ -252,7 +252,19 @@ export function createBudgets(options: BudgetsOptions): Budgets {
   }
 
   function denialOf(res: AdmitResult, list: CompiledBudget[], periods: Period[], hold: number): BudgetDenial {
-    const i = res.denied?.type === "counter" ? res.denied.window : 0;
+    // Name the tightest budget that denies (the store reports the first one in request order).
+    let i = res.denied?.type === "counter" ? res.denied.window : 0;
+    let tightest = Number.POSITIVE_INFINITY;
+    for (let j = 0; j < list.length; j++) {
+      const c = list[j] as CompiledBudget;
+      const s = res.windows[j]?.counters[0];
+      const left = c.limit - (s?.value ?? 0) - (s?.held ?? 0);
+      const denies = hold > 0 ? left < hold : left <= 0;
+      if (c.enforce && denies && left < tightest) {
+        tightest = left;
+        i = j;
+      }
+    }
     const b = list[i] as CompiledBudget;
     const state = res.windows[i]?.counters[0];
     const spend = state?.value ?? 0;
