@@ -126,7 +126,12 @@ describe("redis cluster: requests spanning hash slots", () => {
     const r = await store.read(q);
     expect(r.windows[0]!.counters[0]!.held).toBe(0);
     expect(r.gauges[0]!.inFlight).toBe(0);
-    expect(await store.renew({ id: "x1", gauges: [{ key: b, name: "max_parallel_requests" }], holds: [{ key: a, name: "spend" }] }, 1000)).toBe(0);
+    expect(
+      await store.renew(
+        { id: "x1", gauges: [{ key: b, name: "max_parallel_requests" }], holds: [{ key: a, name: "spend" }] },
+        1000,
+      ),
+    ).toBe(0);
     await store.close();
   });
 
@@ -136,7 +141,10 @@ describe("redis cluster: requests spanning hash slots", () => {
     const [a, b, c] = keysOnDistinctSlots(3) as [string, string, string];
     const results = await Promise.all(
       Array.from({ length: 200 }, () =>
-        store.admit({ windows: [descriptor(a, 40, 10_000), descriptor(b, 1000, 10_000), descriptor(c, 1000, 10_000)], gauges: [] }),
+        store.admit({
+          windows: [descriptor(a, 40, 10_000), descriptor(b, 1000, 10_000), descriptor(c, 1000, 10_000)],
+          gauges: [],
+        }),
       ),
     );
     const admitted = results.filter((r) => r.admitted).length;

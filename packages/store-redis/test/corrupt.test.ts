@@ -67,14 +67,14 @@ describe("malformed data left by someone else", () => {
     await expectCorrupt(store.admit({ windows: [descriptor(key, 10, 1000)], gauges: [] }));
     await redis.set(`${prefix}${key}:max_parallel_requests`, "7");
     const gauge = { key, name: "max_parallel_requests" };
-    await expectCorrupt(store.admit({ windows: [], gauges: [{ ...gauge, limit: 5, enforce: true }], lease: { id: "l", ttlMs: 1000 } }));
+    await expectCorrupt(
+      store.admit({ windows: [], gauges: [{ ...gauge, limit: 5, enforce: true }], lease: { id: "l", ttlMs: 1000 } }),
+    );
     await expectCorrupt(store.adjust({ windows: [], release: { id: "l", gauges: [gauge], holds: [] } }));
     await expectCorrupt(store.renew({ id: "l", gauges: [gauge], holds: [] }, 1000));
     await expectCorrupt(store.read({ windows: [], gauges: [gauge] }));
     await redis.lpush(`${prefix}${key}:tokens:holds`, "x");
-    await expectCorrupt(
-      store.renew({ id: "l", gauges: [], holds: [{ key, name: "tokens" }] }, 1000),
-    );
+    await expectCorrupt(store.renew({ id: "l", gauges: [], holds: [{ key, name: "tokens" }] }, 1000));
     await store.close();
   });
 });
