@@ -1,0 +1,133 @@
+import type { AdmitBatch } from "@tollgate/core";
+import { describe, expect, it } from "vitest";
+import {
+  baseKey,
+  decodeAdmit,
+  decodeRead,
+  encodeAdjust,
+  encodeAdmit,
+  encodeRead,
+  encodeRenew,
+  hasHashTag,
+} from "../src/index.js";
+
+const batch: AdmitBatch = {
+  windows: [
+    {
+      key: "{api_key:abc}",
+      windowMs: 60_000,
+      algorithm: "sliding",
+      counters: [
+        { name: "requests", limit: 10, amount: 1, enforce: true },
+        { name: "tokens", limit: 1000, amount: 50, hold: 20, enforce: false },
+      ],
+    },
+  ],
+  gauges: [{ key: "{api_key:abc}", name: "max_parallel_requests", limit: 3, enforce: true }],
+  lease: { id: "L", ttlMs: 30_000 },
+};
+
+describe("keys", () => {
+  it("keeps LiteLLM's layout with the prefix outside the braces, and wraps bases without a hash tag", () => {
+    expect(baseKey("tollgate:", "{api_key:abc}")).toBe("tollgate:{api_key:abc}");
+    expect(baseKey("p:", "api_key:abc")).toBe("p:{api_key:abc}");
+    expect(baseKey("p:", "x{}y")).toBe("p:{x{}y}");
+    expect(hasHashTag("a{b}c")).toBe(true);
+    expect(hasHashTag("a{}c")).toBe(false);
+  });
+});
+
+describe("codec", () => {
+  it("encodes an admission: every key in KEYS, in the order the script reads them", () => {
+    const call = encodeAdmit(batch, { prefix: "tg:" });
+    expect(call.script.name).toBe("admit");
+    expect(call.keys).toEqual([
+      "tg:{api_key:abc}:window",
+      "tg:{api_key:abc}:requests",
+      "tg:{api_key:abc}:requests:prev",
+      "tg:{api_key:abc}:requests:holds",
+      "tg:{api_key:abc}:requests:held",
+      "tg:{api_key:abc}:tokens",
+      "tg:{api_key:abc}:tokens:prev",
+      "tg:{api_key:abc}:tokens:holds",
+      "tg:{api_key:abc}:tokens:held",
+      "tg:{api_key:abc}:max_parallel_requests",
+    ]);
+    expect(call.args).toEqual([
+      "",
+      "L",
+      "30000",
+      "1",
+      "1",
+      "60000",
+      "1",
+      "2",
+      "10",
+      "1",
+      "0",
+      "1",
+      "1000",
+      "50",
+      "20",
+      "0",
+      "3",
+      "1",
+    ]);
+    expect(encodeAdmit(batch, { prefix: "tg:", testNowMs: 1234 }).args[0]).toBe("1234");
+  });
+
+  it("encodes adjust, renew and read with release keys after the window keys", () => {
+    const adj = encodeAdjust(
+      {
+        windows: [
+          { key: "{a}", windowMs: 1000, algorithm: "fixed", expectStart: 5, counters: [{ name: "t", delta: -2 }] },
+        ],
+        release: { id: "L", gauges: [{ key: "{a}", name: "g" }], holds: [{ key: "{b}", name: "h" }] },
+      },
+      { prefix: "" },
+    );
+    expect(adj.keys).toEqual([
+      "{a}:window",
+      "{a}:t",
+      "{a}:t:prev",
+      "{a}:t:holds",
+      "{a}:t:held",
+      "{a}:g",
+      "{b}:h:holds",
+      "{b}:h:held",
+    ]);
+    expect(adj.args).toEqual(["", "L", "1", "1", "1", "1000", "0", "1", "5", "1", "-2"]);
+    const ren = encodeRenew({ id: "L", gauges: [{ key: "{a}", name: "g" }], holds: [] }, 500, { prefix: "" });
+    expect(ren.keys).toEqual(["{a}:g"]);
+    expect(ren.args).toEqual(["", "L", "500", "1", "0"]);
+    const rd = encodeRead({ windows: [], gauges: [{ key: "{a}", name: "g" }] }, { prefix: "" });
+    expect(rd.keys).toEqual(["{a}:g"]);
+  });
+
+  it("decodes replies, and rejects a reply of the wrong shape as STORE_DATA_CORRUPT", () => {
+    const reply = [0, 100, 2, 0, 0, 90, 3, 1, 0, 400, 2, 20, 3, 150];
+    const r = decodeAdmit(batch, reply);
+    expect(r).toEqual({
+      admitted: false,
+      now: 100,
+      denied: { type: "gauge", gauge: 0 },
+      windows: [
+        {
+          start: 90,
+          counters: [
+            { value: 3, previous: 1, held: 0 },
+            { value: 400, previous: 2, held: 20 },
+          ],
+        },
+      ],
+      gauges: [{ inFlight: 3, earliestExpiry: 150 }],
+    });
+    expect(decodeRead({ windows: [], gauges: [{ key: "{a}", name: "g" }] }, [7, 0, -1]).gauges[0]).toEqual({
+      inFlight: 0,
+      earliestExpiry: null,
+    });
+    for (const bad of [null, "x", reply.slice(1), [...reply, 1], reply.map((n, i) => (i === 3 ? "abc" : n))]) {
+      expect(() => decodeAdmit(batch, bad)).toThrowError(expect.objectContaining({ code: "STORE_DATA_CORRUPT" }));
+    }
+  });
+});
