@@ -8,7 +8,6 @@ import {
   rateLimitHeaders,
   retryAfterSeconds,
 } from "../src/denials.js";
-import { TollgateError } from "../src/errors.js";
 import type { Denial } from "../src/types.js";
 import { codeOf } from "./code-of.js";
 

@@ -1,5 +1,4 @@
 import { describe, expect, it } from "vitest";
-import { TollgateError } from "../src/errors.js";
 import {
   applyImplicitOutputCap,
   capAndEstimate,

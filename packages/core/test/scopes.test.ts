@@ -1,5 +1,4 @@
 import { describe, expect, it } from "vitest";
-import { TollgateError } from "../src/errors.js";
 import { DEFAULT_WINDOW_MS, descriptorKey, scopes, validateDescriptor } from "../src/scopes.js";
 import type { Descriptor } from "../src/types.js";
 import { codeOf } from "./code-of.js";
