@@ -253,6 +253,9 @@ describe("faults: the REST server stops answering, then answers again", () => {
     expect(r.ms).toBeGreaterThanOrEqual(TIMEOUT - 5);
     expect(r.ms).toBeLessThan(TIMEOUT + 250);
     expect(s.health).toBe("degraded");
+    // The hung HTTP request was aborted, not left waiting on the server.
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(h.rest.pending).toBe(0);
 
     // Degraded and before the retry interval: answered at once, without any HTTP request.
     h.rest.resetLog();

@@ -47,6 +47,8 @@ export interface UpstashRestServer {
   readonly token: string;
   /** HTTP requests received so far, whatever their outcome (including unauthorized and paused ones). */
   readonly requests: number;
+  /** Requests held by `pause()` whose client is still waiting (its connection is open). */
+  readonly pending: number;
   /** Every request received since start or the last {@link UpstashRestServer.resetLog}. */
   readonly log: readonly UpstashRestRequestRecord[];
   /** Clears {@link UpstashRestServer.log} and sets {@link UpstashRestServer.requests} back to 0. */
@@ -216,6 +218,11 @@ export async function startUpstashRestServer(options: UpstashRestServerOptions):
     },
     get log() {
       return log;
+    },
+    get pending() {
+      let n = 0;
+      for (const req of held) if (!req.socket.destroyed) n++;
+      return n;
     },
     resetLog() {
       requests = 0;
