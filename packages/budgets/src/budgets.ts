@@ -1,14 +1,26 @@
 import { randomUUID } from "node:crypto";
 import {
+  type AdjustResult,
   type AdjustWindowOp,
+  type AdmitBatch,
   type AdmitResult,
   type CounterStore,
   isNonNegativeInteger,
   type LeaseRef,
+  type SyncCounterStore,
   TollgateError,
   type WindowOp,
 } from "@tollgate/core";
-import { type CompiledBudget, compileBudget, fingerprint, modelMatches } from "./compile.js";
+import {
+  baseKeyOf,
+  type CompileDefaults,
+  type CompiledBudget,
+  compileBudget,
+  fingerprint,
+  modelMatches,
+  periodKey,
+  sameSpec,
+} from "./compile.js";
 import { formatBudgetExceeded } from "./messages.js";
 import { formatUsd, type Nano, parseUsd, type Usd } from "./money.js";
 import { DEFAULT_PRICES } from "./prices.js";
@@ -17,6 +29,7 @@ import {
   createPriceBook,
   type ModelPrice,
   type ModelPriceInput,
+  type PriceBook,
   type PriceTable,
   type Usage,
   worstCaseCost,
@@ -183,84 +196,273 @@ function positiveInt(n: unknown, what: string): number {
   return n;
 }
 
-/** Creates a budget engine on a CounterStore. */
-export function createBudgets(options: BudgetsOptions): Budgets {
-  const store = options.store;
-  const mode = options.mode ?? "reserve";
-  if (mode !== "reserve" && mode !== "check") {
-    throw new TollgateError("INVALID_ARGUMENT", `mode must be "reserve" or "check", got ${JSON.stringify(mode)}`);
-  }
-  const unknownModel = options.unknownModel ?? "deny";
-  const book = createPriceBook(options.prices ?? DEFAULT_PRICES, options.priceOverrides);
-  const defaultMaxTokens = positiveInt(options.defaultMaxTokens ?? 16_384, "defaultMaxTokens");
-  const minShrinkTokens = positiveInt(options.minShrinkTokens ?? 1, "minShrinkTokens");
-  const ttlMs = positiveInt(options.reservationTtlMs ?? 600_000, "reservationTtlMs");
-  const thresholds = [...(options.thresholds ?? [0.5, 0.8, 1])];
-  for (const t of thresholds) {
-    if (!(typeof t === "number" && t > 0 && t <= 1)) {
-      throw new TollgateError("INVALID_ARGUMENT", `thresholds must be fractions in (0, 1], got ${t}`);
-    }
-  }
-  const defaults = {
-    timeZone: checkTimeZone(options.timeZone ?? "UTC"),
-    reset: options.reset ?? "calendar",
-    keyPrefix: options.keyPrefix ?? "budget",
-  };
-  const localNow = options.now ?? Date.now;
-  const sync = options.syncToStore ?? true;
-  let skew = 0;
-  const clock = () => localNow() + skew;
-  const observe = (storeNow: number) => {
-    if (sync) skew = storeNow - localNow();
-  };
+function syncOf(store: CounterStore): SyncCounterStore | undefined {
+  const s = store as CounterStore & Partial<SyncCounterStore>;
+  return typeof s.admitSync === "function" && typeof s.adjustSync === "function" ? (s as SyncCounterStore) : undefined;
+}
 
-  const compiled = new Map<string, CompiledBudget>();
-  function compile(spec: BudgetSpec): CompiledBudget {
-    const fp = fingerprint(spec);
-    let c = compiled.get(fp);
-    if (c === undefined) {
-      c = compileBudget(spec, defaults);
-      if (compiled.size >= MAX_CACHE) compiled.clear();
-      compiled.set(fp, c);
+/** One reservation request being decided (mutated when shrinking). */
+interface Plan {
+  req: ReserveRequest;
+  price: ModelPrice | undefined;
+  list: CompiledBudget[];
+  inputTokens: number;
+  maxTokens: number | null;
+  hold: Nano;
+  shrunk: boolean;
+  attempts: number;
+}
+
+/** One admission attempt of a plan. */
+interface Attempt {
+  t: number;
+  windows: WindowOp[];
+  lease: { id: string; ttlMs: number } | undefined;
+  batch: AdmitBatch;
+}
+
+const resetAtOf = (p: Period): number | null => (Number.isFinite(p.end) ? p.end : null);
+
+/** Room left in budget `i` of an answer (limit - committed - held). */
+function roomOf(
+  b: CompiledBudget,
+  res: { windows: Array<{ counters: Array<{ value: number; held: number }> }> },
+  i: number,
+) {
+  const s = res.windows[i]?.counters[0];
+  return b.limit - (s?.value ?? 0) - (s?.held ?? 0);
+}
+
+class BudgetEngine implements Budgets {
+  private readonly store: CounterStore;
+  private readonly sync: SyncCounterStore | undefined;
+  private readonly mode: "reserve" | "check";
+  private readonly unknownModel: "deny" | "allow";
+  private readonly book: PriceBook;
+  private readonly defaultMaxTokens: number;
+  private readonly minShrinkTokens: number;
+  private readonly shrink: boolean;
+  readonly ttlMs: number;
+  private readonly thresholds: number[];
+  private readonly sink: SpendSink | undefined;
+  private readonly onEvent: ((event: BudgetEvent) => void) | undefined;
+  private readonly defaults: CompileDefaults;
+  private readonly localNow: () => number;
+  private readonly syncClock: boolean;
+  private skew = 0;
+  private readonly bySpec = new WeakMap<BudgetSpec, CompiledBudget>();
+  private readonly byFingerprint = new Map<string, CompiledBudget>();
+
+  constructor(options: BudgetsOptions) {
+    this.store = options.store;
+    this.sync = syncOf(options.store);
+    const mode = options.mode ?? "reserve";
+    if (mode !== "reserve" && mode !== "check") {
+      throw new TollgateError("INVALID_ARGUMENT", `mode must be "reserve" or "check", got ${JSON.stringify(mode)}`);
     }
+    this.mode = mode;
+    const unknownModel = options.unknownModel ?? "deny";
+    if (unknownModel !== "deny" && unknownModel !== "allow") {
+      throw new TollgateError(
+        "INVALID_ARGUMENT",
+        `unknownModel must be "deny" or "allow", got ${JSON.stringify(unknownModel)}`,
+      );
+    }
+    this.unknownModel = unknownModel;
+    this.book = createPriceBook(options.prices ?? DEFAULT_PRICES, options.priceOverrides);
+    this.defaultMaxTokens = positiveInt(options.defaultMaxTokens ?? 16_384, "defaultMaxTokens");
+    this.minShrinkTokens = positiveInt(options.minShrinkTokens ?? 1, "minShrinkTokens");
+    this.shrink = options.shrink ?? false;
+    this.ttlMs = positiveInt(options.reservationTtlMs ?? 600_000, "reservationTtlMs");
+    this.thresholds = [...(options.thresholds ?? [0.5, 0.8, 1])];
+    for (const t of this.thresholds) {
+      if (!(typeof t === "number" && t > 0 && t <= 1)) {
+        throw new TollgateError("INVALID_ARGUMENT", `thresholds must be fractions in (0, 1], got ${t}`);
+      }
+    }
+    this.sink = options.sink;
+    this.onEvent = options.onEvent;
+    this.defaults = {
+      timeZone: checkTimeZone(options.timeZone ?? "UTC"),
+      reset: options.reset ?? "calendar",
+      keyPrefix: options.keyPrefix ?? "budget",
+    };
+    this.localNow = options.now ?? Date.now;
+    this.syncClock = options.syncToStore ?? true;
+  }
+
+  /** The period clock: local time corrected by the offset to the store's clock seen in the last answer. */
+  clock(): number {
+    return this.localNow() + this.skew;
+  }
+
+  observe(storeNow: number): void {
+    if (this.syncClock) this.skew = storeNow - this.localNow();
+  }
+
+  priceOf(model: string): ModelPrice | undefined {
+    return this.book.get(model);
+  }
+
+  private compile(spec: BudgetSpec): CompiledBudget {
+    const hit = this.bySpec.get(spec);
+    if (hit !== undefined && sameSpec(hit.source, spec)) return hit;
+    const fp = fingerprint(spec);
+    let c = this.byFingerprint.get(fp);
+    if (c === undefined) {
+      c = compileBudget(spec, this.defaults);
+      if (this.byFingerprint.size >= MAX_CACHE) this.byFingerprint.clear();
+      this.byFingerprint.set(fp, c);
+    }
+    this.bySpec.set(spec, c);
     return c;
   }
 
-  function emit(event: BudgetEvent): void {
+  emit(event: BudgetEvent): void {
     try {
-      options.onEvent?.(event);
+      this.onEvent?.(event);
     } catch {
       // A failing listener must not break accounting.
     }
   }
 
-  function windowsFor(list: CompiledBudget[], t: number, hold: number): { windows: WindowOp[]; periods: Period[] } {
+  reserve(req: ReserveRequest): Promise<ReserveResult> {
+    try {
+      const plan = this.plan(req);
+      if (plan.list.length === 0) return Promise.resolve(this.admitted(plan, undefined));
+      const sync = this.sync;
+      if (sync === undefined) return this.reserveAsync(plan);
+      for (;;) {
+        const attempt = this.attempt(plan);
+        const out = this.decide(plan, attempt, sync.admitSync(attempt.batch));
+        if (out !== undefined) return Promise.resolve(out);
+      }
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  private async reserveAsync(plan: Plan): Promise<ReserveResult> {
+    for (;;) {
+      const attempt = this.attempt(plan);
+      const out = this.decide(plan, attempt, await this.store.admit(attempt.batch));
+      if (out !== undefined) return out;
+    }
+  }
+
+  /** Checks a request and computes its worst-case cost and applicable budgets. */
+  private plan(req: ReserveRequest): Plan {
+    if (typeof req.requestId !== "string" || req.requestId.length === 0) {
+      throw new TollgateError("INVALID_ARGUMENT", "requestId must be a non-empty string");
+    }
+    if (typeof req.model !== "string" || req.model.length === 0) {
+      throw new TollgateError("INVALID_ARGUMENT", "model must be a non-empty string");
+    }
+    const price = this.book.get(req.model);
+    if (price === undefined) {
+      if (this.unknownModel === "deny") {
+        throw new TollgateError("UNKNOWN_MODEL", `no price for model ${JSON.stringify(req.model)}; add it to prices`);
+      }
+      this.emit({ type: "unknown_model", model: req.model, requestId: req.requestId });
+    }
+    const list: CompiledBudget[] = [];
+    for (const spec of req.budgets) {
+      if (spec.model !== undefined && !modelMatches(spec.model, req.model)) continue;
+      list.push(this.compile(spec));
+    }
+    const inputTokens = req.inputTokens ?? 0;
+    let maxTokens: number | null = null;
+    let hold = 0;
+    if (this.mode === "reserve" && price !== undefined) {
+      const requested = req.maxTokens ?? null;
+      if (requested !== null && !isNonNegativeInteger(requested)) {
+        throw new TollgateError("INVALID_AMOUNT", `maxTokens must be a non-negative integer, got ${requested}`);
+      }
+      maxTokens = price.mode === "embedding" ? 0 : (requested ?? price.maxOutputTokens ?? this.defaultMaxTokens);
+      hold = worstCaseCost(price, inputTokens, maxTokens);
+    }
+    return { req, price, list, inputTokens, maxTokens, hold, shrunk: false, attempts: 0 };
+  }
+
+  /** The admission batch of one attempt: a hold of the worst case on every budget's current period. */
+  private attempt(plan: Plan): Attempt {
+    const { list, hold } = plan;
+    const t = this.clock();
     const windows: WindowOp[] = new Array(list.length);
-    const periods: Period[] = new Array(list.length);
     for (let i = 0; i < list.length; i++) {
       const b = list[i] as CompiledBudget;
-      const p = b.schedule.periodAt(t);
-      periods[i] = p;
       windows[i] = {
-        key: `${b.base}:${p.id}`,
+        key: periodKey(b, t),
         windowMs: b.schedule.windowMs,
         algorithm: "fixed",
         counters: [{ name: SPEND, limit: b.limit, amount: 0, hold, enforce: b.enforce }],
       };
     }
-    return { windows, periods };
+    const lease = hold > 0 ? { id: randomUUID(), ttlMs: this.ttlMs } : undefined;
+    return { t, windows, lease, batch: lease === undefined ? { windows, gauges: [] } : { windows, gauges: [], lease } };
   }
 
-  function denialOf(res: AdmitResult, list: CompiledBudget[], periods: Period[], hold: number): BudgetDenial {
-    // Name the tightest budget that denies (the store reports the first one in request order).
+  /** The outcome of an attempt, or undefined to try again with a shrunk reservation. */
+  private decide(plan: Plan, attempt: Attempt, res: AdmitResult): ReserveResult | undefined {
+    this.observe(res.now);
+    const { list, price, maxTokens } = plan;
+    if (res.admitted) {
+      const lease = attempt.lease;
+      let ref: LeaseRef | undefined;
+      if (lease !== undefined) {
+        const holds = new Array<{ key: string; name: string }>(list.length);
+        for (let i = 0; i < list.length; i++) holds[i] = { key: (attempt.windows[i] as WindowOp).key, name: SPEND };
+        ref = { id: lease.id, gauges: [], holds };
+      }
+      return this.admitted(plan, ref);
+    }
+    if (
+      !this.shrink ||
+      price === undefined ||
+      price.worstOutput === 0 ||
+      maxTokens === null ||
+      plan.attempts >= SHRINK_ATTEMPTS
+    ) {
+      return { ok: false, denial: this.denialOf(res, list, attempt.t, plan.hold) };
+    }
+    // Shrink: the input cost plus as many output tokens as the tightest budget still has room for.
+    let room = Number.POSITIVE_INFINITY;
+    for (let i = 0; i < list.length; i++) {
+      const b = list[i] as CompiledBudget;
+      if (b.enforce) room = Math.min(room, roomOf(b, res, i));
+    }
+    const inputCost = worstCaseCost(price, plan.inputTokens, 0);
+    const tokens = Math.min(Math.floor((room - inputCost) / price.worstOutput), maxTokens);
+    if (!(tokens >= this.minShrinkTokens) || tokens >= maxTokens) {
+      return { ok: false, denial: this.denialOf(res, list, attempt.t, plan.hold) };
+    }
+    plan.maxTokens = tokens;
+    plan.hold = worstCaseCost(price, plan.inputTokens, tokens);
+    plan.shrunk = true;
+    plan.attempts++;
+    return undefined;
+  }
+
+  private admitted(plan: Plan, lease: LeaseRef | undefined): ReserveResult {
+    const reservation = new BudgetReservation(
+      this,
+      plan.req,
+      plan.price,
+      plan.list,
+      lease,
+      lease === undefined ? 0 : plan.hold,
+    );
+    return { ok: true, reservation, maxTokens: plan.maxTokens, shrunk: plan.shrunk };
+  }
+
+  /** The denial naming the tightest budget that denies (the store reports the first one in request order). */
+  private denialOf(res: AdmitResult, list: CompiledBudget[], t: number, hold: number): BudgetDenial {
     let i = res.denied?.type === "counter" ? res.denied.window : 0;
     let tightest = Number.POSITIVE_INFINITY;
     for (let j = 0; j < list.length; j++) {
       const c = list[j] as CompiledBudget;
-      const s = res.windows[j]?.counters[0];
-      const left = c.limit - (s?.value ?? 0) - (s?.held ?? 0);
-      const denies = hold > 0 ? left < hold : left <= 0;
-      if (c.enforce && denies && left < tightest) {
+      const left = roomOf(c, res, j);
+      if (c.enforce && (hold > 0 ? left < hold : left <= 0) && left < tightest) {
         tightest = left;
         i = j;
       }
@@ -269,246 +471,137 @@ export function createBudgets(options: BudgetsOptions): Budgets {
     const state = res.windows[i]?.counters[0];
     const spend = state?.value ?? 0;
     const max = b.max ?? b.limit;
-    const end = (periods[i] as Period).end;
     return {
       budget: b.ref,
       spend,
       reserved: state?.held ?? 0,
       requested: hold,
       max,
-      resetAt: Number.isFinite(end) ? end : null,
+      resetAt: resetAtOf(b.schedule.periodAt(t)),
       message: formatBudgetExceeded({ budget: { ...b.ref, alias: b.alias }, spend, max }),
       now: res.now,
     };
   }
 
-  /** Room left in the tightest enforced budget, from a denied answer (states before applying). */
-  function room(res: AdmitResult, list: CompiledBudget[]): number {
-    let min = Number.POSITIVE_INFINITY;
+  /** Applies a settle: one adjust adding `cost` to every current period and releasing the lease. */
+  charge(r: BudgetReservation, usage: Usage, cost: Nano): SettleResult | Promise<SettleResult> {
+    const list = r.list;
+    const lease = r.lease;
+    const t = this.clock();
+    if (list.length === 0 || (cost === 0 && lease === undefined)) return this.finish(r, usage, cost, t, t, undefined);
+    const windows: AdjustWindowOp[] = new Array(list.length);
     for (let i = 0; i < list.length; i++) {
       const b = list[i] as CompiledBudget;
-      if (!b.enforce) continue;
-      const s = res.windows[i]?.counters[0];
-      const left = b.limit - (s?.value ?? 0) - (s?.held ?? 0);
-      if (left < min) min = left;
+      windows[i] = {
+        key: periodKey(b, t),
+        windowMs: b.schedule.windowMs,
+        algorithm: "fixed",
+        counters: [{ name: SPEND, delta: cost }],
+      };
     }
-    return min;
+    const batch = lease === undefined ? { windows } : { windows, release: lease };
+    if (this.sync !== undefined) return this.finish(r, usage, cost, t, undefined, this.sync.adjustSync(batch));
+    return this.store.adjust(batch).then((res) => this.finish(r, usage, cost, t, undefined, res));
   }
 
-  function checkThresholds(b: CompiledBudget, before: Nano, after: Nano, period: Period, requestId: string): void {
-    const resetAt = Number.isFinite(period.end) ? period.end : null;
+  /** Alerts, spend record and sink after a charge (`res` undefined when nothing had to be written). */
+  private finish(
+    r: BudgetReservation,
+    usage: Usage,
+    cost: Nano,
+    t: number,
+    at: number | undefined,
+    res: AdjustResult | undefined,
+  ): SettleResult | Promise<SettleResult> {
+    const list = r.list;
+    const spend: Nano[] = new Array(res === undefined ? 0 : list.length);
+    if (res !== undefined) {
+      this.observe(res.now);
+      for (let i = 0; i < list.length; i++) {
+        const after = res.windows[i]?.counters[0]?.value ?? 0;
+        spend[i] = after;
+        if (cost > 0) this.alerts(list[i] as CompiledBudget, after - cost, after, t, r.requestId);
+      }
+    }
+    const record: SpendRecord = {
+      requestId: r.requestId,
+      model: r.model,
+      scopes: r.budgets,
+      usage,
+      cost,
+      costUsd: formatUsd(cost),
+      time: res === undefined ? (at ?? t) : res.now,
+    };
+    const result: SettleResult = { cost, record, spend };
+    if (this.sink === undefined) return result;
+    let written: void | Promise<void>;
+    try {
+      written = this.sink.write(record);
+    } catch (error) {
+      this.emit({ type: "sink_error", error, record });
+      return result;
+    }
+    if (written === undefined || typeof (written as Promise<void>).then !== "function") return result;
+    return (written as Promise<void>).then(
+      () => result,
+      (error: unknown) => {
+        this.emit({ type: "sink_error", error, record });
+        return result;
+      },
+    );
+  }
+
+  async release(lease: LeaseRef): Promise<void> {
+    const batch = { windows: [], release: lease };
+    const res = this.sync !== undefined ? this.sync.adjustSync(batch) : await this.store.adjust(batch);
+    this.observe(res.now);
+  }
+
+  async renew(lease: LeaseRef, ttlMs: number): Promise<boolean> {
+    return (await this.store.renew(lease, positiveInt(ttlMs, "ttlMs"))) > 0;
+  }
+
+  /** Fires soft-budget and threshold events crossed by this charge: exactly one charge crosses each mark. */
+  private alerts(b: CompiledBudget, before: Nano, after: Nano, t: number, requestId: string): void {
     if (b.soft !== null && before < b.soft && after >= b.soft) {
-      emit({ type: "soft_budget", budget: b.ref, spend: after, softBudget: b.soft, resetAt, requestId });
+      const resetAt = resetAtOf(b.schedule.periodAt(t));
+      this.emit({ type: "soft_budget", budget: b.ref, spend: after, softBudget: b.soft, resetAt, requestId });
     }
     if (b.max === null) return;
-    for (const t of thresholds) {
-      const mark = Math.ceil(b.max * t);
+    for (const fraction of this.thresholds) {
+      const mark = Math.ceil(b.max * fraction);
       if (before < mark && after >= mark) {
-        emit({ type: "threshold", budget: b.ref, threshold: t, spend: after, max: b.max, resetAt, requestId });
-      }
-    }
-  }
-
-  function makeReservation(
-    req: ReserveRequest,
-    price: ModelPrice | undefined,
-    list: CompiledBudget[],
-    lease: LeaseRef | undefined,
-    reserved: Nano,
-  ): Reservation {
-    let state: "open" | "settled" | "released" = "open";
-    let settling: Promise<SettleResult> | undefined;
-    let releasing: Promise<void> | undefined;
-    const refs = list.map((b) => b.ref);
-
-    async function doSettle(usage: Usage): Promise<SettleResult> {
-      const cost = price === undefined ? 0 : costOf(price, usage);
-      const t = clock();
-      let spend: Nano[] = [];
-      let time = t;
-      if (list.length > 0 && (cost > 0 || lease !== undefined)) {
-        const windows: AdjustWindowOp[] = new Array(list.length);
-        const periods: Period[] = new Array(list.length);
-        for (let i = 0; i < list.length; i++) {
-          const b = list[i] as CompiledBudget;
-          const p = b.schedule.periodAt(t);
-          periods[i] = p;
-          windows[i] = {
-            key: `${b.base}:${p.id}`,
-            windowMs: b.schedule.windowMs,
-            algorithm: "fixed",
-            counters: [{ name: SPEND, delta: cost }],
-          };
-        }
-        const res = await store.adjust(lease === undefined ? { windows } : { windows, release: lease });
-        observe(res.now);
-        time = res.now;
-        spend = res.windows.map((w) => w.counters[0]?.value ?? 0);
-        if (cost > 0) {
-          for (let i = 0; i < list.length; i++) {
-            const after = spend[i] as number;
-            checkThresholds(list[i] as CompiledBudget, after - cost, after, periods[i] as Period, req.requestId);
-          }
-        }
-      }
-      state = "settled";
-      const record: SpendRecord = {
-        requestId: req.requestId,
-        model: req.model,
-        scopes: refs,
-        usage,
-        cost,
-        costUsd: formatUsd(cost),
-        time,
-      };
-      if (options.sink !== undefined) {
-        try {
-          await options.sink.write(record);
-        } catch (error) {
-          emit({ type: "sink_error", error, record });
-        }
-      }
-      return { cost, record, spend };
-    }
-
-    return {
-      requestId: req.requestId,
-      model: req.model,
-      leaseId: lease?.id,
-      reserved,
-      budgets: refs,
-      get state() {
-        return state;
-      },
-      settle(usage) {
-        if (settling !== undefined) return settling;
-        if (state === "released" || releasing !== undefined) {
-          return Promise.reject(
-            new TollgateError("RESERVATION_FINISHED", `reservation of request ${req.requestId} was already released`),
-          );
-        }
-        settling = doSettle(usage);
-        settling.catch(() => {
-          // Let a failed settle be retried (the store call is atomic: nothing was applied).
-          settling = undefined;
+        const resetAt = resetAtOf(b.schedule.periodAt(t));
+        this.emit({
+          type: "threshold",
+          budget: b.ref,
+          threshold: fraction,
+          spend: after,
+          max: b.max,
+          resetAt,
+          requestId,
         });
-        return settling;
-      },
-      release() {
-        if (settling !== undefined || state !== "open") return releasing ?? Promise.resolve();
-        if (releasing !== undefined) return releasing;
-        releasing = (async () => {
-          if (lease !== undefined) {
-            const res = await store.adjust({ windows: [], release: lease });
-            observe(res.now);
-          }
-          state = "released";
-        })();
-        releasing.catch(() => {
-          releasing = undefined;
-        });
-        return releasing;
-      },
-      async renew(ms = ttlMs) {
-        if (lease === undefined) return state === "open";
-        if (state !== "open") return false;
-        return (await store.renew(lease, positiveInt(ms, "ttlMs"))) > 0;
-      },
-    };
-  }
-
-  function applicable(req: ReserveRequest): CompiledBudget[] {
-    const list: CompiledBudget[] = [];
-    for (const spec of req.budgets) {
-      if (spec.model !== undefined && !modelMatches(spec.model, req.model)) continue;
-      list.push(compile(spec));
-    }
-    return list;
-  }
-
-  async function reserve(req: ReserveRequest): Promise<ReserveResult> {
-    if (typeof req.requestId !== "string" || req.requestId.length === 0) {
-      throw new TollgateError("INVALID_ARGUMENT", "requestId must be a non-empty string");
-    }
-    if (typeof req.model !== "string" || req.model.length === 0) {
-      throw new TollgateError("INVALID_ARGUMENT", "model must be a non-empty string");
-    }
-    const price = book.get(req.model);
-    if (price === undefined) {
-      if (unknownModel === "deny") {
-        throw new TollgateError("UNKNOWN_MODEL", `no price for model ${JSON.stringify(req.model)}; add it to prices`);
       }
-      emit({ type: "unknown_model", model: req.model, requestId: req.requestId });
-    }
-    const list = applicable(req);
-    let maxTokens: number | null = null;
-    let hold = 0;
-    if (mode === "reserve" && price !== undefined) {
-      const requested = req.maxTokens ?? null;
-      if (requested !== null && !isNonNegativeInteger(requested)) {
-        throw new TollgateError("INVALID_AMOUNT", `maxTokens must be a non-negative integer, got ${requested}`);
-      }
-      maxTokens = price.mode === "embedding" ? 0 : (requested ?? price.maxOutputTokens ?? defaultMaxTokens);
-      hold = worstCaseCost(price, req.inputTokens ?? 0, maxTokens);
-    }
-    if (list.length === 0) {
-      return { ok: true, reservation: makeReservation(req, price, list, undefined, 0), maxTokens, shrunk: false };
-    }
-    let shrunk = false;
-    for (let attempt = 0; ; attempt++) {
-      const { windows, periods } = windowsFor(list, clock(), hold);
-      const leaseId = hold > 0 ? randomUUID() : undefined;
-      const res = await store.admit(
-        leaseId === undefined ? { windows, gauges: [] } : { windows, gauges: [], lease: { id: leaseId, ttlMs } },
-      );
-      observe(res.now);
-      if (res.admitted) {
-        const lease: LeaseRef | undefined =
-          leaseId === undefined
-            ? undefined
-            : { id: leaseId, gauges: [], holds: windows.map((w) => ({ key: w.key, name: SPEND })) };
-        return { ok: true, reservation: makeReservation(req, price, list, lease, hold), maxTokens, shrunk };
-      }
-      // Shrink: reserve the input cost plus as many output tokens as the tightest budget still has room for.
-      if (
-        !options.shrink ||
-        price === undefined ||
-        price.worstOutput === 0 ||
-        attempt >= SHRINK_ATTEMPTS ||
-        maxTokens === null
-      ) {
-        return { ok: false, denial: denialOf(res, list, periods, hold) };
-      }
-      const inputCost = worstCaseCost(price, req.inputTokens ?? 0, 0);
-      const fit = Math.floor((room(res, list) - inputCost) / price.worstOutput);
-      const tokens = Math.min(fit, maxTokens);
-      if (!(tokens >= minShrinkTokens) || tokens >= maxTokens) {
-        return { ok: false, denial: denialOf(res, list, periods, hold) };
-      }
-      maxTokens = tokens;
-      hold = worstCaseCost(price, req.inputTokens ?? 0, tokens);
-      shrunk = true;
     }
   }
 
-  async function status(specs: BudgetSpec[]): Promise<BudgetStatus[]> {
-    const list = specs.map(compile);
+  async status(specs: BudgetSpec[]): Promise<BudgetStatus[]> {
+    const list = specs.map((s) => this.compile(s));
     if (list.length === 0) return [];
-    const t = clock();
-    const periods = list.map((b) => b.schedule.periodAt(t));
-    const res = await store.read({
-      windows: list.map((b, i) => ({
-        key: `${b.base}:${(periods[i] as Period).id}`,
+    const t = this.clock();
+    const res = await this.store.read({
+      windows: list.map((b) => ({
+        key: periodKey(b, t),
         windowMs: b.schedule.windowMs,
         algorithm: "fixed" as const,
         counters: [SPEND],
       })),
       gauges: [],
     });
-    observe(res.now);
+    this.observe(res.now);
     return list.map((b, i) => {
       const s = res.windows[i]?.counters[0];
-      const p = periods[i] as Period;
+      const p = b.schedule.periodAt(t);
       return {
         budget: b.ref,
         spend: s?.value ?? 0,
@@ -516,47 +609,30 @@ export function createBudgets(options: BudgetsOptions): Budgets {
         max: b.max,
         softBudget: b.soft,
         periodStart: Number.isFinite(p.start) ? p.start : null,
-        resetAt: Number.isFinite(p.end) ? p.end : null,
+        resetAt: resetAtOf(p),
       };
     });
   }
 
-  async function hydrate(input: {
+  async hydrate(input: {
     budgets?: BudgetSpec[];
     records?: Iterable<SpendRecord>;
     totals?: HydrateTotal[];
   }): Promise<BudgetStatus[]> {
-    const specs = [...(input.budgets ?? []), ...(input.totals ?? []).map((x) => x.budget)];
-    const list = specs.map(compile);
-    const t = clock();
+    const t = this.clock();
     const sums = new Map<string, { b: CompiledBudget; spec: BudgetSpec; sum: Nano }>();
-    list.forEach((b, i) => {
-      if (!sums.has(b.base)) sums.set(b.base, { b, spec: specs[i] as BudgetSpec, sum: 0 });
-    });
-    const bases = new Map<string, string>(); // identity of a record scope -> base
-    for (const record of input.records ?? []) {
-      for (const ref of record.scopes) {
-        const key = `${ref.scope}\u0001${ref.teamId}\u0001${ref.id}\u0001${ref.model}`;
-        let base = bases.get(key);
-        if (base === undefined) {
-          base = [...sums.values()].find(
-            (x) =>
-              x.b.ref.scope === ref.scope &&
-              x.b.ref.id === ref.id &&
-              x.b.ref.teamId === ref.teamId &&
-              x.b.ref.model === ref.model,
-          )?.b.base;
-          bases.set(key, base ?? "");
-        }
-        const entry = base ? sums.get(base) : undefined;
-        if (entry === undefined) continue;
-        const p = entry.b.schedule.periodAt(t);
-        if (record.time >= p.start && record.time < p.end) entry.sum += record.cost;
+    const add = (spec: BudgetSpec) => {
+      const b = this.compile(spec);
+      let entry = sums.get(b.base);
+      if (entry === undefined) {
+        entry = { b, spec, sum: 0 };
+        sums.set(b.base, entry);
       }
-    }
+      return entry;
+    };
+    for (const spec of input.budgets ?? []) add(spec);
     for (const total of input.totals ?? []) {
-      const entry = sums.get(compile(total.budget).base);
-      if (entry === undefined) continue;
+      const entry = add(total.budget);
       if (total.spendNano !== undefined) {
         if (!isNonNegativeInteger(total.spendNano)) {
           throw new TollgateError("INVALID_AMOUNT", `spendNano must be a non-negative integer, got ${total.spendNano}`);
@@ -566,6 +642,14 @@ export function createBudgets(options: BudgetsOptions): Budgets {
         entry.sum += parseUsd(total.spend, `spend of ${entry.b.base}`, { subNano: "ceil" });
       }
     }
+    for (const record of input.records ?? []) {
+      for (const ref of record.scopes) {
+        const entry = sums.get(baseKeyOf(ref, this.defaults.keyPrefix));
+        if (entry === undefined) continue;
+        const p = entry.b.schedule.periodAt(t);
+        if (record.time >= p.start && record.time < p.end) entry.sum += record.cost;
+      }
+    }
     const windows: AdjustWindowOp[] = [];
     for (const { b, sum } of sums.values()) {
       if (sum === 0) continue;
@@ -573,15 +657,111 @@ export function createBudgets(options: BudgetsOptions): Budgets {
         throw new TollgateError("INVALID_AMOUNT", `restored spend of ${b.base} exceeds the exact range of one counter`);
       }
       windows.push({
-        key: `${b.base}:${b.schedule.periodAt(t).id}`,
+        key: periodKey(b, t),
         windowMs: b.schedule.windowMs,
         algorithm: "fixed",
         counters: [{ name: SPEND, delta: sum }],
       });
     }
-    if (windows.length > 0) observe((await store.adjust({ windows })).now);
-    return status([...sums.values()].map((x) => x.spec));
+    if (windows.length > 0) this.observe((await this.store.adjust({ windows })).now);
+    return this.status([...sums.values()].map((x) => x.spec));
+  }
+}
+
+class BudgetReservation implements Reservation {
+  readonly requestId: string;
+  readonly model: string;
+  readonly leaseId: string | undefined;
+  state: "open" | "settled" | "released" = "open";
+  private settling: Promise<SettleResult> | undefined;
+  private releasing: Promise<void> | undefined;
+  private refs: BudgetRef[] | undefined;
+
+  constructor(
+    private readonly engine: BudgetEngine,
+    req: ReserveRequest,
+    private readonly price: ModelPrice | undefined,
+    readonly list: CompiledBudget[],
+    readonly lease: LeaseRef | undefined,
+    readonly reserved: Nano,
+  ) {
+    this.requestId = req.requestId;
+    this.model = req.model;
+    this.leaseId = lease?.id;
   }
 
-  return { reserve, status, hydrate, priceOf: (model) => book.get(model) };
+  get budgets(): BudgetRef[] {
+    if (this.refs === undefined) this.refs = this.list.map((b) => b.ref);
+    return this.refs;
+  }
+
+  settle(usage: Usage): Promise<SettleResult> {
+    if (this.settling !== undefined) return this.settling;
+    if (this.state === "released" || this.releasing !== undefined) {
+      return Promise.reject(
+        new TollgateError("RESERVATION_FINISHED", `reservation of request ${this.requestId} was already released`),
+      );
+    }
+    let cost: Nano;
+    try {
+      cost = this.price === undefined ? 0 : costOf(this.price, usage);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    let out: SettleResult | Promise<SettleResult>;
+    try {
+      out = this.engine.charge(this, usage, cost);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    if (!(out instanceof Promise)) {
+      this.state = "settled";
+      this.settling = Promise.resolve(out);
+      return this.settling;
+    }
+    const p = out.then(
+      (result) => {
+        this.state = "settled";
+        return result;
+      },
+      (err: unknown) => {
+        // The store call is atomic: nothing was applied, so a later settle may retry.
+        this.settling = undefined;
+        throw err;
+      },
+    );
+    this.settling = p;
+    return p;
+  }
+
+  release(): Promise<void> {
+    if (this.releasing !== undefined) return this.releasing;
+    if (this.settling !== undefined || this.state !== "open") return Promise.resolve();
+    if (this.lease === undefined) {
+      this.state = "released";
+      return Promise.resolve();
+    }
+    const p = this.engine.release(this.lease).then(
+      () => {
+        this.state = "released";
+      },
+      (err: unknown) => {
+        this.releasing = undefined;
+        throw err;
+      },
+    );
+    this.releasing = p;
+    return p;
+  }
+
+  async renew(ttlMs: number = this.engine.ttlMs): Promise<boolean> {
+    if (this.state !== "open") return false;
+    if (this.lease === undefined) return true;
+    return this.engine.renew(this.lease, ttlMs);
+  }
+}
+
+/** Creates a budget engine on a CounterStore. */
+export function createBudgets(options: BudgetsOptions): Budgets {
+  return new BudgetEngine(options);
 }

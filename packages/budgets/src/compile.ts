@@ -1,7 +1,7 @@
 import { TollgateError } from "@tollgate/core";
 import { parseDuration } from "./duration.js";
 import { MAX_NANO, type Nano, parseUsd } from "./money.js";
-import { createSchedule, type ResetMode, type Schedule } from "./schedule.js";
+import { createSchedule, type Period, type ResetMode, type Schedule } from "./schedule.js";
 import type { BudgetRef, BudgetScope, BudgetSpec } from "./types.js";
 import { checkTimeZone } from "./tz.js";
 
@@ -22,6 +22,39 @@ export interface CompiledBudget {
   /** False when the budget only counts (no maximum, or shadow). */
   enforce: boolean;
   schedule: Schedule;
+  /** A shallow copy of the spec it was compiled from (cache validation). */
+  source: BudgetSpec;
+  /** Memo of the store key of the last period used (the hot path reuses the string). */
+  lastPeriod: Period | undefined;
+  lastKey: string;
+}
+
+/** The store key of a compiled budget's period containing `t` (memoized per period). */
+export function periodKey(b: CompiledBudget, t: number): string {
+  const p = b.schedule.periodAt(t);
+  if (p !== b.lastPeriod) {
+    b.lastPeriod = p;
+    b.lastKey = `${b.base}:${p.id}`;
+  }
+  return b.lastKey;
+}
+
+/** Whether a spec still has every field a compiled budget was built from. */
+export function sameSpec(a: BudgetSpec, b: BudgetSpec): boolean {
+  return (
+    a.scope === b.scope &&
+    a.id === b.id &&
+    a.maxBudget === b.maxBudget &&
+    a.duration === b.duration &&
+    a.softBudget === b.softBudget &&
+    a.teamId === b.teamId &&
+    a.model === b.model &&
+    a.reset === b.reset &&
+    a.timeZone === b.timeZone &&
+    a.startedAt === b.startedAt &&
+    a.alias === b.alias &&
+    a.shadow === b.shadow
+  );
 }
 
 /** Engine-wide defaults a spec may override. */
@@ -80,6 +113,9 @@ export function compileBudget(spec: BudgetSpec, defaults: CompileDefaults): Comp
     limit: max ?? MAX_NANO,
     enforce: max !== null && spec.shadow !== true,
     schedule,
+    source: { ...spec },
+    lastPeriod: undefined,
+    lastKey: "",
   };
 }
 

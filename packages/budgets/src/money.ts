@@ -76,11 +76,22 @@ export function parseUsd(
 
 /** Exact decimal USD text of a nano amount, without trailing zeros: 1500000000 -> `"1.5"`, 1 -> `"0.000000001"`. */
 export function formatUsd(nano: Nano): string {
-  const negative = nano < 0;
-  const digits = String(Math.abs(nano)).padStart(10, "0");
-  const whole = digits.slice(0, -9);
-  const frac = digits.slice(-9).replace(/0+$/, "");
-  return `${negative ? "-" : ""}${whole}${frac === "" ? "" : `.${frac}`}`;
+  const abs = Math.abs(nano);
+  const sign = nano < 0 ? "-" : "";
+  // The float quotient can round up near 2^53; correct it with exact integer arithmetic.
+  let whole = Math.floor(abs / NANO_PER_USD);
+  let frac = abs - whole * NANO_PER_USD;
+  if (frac < 0) {
+    whole--;
+    frac += NANO_PER_USD;
+  }
+  if (frac === 0) return `${sign}${whole}`;
+  let width = 9;
+  while (frac % 10 === 0) {
+    frac /= 10;
+    width--;
+  }
+  return `${sign}${whole}.${String(frac).padStart(width, "0")}`;
 }
 
 /** The nearest float USD value of a nano amount (for JSON and display; correctly rounded). */

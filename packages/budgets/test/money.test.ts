@@ -60,6 +60,13 @@ describe("formatUsd and pythonFloat", () => {
     expect(formatUsd(1)).toBe("0.000000001");
     expect(formatUsd(1_500_000_000)).toBe("1.5");
     expect(formatUsd(MAX_NANO)).toBe("9007199.254740991");
+    expect(formatUsd(9_007_198_999_999_999)).toBe("9007198.999999999");
+    expect(formatUsd(-1_230_000_000)).toBe("-1.23");
+    for (let n = 0; n < 3000; n++) {
+      const x = 9_000_000_000_000_000 - 1 + n * 1_000_000_007;
+      if (x > MAX_NANO) break;
+      expect(parseUsd(formatUsd(x), "x")).toBe(x);
+    }
   });
   it("prints floats like Python's repr (LiteLLM's messages)", () => {
     expect(pythonFloat(2)).toBe("2.0");
