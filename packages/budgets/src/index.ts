@@ -11,6 +11,12 @@ export {
 } from "./budgets.js";
 export { baseKeyOf, type CompiledBudget, compileBudget, modelMatches } from "./compile.js";
 export { type Duration, type DurationUnit, formatDuration, parseDuration } from "./duration.js";
+export {
+  type LiteLLMBudgetContext,
+  type LiteLLMBudgetFields,
+  type LiteLLMModelBudget,
+  litellmBudgets,
+} from "./litellm.js";
 export { budgetErrorBody, formatBudgetExceeded } from "./messages.js";
 export {
   formatUsd,

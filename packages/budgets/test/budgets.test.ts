@@ -137,6 +137,33 @@ describe.each(STORES)("budgets on the $name store", ({ create }) => {
     if (held.ok) expect(await held.reservation.renew()).toBe(false);
   });
 
+  it("renew keeps a long-running reservation alive past its original TTL", async () => {
+    const { budgets, clock } = setup("2027-06-15T12:00:00Z", { reservationTtlMs: 30_000 });
+    const held = await budgets.reserve(req([key("0.01")]));
+    if (!held.ok) throw new Error("denied");
+    clock.advance(20_000);
+    expect(await held.reservation.renew()).toBe(true);
+    clock.advance(20_000);
+    expect(await budgets.status([key("0.01")])).toMatchObject([{ reserved: CENT }]);
+    clock.advance(10_000);
+    expect(await budgets.status([key("0.01")])).toMatchObject([{ reserved: 0 }]);
+    // Settling after expiry still charges the actual cost: the spend happened.
+    await held.reservation.settle(ONE_CENT_USAGE);
+    expect(await budgets.status([key("0.01")])).toMatchObject([{ spend: CENT, reserved: 0 }]);
+  });
+
+  it("shadow budgets count and alert but never deny", async () => {
+    const { budgets, events } = setup();
+    const spec = [key("0.01", { shadow: true })];
+    for (let i = 0; i < 3; i++) {
+      const r = await budgets.reserve(req(spec));
+      if (!r.ok) throw new Error("shadow budget denied");
+      await r.reservation.settle(ONE_CENT_USAGE);
+    }
+    expect(await budgets.status(spec)).toMatchObject([{ spend: 3 * CENT, max: CENT }]);
+    expect(events.filter((e) => e.type === "threshold")).toHaveLength(3);
+  });
+
   it("resets exactly at midnight (no polling job) and reports the reset time", async () => {
     const { budgets, clock } = setup("2027-06-15T23:59:00Z");
     const spec = [key("0.01", { duration: "1d" })];
