@@ -22,10 +22,10 @@ export type ScriptName = "admit" | "adjust" | "renew" | "read";
  */
 // BEGIN SHAS
 const SHAS = {
-  admit: "6a7be26e0c3de0b9a2e7c35036f6002c78c6ab1b",
-  adjust: "c14fa165296314c21ddbd011a281768112320c85",
-  renew: "96ee4eb6dd9b10f9e92615ef280b0d42e0ae19b5",
-  read: "61aea2699883cffa8e3798949e7bd99bbe1b8b9f",
+  admit: "8c93e30dd78f0d8d68bc7db50a5545d9d7805646",
+  adjust: "728af02a4bdca98088b003c9ef51f3b190ed1186",
+  renew: "07f4e7219417c7390608f611b0349ad80f985ace",
+  read: "799ce41b1eaea0d4dff3d93d7c737a71071f6c1d",
 } as const;
 // END SHAS
 

@@ -31,55 +31,71 @@ local nw = tonumber(ARGV[3])
 local nrg = tonumber(ARGV[4])
 local nrh = tonumber(ARGV[5])
 
--- Count the window keys first so the release keys can be found.
+-- Read phase: one MGET for every window start, value and previous value; one EXISTS for every hold key.
 local a, k = 6, 1
-for w = 1, nw do
-  local nc = tonumber(ARGV[a + 4])
-  a = a + 5 + nc
-  k = k + 1 + 4 * nc
-end
-
--- Validate every window and counter before the first write.
 local wins = {}
-a = 6
-local wkIndex = 1
+local skeys, hkeys = {}, {}
 for w = 1, nw do
-  local W = tonumber(ARGV[a])
-  local sliding = ARGV[a + 1] == '1'
-  local guarded = ARGV[a + 2] == '1'
-  local expect = tonumber(ARGV[a + 3])
+  local win = {
+    W = tonumber(ARGV[a]),
+    sliding = ARGV[a + 1] == '1',
+    guarded = ARGV[a + 2] == '1',
+    expect = tonumber(ARGV[a + 3]),
+    wk = KEYS[k],
+    counters = {},
+  }
   local nc = tonumber(ARGV[a + 4])
   a = a + 5
-  local wk = KEYS[wkIndex]
-  local stored = int(wk, redis.call('GET', wk))
-  local start, kind = roll(stored, W, sliding, now)
-  local applied = true
-  if guarded then applied = stored ~= nil and kind == 0 and stored == expect end
-  local cs = {}
+  k = k + 1
+  skeys[#skeys + 1] = win.wk
+  win.si = #skeys
   for c = 1, nc do
-    local j = wkIndex + 1 + 4 * (c - 1)
-    local ctr = { vk = KEYS[j], pk = KEYS[j + 1], hk = KEYS[j + 2], dk = KEYS[j + 3], delta = tonumber(ARGV[a]) }
+    local ctr = { vk = KEYS[k], pk = KEYS[k + 1], hk = KEYS[k + 2], dk = KEYS[k + 3], delta = tonumber(ARGV[a]) }
+    k = k + 4
     a = a + 1
-    local v = count(ctr.vk, redis.call('GET', ctr.vk))
+    skeys[#skeys + 1] = ctr.vk
+    ctr.vi = #skeys
+    if win.sliding then
+      skeys[#skeys + 1] = ctr.pk
+      ctr.pi = #skeys
+    end
+    hkeys[#hkeys + 1] = ctr.hk
+    hkeys[#hkeys + 1] = ctr.dk
+    win.counters[c] = ctr
+  end
+  wins[w] = win
+end
+
+local vals = load(skeys)
+local holds_in_use = any_exists(hkeys)
+for w = 1, nw do
+  local win = wins[w]
+  local stored = int(win.wk, vals[win.si])
+  local start, kind = roll(stored, win.W, win.sliding, now)
+  win.start, win.kind = start, kind
+  win.applied = true
+  if win.guarded then win.applied = stored ~= nil and kind == 0 and stored == win.expect end
+  for _, ctr in ipairs(win.counters) do
+    local v = count(ctr.vk, vals[ctr.vi])
     local p = 0
-    if sliding then p = count(ctr.pk, redis.call('GET', ctr.pk)) end
+    if win.sliding then p = count(ctr.pk, vals[ctr.pi]) end
     if kind == 1 then
       v, p = 0, 0
     elseif kind == 2 then
       v, p = 0, v
     end
     ctr.value, ctr.prev = v, p
-    ctr.held, ctr.mine = held_pruned(ctr.hk, ctr.dk, now, id)
-    cs[c] = ctr
+    ctr.held, ctr.mine = 0, 0
+    if holds_in_use and call('EXISTS', ctr.hk, ctr.dk) > 0 then
+      ctr.held, ctr.mine = held_pruned(ctr.hk, ctr.dk, now, id)
+    end
   end
-  wins[w] = { wk = wk, W = W, sliding = sliding, start = start, kind = kind, applied = applied, counters = cs }
-  wkIndex = wkIndex + 1 + 4 * nc
 end
 
 -- Type-check and prune the release keys too, still before the first write.
 local rk = k
 for g = 1, nrg do
-  redis.call('ZREMRANGEBYSCORE', KEYS[rk], '-inf', fmt(now))
+  call('ZREMRANGEBYSCORE', KEYS[rk], '-inf', fmt(now))
   rk = rk + 1
 end
 for h = 1, nrh do
@@ -91,12 +107,12 @@ local released = 0
 local freed = {}
 if id ~= '' then
   for g = 1, nrg do
-    released = released + redis.call('ZREM', KEYS[k], id)
+    released = released + call('ZREM', KEYS[k], id)
     k = k + 1
   end
   for h = 1, nrh do
-    if redis.call('ZREM', KEYS[k], id) == 1 then
-      redis.call('HDEL', KEYS[k + 1], id)
+    if call('ZREM', KEYS[k], id) == 1 then
+      call('HDEL', KEYS[k + 1], id)
       released = released + 1
       freed[KEYS[k]] = true
     end
@@ -113,14 +129,14 @@ for w = 1, nw do
   if px < 1 then px = 1 end
   out[#out + 1] = win.applied and 1 or 0
   out[#out + 1] = win.start
-  if win.applied and win.kind ~= 0 then redis.call('SET', win.wk, fmt(win.start), 'PX', fmt(px)) end
+  if win.applied and win.kind ~= 0 then call('SET', win.wk, fmt(win.start), 'PX', fmt(px)) end
   for _, ctr in ipairs(win.counters) do
     local nv = ctr.value
     if win.applied then
       nv = nv + ctr.delta
       if nv < 0 then nv = 0 end
-      if win.kind ~= 0 or nv ~= ctr.value then redis.call('SET', ctr.vk, fmt(nv), 'PX', fmt(px)) end
-      if win.sliding and win.kind ~= 0 then redis.call('SET', ctr.pk, fmt(ctr.prev), 'PX', fmt(px)) end
+      if win.kind ~= 0 or nv ~= ctr.value then call('SET', ctr.vk, fmt(nv), 'PX', fmt(px)) end
+      if win.sliding and win.kind ~= 0 then call('SET', ctr.pk, fmt(ctr.prev), 'PX', fmt(px)) end
     end
     local held = ctr.held
     if freed[ctr.hk] then held = held - ctr.mine end

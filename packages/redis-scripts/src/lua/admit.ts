@@ -38,36 +38,61 @@ local ng = tonumber(ARGV[5])
 local a, k = 6, 1
 local dkind, da, db = 0, 0, 0
 local wins = {}
+-- Read phase: one MGET for every window start, value and previous value; one EXISTS for every hold key.
+local skeys, hkeys = {}, {}
 
 for w = 1, nw do
-  local W = tonumber(ARGV[a])
-  local sliding = ARGV[a + 1] == '1'
+  local win = { W = tonumber(ARGV[a]), sliding = ARGV[a + 1] == '1', wk = KEYS[k], counters = {} }
   local nc = tonumber(ARGV[a + 2])
   a = a + 3
-  local wk = KEYS[k]
   k = k + 1
-  local start, kind = roll(int(wk, redis.call('GET', wk)), W, sliding, now)
-  local el = now - start
-  local cs = {}
+  skeys[#skeys + 1] = win.wk
+  win.si = #skeys
   for c = 1, nc do
     local ctr = { vk = KEYS[k], pk = KEYS[k + 1], hk = KEYS[k + 2], dk = KEYS[k + 3] }
     k = k + 4
     ctr.limit = tonumber(ARGV[a])
     ctr.amount = tonumber(ARGV[a + 1])
     ctr.hold = tonumber(ARGV[a + 2])
-    local enforce = ARGV[a + 3] == '1'
+    ctr.enforce = ARGV[a + 3] == '1'
     a = a + 4
-    local v = count(ctr.vk, redis.call('GET', ctr.vk))
+    skeys[#skeys + 1] = ctr.vk
+    ctr.vi = #skeys
+    if win.sliding then
+      skeys[#skeys + 1] = ctr.pk
+      ctr.pi = #skeys
+    end
+    hkeys[#hkeys + 1] = ctr.hk
+    hkeys[#hkeys + 1] = ctr.dk
+    win.counters[c] = ctr
+  end
+  wins[w] = win
+end
+
+local vals = load(skeys)
+local holds_in_use = any_exists(hkeys)
+
+for w = 1, nw do
+  local win = wins[w]
+  local W, sliding = win.W, win.sliding
+  local start, kind = roll(int(win.wk, vals[win.si]), W, sliding, now)
+  win.start, win.kind = start, kind
+  local el = now - start
+  for c, ctr in ipairs(win.counters) do
+    local v = count(ctr.vk, vals[ctr.vi])
     local p = 0
-    if sliding then p = count(ctr.pk, redis.call('GET', ctr.pk)) end
+    if sliding then p = count(ctr.pk, vals[ctr.pi]) end
     if kind == 1 then
       v, p = 0, 0
     elseif kind == 2 then
       v, p = 0, v
     end
     ctr.value, ctr.prev = v, p
-    ctr.held, ctr.mine = held_pruned(ctr.hk, ctr.dk, now, id)
-    if dkind == 0 and enforce then
+    ctr.held, ctr.mine = 0, 0
+    if holds_in_use and call('EXISTS', ctr.hk, ctr.dk) > 0 then
+      ctr.held, ctr.mine = held_pruned(ctr.hk, ctr.dk, now, id)
+    end
+    if dkind == 0 and ctr.enforce then
       local add = ctr.amount + ctr.hold
       local used = v + ctr.held
       local over
@@ -80,9 +105,7 @@ for w = 1, nw do
       end
       if over then dkind, da, db = 1, w - 1, c - 1 end
     end
-    cs[c] = ctr
   end
-  wins[w] = { wk = wk, W = W, sliding = sliding, start = start, kind = kind, counters = cs }
 end
 
 local gs = {}
@@ -92,8 +115,8 @@ for g = 1, ng do
   local limit = tonumber(ARGV[a])
   local enforce = ARGV[a + 1] == '1'
   a = a + 2
-  redis.call('ZREMRANGEBYSCORE', gk, '-inf', fmt(now))
-  local n = redis.call('ZCARD', gk)
+  call('ZREMRANGEBYSCORE', gk, '-inf', fmt(now))
+  local n = call('ZCARD', gk)
   if dkind == 0 and enforce and n + 1 > limit then dkind, da, db = 2, g - 1, 0 end
   gs[g] = { gk = gk, n = n }
 end
@@ -107,17 +130,17 @@ for w = 1, nw do
   if win.sliding then span = 2 * win.W end
   local px = win.start + span - now
   if px < 1 then px = 1 end
-  if win.kind ~= 0 then redis.call('SET', win.wk, fmt(win.start), 'PX', fmt(px)) end
+  if win.kind ~= 0 then call('SET', win.wk, fmt(win.start), 'PX', fmt(px)) end
   out[#out + 1] = win.start
   for _, ctr in ipairs(win.counters) do
     local nv = ctr.value
     if admitted then nv = nv + ctr.amount end
-    if win.kind ~= 0 or nv ~= ctr.value then redis.call('SET', ctr.vk, fmt(nv), 'PX', fmt(px)) end
-    if win.sliding and win.kind ~= 0 then redis.call('SET', ctr.pk, fmt(ctr.prev), 'PX', fmt(px)) end
+    if win.kind ~= 0 or nv ~= ctr.value then call('SET', ctr.vk, fmt(nv), 'PX', fmt(px)) end
+    if win.sliding and win.kind ~= 0 then call('SET', ctr.pk, fmt(ctr.prev), 'PX', fmt(px)) end
     local held = ctr.held
     if admitted and ctr.hold > 0 then
-      redis.call('ZADD', ctr.hk, fmt(now + ttl), id)
-      redis.call('HSET', ctr.dk, id, fmt(ctr.hold))
+      call('ZADD', ctr.hk, fmt(now + ttl), id)
+      call('HSET', ctr.dk, id, fmt(ctr.hold))
       extend(ctr.hk, ttl)
       extend(ctr.dk, ttl)
       held = held - ctr.mine + ctr.hold
@@ -132,7 +155,7 @@ for g = 1, ng do
   local gate = gs[g]
   local n = gate.n
   if admitted then
-    n = n + redis.call('ZADD', gate.gk, fmt(now + ttl), id)
+    n = n + call('ZADD', gate.gk, fmt(now + ttl), id)
     extend(gate.gk, ttl)
   end
   out[#out + 1] = n

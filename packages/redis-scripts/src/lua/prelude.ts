@@ -11,8 +11,11 @@
  *   leaves a half-applied batch. Only prunes of expired entries may happen before an error.
  */
 export const PRELUDE = `
+-- Globals read once: local access is cheaper than a global lookup on every use.
+local call, tonumber, format = redis.call, tonumber, string.format
+
 local function fmt(n)
-  return string.format('%d', n)
+  return format('%d', n)
 end
 
 local function corrupt(key, why)
@@ -36,10 +39,36 @@ local function count(key, raw)
   return n
 end
 
+-- Reads string keys with one MGET. MGET answers nil for a key of another type, so the nils are checked with
+-- one EXISTS (only when some are nil) and a key that exists there raises WRONGTYPE.
+local function load(keys)
+  if #keys == 0 then return {} end
+  local vals = call('MGET', unpack(keys))
+  local missing
+  for i = 1, #keys do
+    if not vals[i] then
+      missing = missing or {}
+      missing[#missing + 1] = keys[i]
+    end
+  end
+  if missing and call('EXISTS', unpack(missing)) > 0 then
+    for _, key in ipairs(missing) do
+      local t = call('TYPE', key)['ok']
+      if t ~= 'none' then error({ err = 'WRONGTYPE ' .. key .. ' holds a ' .. t .. ', expected a string' }) end
+    end
+  end
+  return vals
+end
+
+-- True when any of the keys exists (one EXISTS call; false for an empty list).
+local function any_exists(keys)
+  return #keys > 0 and call('EXISTS', unpack(keys)) > 0
+end
+
 -- The store clock: server TIME in ms, unless a test clock is injected (ARGV[1] of every script).
 local function clock(injected)
   if injected ~= '' then return tonumber(injected) end
-  local t = redis.call('TIME')
+  local t = call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
@@ -54,19 +83,19 @@ end
 
 -- Extends a key's TTL to at least ms (keys of holds and gauges live as long as their latest entry).
 local function extend(key, ms)
-  if redis.call('PTTL', key) < ms then redis.call('PEXPIRE', key, fmt(ms)) end
+  if call('PTTL', key) < ms then call('PEXPIRE', key, fmt(ms)) end
 end
 
 -- Drops expired holds of one counter and answers the live total and the amount held by lease id.
 local function held_pruned(holds, held, now, id)
-  local expired = redis.call('ZRANGEBYSCORE', holds, '-inf', fmt(now))
+  local expired = call('ZRANGEBYSCORE', holds, '-inf', fmt(now))
   if #expired > 0 then
-    redis.call('ZREMRANGEBYSCORE', holds, '-inf', fmt(now))
+    call('ZREMRANGEBYSCORE', holds, '-inf', fmt(now))
     for i = 1, #expired, 1000 do
-      redis.call('HDEL', held, unpack(expired, i, math.min(i + 999, #expired)))
+      call('HDEL', held, unpack(expired, i, math.min(i + 999, #expired)))
     end
   end
-  local all = redis.call('HGETALL', held)
+  local all = call('HGETALL', held)
   local sum, mine = 0, 0
   for i = 1, #all, 2 do
     local a = count(held, all[i + 1])
@@ -78,10 +107,10 @@ end
 
 -- Read-only variant: the live total without pruning anything.
 local function held_live(holds, held, now)
-  local live = redis.call('ZRANGEBYSCORE', holds, '(' .. fmt(now), '+inf')
+  local live = call('ZRANGEBYSCORE', holds, '(' .. fmt(now), '+inf')
   local sum = 0
   for i = 1, #live, 1000 do
-    local vals = redis.call('HMGET', held, unpack(live, i, math.min(i + 999, #live)))
+    local vals = call('HMGET', held, unpack(live, i, math.min(i + 999, #live)))
     for j = 1, #vals do
       if vals[j] then sum = sum + count(held, vals[j]) end
     end
@@ -91,7 +120,7 @@ end
 
 -- Earliest live expiry of a gauge (after pruning), or -1 when empty.
 local function earliest(gauge)
-  local first = redis.call('ZRANGE', gauge, 0, 0, 'WITHSCORES')
+  local first = call('ZRANGE', gauge, 0, 0, 'WITHSCORES')
   if first[2] then return tonumber(first[2]) end
   return -1
 end

@@ -23,22 +23,39 @@ local nw = tonumber(ARGV[2])
 local ng = tonumber(ARGV[3])
 local a, k = 4, 1
 local out = { now }
+local wins, skeys, hkeys = {}, {}, {}
 
 for w = 1, nw do
-  local W = tonumber(ARGV[a])
-  local sliding = ARGV[a + 1] == '1'
+  local win = { W = tonumber(ARGV[a]), sliding = ARGV[a + 1] == '1', wk = KEYS[k], counters = {} }
   local nc = tonumber(ARGV[a + 2])
   a = a + 3
-  local wk = KEYS[k]
   k = k + 1
-  local start, kind = roll(int(wk, redis.call('GET', wk)), W, sliding, now)
-  out[#out + 1] = start
+  skeys[#skeys + 1] = win.wk
+  win.si = #skeys
   for c = 1, nc do
-    local vk, pk, hk, dk = KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
+    local ctr = { vk = KEYS[k], pk = KEYS[k + 1], hk = KEYS[k + 2], dk = KEYS[k + 3] }
     k = k + 4
-    local v = count(vk, redis.call('GET', vk))
+    skeys[#skeys + 1] = ctr.vk
+    ctr.vi = #skeys
+    if win.sliding then
+      skeys[#skeys + 1] = ctr.pk
+      ctr.pi = #skeys
+    end
+    hkeys[#hkeys + 1] = ctr.hk
+    win.counters[c] = ctr
+  end
+  wins[w] = win
+end
+
+local vals = load(skeys)
+local holds_in_use = any_exists(hkeys)
+for _, win in ipairs(wins) do
+  local start, kind = roll(int(win.wk, vals[win.si]), win.W, win.sliding, now)
+  out[#out + 1] = start
+  for _, ctr in ipairs(win.counters) do
+    local v = count(ctr.vk, vals[ctr.vi])
     local p = 0
-    if sliding then p = count(pk, redis.call('GET', pk)) end
+    if win.sliding then p = count(ctr.pk, vals[ctr.pi]) end
     if kind == 1 then
       v, p = 0, 0
     elseif kind == 2 then
@@ -46,15 +63,15 @@ for w = 1, nw do
     end
     out[#out + 1] = v
     out[#out + 1] = p
-    out[#out + 1] = held_live(hk, dk, now)
+    if holds_in_use then out[#out + 1] = held_live(ctr.hk, ctr.dk, now) else out[#out + 1] = 0 end
   end
 end
 
 for g = 1, ng do
   local gk = KEYS[k]
   k = k + 1
-  local live = redis.call('ZCOUNT', gk, '(' .. fmt(now), '+inf')
-  local first = redis.call('ZRANGEBYSCORE', gk, '(' .. fmt(now), '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+  local live = call('ZCOUNT', gk, '(' .. fmt(now), '+inf')
+  local first = call('ZRANGEBYSCORE', gk, '(' .. fmt(now), '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
   out[#out + 1] = live
   if first[2] then out[#out + 1] = tonumber(first[2]) else out[#out + 1] = -1 end
 end

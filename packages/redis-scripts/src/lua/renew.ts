@@ -25,9 +25,9 @@ local nh = tonumber(ARGV[5])
 local renewed = 0
 
 local function renew_in(zkey)
-  local score = redis.call('ZSCORE', zkey, id)
+  local score = call('ZSCORE', zkey, id)
   if score and tonumber(score) > now then
-    redis.call('ZADD', zkey, 'XX', fmt(now + ttl), id)
+    call('ZADD', zkey, 'XX', fmt(now + ttl), id)
     extend(zkey, ttl)
     return true
   end
@@ -36,7 +36,7 @@ end
 
 -- Type-check every key before the first write.
 for i = 1, ng + 2 * nh do
-  local t = redis.call('TYPE', KEYS[i])['ok']
+  local t = call('TYPE', KEYS[i])['ok']
   local want = 'zset'
   if i > ng and (i - ng) % 2 == 0 then want = 'hash' end
   if t ~= 'none' and t ~= want then

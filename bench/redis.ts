@@ -1,0 +1,248 @@
+/**
+ * Redis store: admit + settle of a request under 3 descriptors (requests + tokens limits each), on a standalone
+ * Redis and on a 3-master Cluster, against (a) the raw ceiling (a trivial single-key EVALSHA loop, same client,
+ * same concurrency) and (b) rate-limiter-flexible's RateLimiterRedis consuming the same limits. Round trips are
+ * counted with `INFO commandstats` deltas. Starts its own redis-server processes (tooling/test-servers).
+ */
+import { createLimiter, type Descriptor } from "@tollgate/core";
+import { createRedisStore } from "@tollgate/store-redis";
+import {
+  type RedisClusterHandle,
+  type RedisServerHandle,
+  startRedisCluster,
+  startRedisServer,
+} from "@tollgate/test-servers";
+import { Cluster, Redis } from "ioredis";
+import { RateLimiterRedis } from "rate-limiter-flexible";
+import { fmt, type Measured, measureConcurrent, percentiles } from "./lib.js";
+
+const SECONDS = 4;
+const CONCURRENCY = 32;
+const STEADY_RATE = 5_000;
+const STEADY_SECONDS = 5;
+const HIGH = 1e12; // limits high enough never to deny: we measure the admission path
+
+const uid = () => Math.random().toString(36).slice(2, 8);
+
+const descriptors = (i: number): Descriptor[] => [
+  { scope: "api_key", value: `k${i % 1000}`, requests: HIGH, tokens: HIGH },
+  { scope: "team", value: `t${i % 50}`, requests: HIGH, tokens: HIGH },
+  { scope: "user", value: `u${i % 200}`, requests: HIGH, tokens: HIGH },
+];
+
+/** Calls per command summed over every node, from `INFO commandstats`. */
+async function commandStats(nodes: Redis[]): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  for (const node of nodes) {
+    const info = await node.info("commandstats");
+    for (const m of info.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) {
+      out.set(m[1]!, (out.get(m[1]!) ?? 0) + Number(m[2]));
+    }
+  }
+  return out;
+}
+
+/** Client-issued commands between two snapshots (script-internal calls and INFO itself excluded). */
+function scriptCalls(a: Map<string, number>, b: Map<string, number>): number {
+  const d = (k: string) => (b.get(k) ?? 0) - (a.get(k) ?? 0);
+  return d("evalsha") + d("eval");
+}
+
+/** Every top-level command between two snapshots, for clients that do not use scripts only. */
+function allCalls(a: Map<string, number>, b: Map<string, number>, exclude: string[]): number {
+  let n = 0;
+  for (const [k, v] of b) if (!exclude.includes(k)) n += v - (a.get(k) ?? 0);
+  return n;
+}
+
+function tollgateLimiter(client: Redis | Cluster) {
+  return createLimiter({ store: createRedisStore({ client, prefix: `bench:${uid()}:`, timeoutMs: 2000 }) });
+}
+
+async function admitSettle(client: Redis | Cluster): Promise<Measured> {
+  const limiter = tollgateLimiter(client);
+  const once = async (i: number) => {
+    const a = await limiter.admit(descriptors(i), { tokens: 500 });
+    if (!a.ok) throw new Error("bench limits must never deny");
+    await limiter.settle(a.reservation, { tokens: 420 });
+  };
+  for (let i = 0; i < 2000; i++) await once(i);
+  return measureConcurrent(once, CONCURRENCY, SECONDS);
+}
+
+/**
+ * Round trips per admission and per settle, counted separately on an otherwise idle standalone server: every
+ * call the store makes is one EVALSHA (EVAL after NOSCRIPT), so round trips = evalsha + eval calls; `commands`
+ * also counts the commands the scripts run inside Redis.
+ */
+async function roundTrips(
+  client: Redis,
+  admin: Redis,
+): Promise<{ admit: number; settle: number; admitCommands: number; settleCommands: number }> {
+  const limiter = tollgateLimiter(client);
+  const N = 1000;
+  const s0 = await commandStats([admin]);
+  const reservations = [];
+  for (let i = 0; i < N; i++) {
+    const a = await limiter.admit(descriptors(i), { tokens: 500 });
+    if (!a.ok) throw new Error("denied");
+    reservations.push(a.reservation);
+  }
+  const s1 = await commandStats([admin]);
+  for (const r of reservations) await limiter.settle(r, { tokens: 420 });
+  const s2 = await commandStats([admin]);
+  const exclude = ["info"];
+  return {
+    admit: scriptCalls(s0, s1) / N,
+    settle: scriptCalls(s1, s2) / N,
+    admitCommands: allCalls(s0, s1, exclude) / N,
+    settleCommands: allCalls(s1, s2, exclude) / N,
+  };
+}
+
+async function rawEvalsha(client: Redis | Cluster): Promise<Measured> {
+  const script = "return redis.call('INCR', KEYS[1])";
+  const sha = (await (client instanceof Cluster
+    ? Promise.all(client.nodes("master").map((n) => n.script("LOAD", script))).then((r) => r[0])
+    : client.script("LOAD", script))) as string;
+  const prefix = `bench:${uid()}:raw:`;
+  const once = (i: number) => client.evalsha(sha, 1, `${prefix}{${i % 1000}}`);
+  for (let i = 0; i < 2000; i++) await once(i);
+  return measureConcurrent(once, CONCURRENCY, SECONDS);
+}
+
+async function flexible(client: Redis): Promise<Measured> {
+  const prefix = `bench:${uid()}:rlf`;
+  const opts = { storeClient: client, points: HIGH, duration: 60 };
+  const requests = [0, 1, 2].map((n) => new RateLimiterRedis({ ...opts, keyPrefix: `${prefix}:r${n}` }));
+  const tokens = [0, 1, 2].map((n) => new RateLimiterRedis({ ...opts, keyPrefix: `${prefix}:t${n}` }));
+  const keys = (i: number) => [`k${i % 1000}`, `t${i % 50}`, `u${i % 200}`];
+  const once = async (i: number) => {
+    const k = keys(i);
+    await Promise.all([
+      requests[0]!.consume(k[0]!, 1),
+      tokens[0]!.consume(k[0]!, 500),
+      requests[1]!.consume(k[1]!, 1),
+      tokens[1]!.consume(k[1]!, 500),
+      requests[2]!.consume(k[2]!, 1),
+      tokens[2]!.consume(k[2]!, 500),
+    ]);
+    // settle: give back the 80 reserved tokens that were not used
+    await Promise.all([tokens[0]!.reward(k[0]!, 80), tokens[1]!.reward(k[1]!, 80), tokens[2]!.reward(k[2]!, 80)]);
+  };
+  for (let i = 0; i < 500; i++) await once(i);
+  return measureConcurrent(once, CONCURRENCY, SECONDS);
+}
+
+async function flexibleCommands(client: Redis, admin: Redis): Promise<number> {
+  const prefix = `bench:${uid()}:rlfc`;
+  const opts = { storeClient: client, points: HIGH, duration: 60 };
+  const lims = [0, 1, 2, 3, 4, 5].map((n) => new RateLimiterRedis({ ...opts, keyPrefix: `${prefix}:${n}` }));
+  const N = 200;
+  const s0 = await commandStats([admin]);
+  for (let i = 0; i < N; i++) {
+    await Promise.all(lims.map((l, j) => l.consume(`k${i}`, j % 2 === 0 ? 1 : 500)));
+    await Promise.all([1, 3, 5].map((j) => lims[j]!.reward(`k${i}`, 80)));
+  }
+  const s1 = await commandStats([admin]);
+  return allCalls(s0, s1, ["info"]) / N;
+}
+
+/** Open-loop load at a fixed rate; latency of each admission (and of each settle) as the caller sees it. */
+async function steady(
+  client: Redis,
+): Promise<{ admit: { p50us: number; p99us: number }; settle: { p99us: number }; rate: number }> {
+  const limiter = tollgateLimiter(client);
+  const admitLat: number[] = [];
+  const settleLat: number[] = [];
+  const pending = new Set<Promise<void>>();
+  const perTick = STEADY_RATE / 1000; // one tick per ms
+  let i = 0;
+  const t0 = performance.now();
+  const end = t0 + STEADY_SECONDS * 1000;
+  while (performance.now() < end) {
+    const due = Math.floor(((performance.now() - t0) / 1000) * STEADY_RATE);
+    while (i < due) {
+      const n = i++;
+      const p = (async () => {
+        const s = performance.now();
+        const a = await limiter.admit(descriptors(n), { tokens: 500 });
+        const m = performance.now();
+        admitLat.push((m - s) * 1000);
+        if (a.ok) await limiter.settle(a.reservation, { tokens: 420 });
+        settleLat.push((performance.now() - m) * 1000);
+      })();
+      pending.add(p);
+      p.finally(() => pending.delete(p));
+    }
+    await new Promise((r) => setTimeout(r, 1 / perTick));
+  }
+  await Promise.all(pending);
+  const elapsed = (performance.now() - t0) / 1000;
+  return { admit: percentiles(admitLat), settle: percentiles(settleLat), rate: admitLat.length / elapsed };
+}
+
+export default async function run(): Promise<string> {
+  let server: RedisServerHandle | undefined;
+  let cluster: RedisClusterHandle | undefined;
+  const clients: Array<Redis | Cluster> = [];
+  try {
+    [server, cluster] = await Promise.all([startRedisServer(), startRedisCluster()]);
+    const client = new Redis(server.url);
+    const admin = new Redis(server.url);
+    const clusterClient = new Cluster(cluster.nodes);
+    const clusterAdmins = cluster.nodes.map((n) => new Redis(n.port, n.host));
+    clients.push(client, admin, clusterClient, ...clusterAdmins);
+
+    const trips = await roundTrips(client, admin);
+    const rlfCommands = await flexibleCommands(client, admin);
+
+    const sa = await commandStats([admin]);
+    const standalone = await admitSettle(client);
+    const sb = await commandStats([admin]);
+    const standaloneTripsPerSec = scriptCalls(sa, sb) / standalone.seconds;
+
+    const ca = await commandStats(clusterAdmins);
+    const onCluster = await admitSettle(clusterClient);
+    const cb = await commandStats(clusterAdmins);
+    const clusterTripsPerSec = scriptCalls(ca, cb) / onCluster.seconds;
+
+    const raw = await rawEvalsha(client);
+    const rawCluster = await rawEvalsha(clusterClient);
+    const rlf = await flexible(client);
+    const st = await steady(client);
+
+    const ratio = standalone.perSecond / rlf.perSecond;
+    const ceiling = (standaloneTripsPerSec / raw.perSecond) * 100;
+    const ceilingCluster = (clusterTripsPerSec / rawCluster.perSecond) * 100;
+    const ms = (us: number) => fmt(us / 1000, 2);
+    return [
+      "## Redis store: admit + settle, 3 descriptors (requests + tokens each)",
+      "",
+      `Real redis-server processes on loopback (standalone, and a 3-master Cluster), one ioredis client, ${CONCURRENCY} requests in flight, ${SECONDS} s per row.`,
+      "Tollgate rows use the engine (`createLimiter` over `createRedisStore`): admit with a 500-token estimate, then settle at 420 tokens.",
+      "rate-limiter-flexible does the same work: 6 `consume` calls (3 scopes × requests/tokens), then 3 `reward`s.",
+      "",
+      "| workload | ops/s | Redis round trips/s | p50 ms | p99 ms |",
+      "|---|---:|---:|---:|---:|",
+      `| Tollgate admit+settle, standalone | ${fmt(standalone.perSecond)} | ${fmt(standaloneTripsPerSec)} | ${ms(standalone.p50us)} | ${ms(standalone.p99us)} |`,
+      `| Tollgate admit+settle, Cluster (keys on 3 masters) | ${fmt(onCluster.perSecond)} | ${fmt(clusterTripsPerSec)} | ${ms(onCluster.p50us)} | ${ms(onCluster.p99us)} |`,
+      `| raw ceiling: trivial single-key EVALSHA, standalone | ${fmt(raw.perSecond)} | ${fmt(raw.perSecond)} | ${ms(raw.p50us)} | ${ms(raw.p99us)} |`,
+      `| raw ceiling: trivial single-key EVALSHA, Cluster | ${fmt(rawCluster.perSecond)} | ${fmt(rawCluster.perSecond)} | ${ms(rawCluster.p50us)} | ${ms(rawCluster.p99us)} |`,
+      `| rate-limiter-flexible RateLimiterRedis, standalone | ${fmt(rlf.perSecond)} | ${fmt(rlf.perSecond * rlfCommands)} (est.) | ${ms(rlf.p50us)} | ${ms(rlf.p99us)} |`,
+      "",
+      `- Round trips (INFO commandstats deltas, 1,000 sequential requests): **${fmt(trips.admit, 2)} per admission, ${fmt(trips.settle, 2)} per settle** (target 1 and 1); ` +
+        `Redis commands executed per admit+settle including those inside the scripts: ${fmt(trips.admitCommands + trips.settleCommands, 1)}; ` +
+        `rate-limiter-flexible: ${fmt(rlfCommands, 1)} commands per admit+settle.`,
+      `- **Throughput ratio: ${fmt(ratio, 2)}×** rate-limiter-flexible on admit+settle (target ≥ 6×).`,
+      `- **Round trips/s: ${fmt(ceiling, 0)}% of the raw EVALSHA ceiling** on standalone (target ≥ 60%); Cluster: ${fmt(ceilingCluster, 0)}%.`,
+      `- **Steady ${fmt(STEADY_RATE)} admissions/s** (open loop, measured ${fmt(st.rate)}/s for ${STEADY_SECONDS} s, each followed by its settle): ` +
+        `admission p50 ${ms(st.admit.p50us)} ms, **p99 ${ms(st.admit.p99us)} ms** (target < 2 ms); settle p99 ${ms(st.settle.p99us)} ms.`,
+      "",
+    ].join("\n");
+  } finally {
+    await Promise.all(clients.map((c) => c.quit().catch(() => undefined)));
+    await server?.stop();
+    await cluster?.stop();
+  }
+}
