@@ -23,7 +23,10 @@ export function clockAt(iso: string): Clock {
   return c;
 }
 
-/** Stores the budget tests run on: the memory store and a real standalone redis-server (vitest globalSetup). */
+/**
+ * Stores the budget tests run on: the memory store, a real standalone redis-server and a real 3-master Redis
+ * Cluster (both started by the root vitest globalSetup).
+ */
 export const STORES: Array<{ name: string; create: (clock: Clock) => CounterStore }> = [
   { name: "memory", create: (clock) => createMemoryStore({ now: clock.now }) },
   {
@@ -31,6 +34,16 @@ export const STORES: Array<{ name: string; create: (clock: Clock) => CounterStor
     create: (clock) =>
       createRedisStore({
         connection: inject("redis").url,
+        prefix: `budgets-test:${randomUUID()}:`,
+        testClock: clock.now,
+        timeoutMs: 5_000,
+      }),
+  },
+  {
+    name: "redis cluster",
+    create: (clock) =>
+      createRedisStore({
+        cluster: { nodes: inject("redisCluster").nodes },
         prefix: `budgets-test:${randomUUID()}:`,
         testClock: clock.now,
         timeoutMs: 5_000,
