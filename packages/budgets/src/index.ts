@@ -4,10 +4,8 @@ export {
   type BudgetsOptions,
   createBudgets,
   type HydrateTotal,
-  type Reservation,
   type ReserveRequest,
   type ReserveResult,
-  type SettleResult,
 } from "./budgets.js";
 export { baseKeyOf, type CompiledBudget, compileBudget, modelMatches } from "./compile.js";
 export { type Duration, type DurationUnit, formatDuration, parseDuration } from "./duration.js";
@@ -43,6 +41,7 @@ export {
   usageFromOpenAI,
   worstCaseCost,
 } from "./pricing.js";
+export type { Reservation, SettleResult } from "./reservation.js";
 export { createSchedule, type Period, type ResetMode, type Schedule, type ScheduleOptions } from "./schedule.js";
 export { throttledLimit } from "./throttle.js";
 export type { BudgetDenial, BudgetEvent, BudgetRef, BudgetScope, BudgetSpec, SpendRecord, SpendSink } from "./types.js";
