@@ -172,3 +172,61 @@ describe("schedule identity", () => {
     expect(s.windowMs).toBeGreaterThan(31 * 86_400_000);
   });
 });
+
+describe("periods tile time in many zones (no gaps, no overlaps, local boundaries)", () => {
+  const zones = [
+    "UTC",
+    "America/New_York",
+    "Europe/London",
+    "Asia/Kolkata",
+    "Asia/Kathmandu",
+    "Australia/Lord_Howe",
+    "Pacific/Chatham",
+  ];
+  const wallClock = (t: number, timeZone: string) =>
+    new Intl.DateTimeFormat("en-GB", {
+      timeZone,
+      hourCycle: "h23",
+      hour: "2-digit",
+      minute: "2-digit",
+      day: "2-digit",
+      weekday: "short",
+    })
+      .formatToParts(t)
+      .reduce<Record<string, string>>((acc, p) => {
+        acc[p.type] = p.value;
+        return acc;
+      }, {});
+  const cases: Array<[string, string, string]> = [
+    ["1d", "2027-01-01T00:00:00Z", "2029-01-01T00:00:00Z"],
+    ["1w", "2027-01-01T00:00:00Z", "2029-01-01T00:00:00Z"],
+    ["1mo", "2027-01-01T00:00:00Z", "2029-01-01T00:00:00Z"],
+    ["1h", "2027-03-25T00:00:00Z", "2027-04-08T00:00:00Z"],
+    ["30m", "2027-10-28T00:00:00Z", "2027-11-10T00:00:00Z"],
+  ];
+  for (const timeZone of zones) {
+    it.each(cases)(`${timeZone} %s`, (duration, from, to) => {
+      const s = createSchedule({ duration: parseDuration(duration), timeZone });
+      let t = T(from);
+      let p = s.periodAt(t);
+      let n = 0;
+      while (p.end < T(to)) {
+        const next = s.periodAt(p.end);
+        expect(next.start).toBe(p.end);
+        expect(s.periodAt(p.end - 1).id).toBe(p.id);
+        expect(next.end).toBeGreaterThan(next.start);
+        const w = wallClock(next.start, timeZone);
+        if (duration === "1d" || duration === "1w" || duration === "1mo") {
+          // Local midnight exists in these zones on every day of the range.
+          expect(`${w.hour}:${w.minute}`).toBe("00:00");
+          if (duration === "1w") expect(w.weekday).toBe("Mon");
+          if (duration === "1mo") expect(w.day).toBe("01");
+        }
+        t = p.end;
+        p = next;
+        n++;
+      }
+      expect(n).toBeGreaterThan(10);
+    });
+  }
+});
