@@ -22,8 +22,8 @@ export type ScriptName = "admit" | "adjust" | "renew" | "read";
  */
 // BEGIN SHAS
 const SHAS = {
-  admit: "8c93e30dd78f0d8d68bc7db50a5545d9d7805646",
-  adjust: "728af02a4bdca98088b003c9ef51f3b190ed1186",
+  admit: "42bfcfe413ba6dd31b1341d9a4a55d7d7166bdc0",
+  adjust: "bbe117439a468d79615951c062df701bbf702988",
   renew: "07f4e7219417c7390608f611b0349ad80f985ace",
   read: "799ce41b1eaea0d4dff3d93d7c737a71071f6c1d",
 } as const;

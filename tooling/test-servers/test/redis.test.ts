@@ -1,6 +1,6 @@
 import { Cluster, Redis } from "ioredis";
 import { describe, expect, inject, it } from "vitest";
-import { startRedisServer } from "../src/index.js";
+import { startRedisCluster, startRedisServer } from "../src/index.js";
 
 describe("test-servers: redis", () => {
   it("the globalSetup provides a standalone server and a cluster that answer", async () => {
@@ -37,6 +37,17 @@ describe("test-servers: redis", () => {
       await c.quit();
     } finally {
       await server.stop();
+    }
+  });
+
+  it("a missing redis-server binary is a clear failure with install instructions, never a skip", async () => {
+    const path = process.env.PATH;
+    process.env.PATH = "/nonexistent";
+    try {
+      await expect(startRedisServer()).rejects.toThrow("apt-get install -y redis-server");
+      await expect(startRedisCluster()).rejects.toThrow("apt-get install -y redis-server");
+    } finally {
+      process.env.PATH = path;
     }
   });
 });

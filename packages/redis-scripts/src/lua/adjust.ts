@@ -31,64 +31,63 @@ local nw = tonumber(ARGV[3])
 local nrg = tonumber(ARGV[4])
 local nrh = tonumber(ARGV[5])
 
--- Read phase: one MGET for every window start, value and previous value; one EXISTS for every hold key.
-local a, k = 6, 1
-local wins = {}
+-- Layout pass (see admit): window w's keys start at KEYS[wk[w]], its arguments at ARGV[wa[w]].
+local wk, wa, wn = {}, {}, {}
 local skeys, hkeys = {}, {}
+local a, k = 6, 1
 for w = 1, nw do
-  local win = {
-    W = tonumber(ARGV[a]),
-    sliding = ARGV[a + 1] == '1',
-    guarded = ARGV[a + 2] == '1',
-    expect = tonumber(ARGV[a + 3]),
-    wk = KEYS[k],
-    counters = {},
-  }
   local nc = tonumber(ARGV[a + 4])
-  a = a + 5
-  k = k + 1
-  skeys[#skeys + 1] = win.wk
-  win.si = #skeys
-  for c = 1, nc do
-    local ctr = { vk = KEYS[k], pk = KEYS[k + 1], hk = KEYS[k + 2], dk = KEYS[k + 3], delta = tonumber(ARGV[a]) }
-    k = k + 4
-    a = a + 1
-    skeys[#skeys + 1] = ctr.vk
-    ctr.vi = #skeys
-    if win.sliding then
-      skeys[#skeys + 1] = ctr.pk
-      ctr.pi = #skeys
-    end
-    hkeys[#hkeys + 1] = ctr.hk
-    hkeys[#hkeys + 1] = ctr.dk
-    win.counters[c] = ctr
+  local sliding = ARGV[a + 1] == '1'
+  wk[w], wa[w], wn[w] = k, a, nc
+  skeys[#skeys + 1] = KEYS[k]
+  for kk = k + 1, k + 4 * nc, 4 do
+    skeys[#skeys + 1] = KEYS[kk]
+    if sliding then skeys[#skeys + 1] = KEYS[kk + 1] end
+    hkeys[#hkeys + 1] = KEYS[kk + 2]
+    hkeys[#hkeys + 1] = KEYS[kk + 3]
   end
-  wins[w] = win
+  k = k + 1 + 4 * nc
+  a = a + 5 + nc
 end
 
+-- Read phase, validating everything before the first write.
 local vals = load(skeys)
 local holds_in_use = any_exists(hkeys)
+local starts, kinds, applied = {}, {}, {}
+local value, prev, held, mine, existed = {}, {}, {}, {}, {}
+local si, n = 1, 0
 for w = 1, nw do
-  local win = wins[w]
-  local stored = int(win.wk, vals[win.si])
-  local start, kind = roll(stored, win.W, win.sliding, now)
-  win.start, win.kind = start, kind
-  win.applied = true
-  if win.guarded then win.applied = stored ~= nil and kind == 0 and stored == win.expect end
-  for _, ctr in ipairs(win.counters) do
-    local v = count(ctr.vk, vals[ctr.vi])
+  local W = tonumber(ARGV[wa[w]])
+  local sliding = ARGV[wa[w] + 1] == '1'
+  local stored = int(KEYS[wk[w]], vals[si])
+  si = si + 1
+  local start, kind = roll(stored, W, sliding, now)
+  starts[w], kinds[w] = start, kind
+  applied[w] = true
+  if ARGV[wa[w] + 2] == '1' then applied[w] = stored ~= nil and kind == 0 and stored == tonumber(ARGV[wa[w] + 3]) end
+  for c = 0, wn[w] - 1 do
+    n = n + 1
+    local kk = wk[w] + 1 + 4 * c
+    local raw = vals[si]
+    si = si + 1
+    existed[n] = raw ~= false
+    local v = count(KEYS[kk], raw)
     local p = 0
-    if win.sliding then p = count(ctr.pk, vals[ctr.pi]) end
+    if sliding then
+      p = count(KEYS[kk + 1], vals[si])
+      si = si + 1
+    end
     if kind == 1 then
       v, p = 0, 0
     elseif kind == 2 then
       v, p = 0, v
     end
-    ctr.value, ctr.prev = v, p
-    ctr.held, ctr.mine = 0, 0
-    if holds_in_use and call('EXISTS', ctr.hk, ctr.dk) > 0 then
-      ctr.held, ctr.mine = held_pruned(ctr.hk, ctr.dk, now, id)
+    value[n], prev[n] = v, p
+    local h, m = 0, 0
+    if holds_in_use and call('EXISTS', KEYS[kk + 2], KEYS[kk + 3]) > 0 then
+      h, m = held_pruned(KEYS[kk + 2], KEYS[kk + 3], now, id)
     end
+    held[n], mine[n] = h, m
   end
 end
 
@@ -121,28 +120,43 @@ if id ~= '' then
 end
 
 local out = { now, released }
+n = 0
 for w = 1, nw do
-  local win = wins[w]
-  local span = win.W
-  if win.sliding then span = 2 * win.W end
-  local px = win.start + span - now
+  local W = tonumber(ARGV[wa[w]])
+  local sliding = ARGV[wa[w] + 1] == '1'
+  local start, kind = starts[w], kinds[w]
+  local span = W
+  if sliding then span = 2 * W end
+  local px = start + span - now
   if px < 1 then px = 1 end
-  out[#out + 1] = win.applied and 1 or 0
-  out[#out + 1] = win.start
-  if win.applied and win.kind ~= 0 then call('SET', win.wk, fmt(win.start), 'PX', fmt(px)) end
-  for _, ctr in ipairs(win.counters) do
-    local nv = ctr.value
-    if win.applied then
-      nv = nv + ctr.delta
+  out[#out + 1] = applied[w] and 1 or 0
+  out[#out + 1] = start
+  if applied[w] and kind ~= 0 then call('SET', KEYS[wk[w]], fmt(start), 'PX', fmt(px)) end
+  for c = 0, wn[w] - 1 do
+    n = n + 1
+    local kk = wk[w] + 1 + 4 * c
+    local nv = value[n]
+    if applied[w] then
+      local delta = tonumber(ARGV[wa[w] + 5 + c])
+      nv = nv + delta
       if nv < 0 then nv = 0 end
-      if win.kind ~= 0 or nv ~= ctr.value then call('SET', ctr.vk, fmt(nv), 'PX', fmt(px)) end
-      if win.sliding and win.kind ~= 0 then call('SET', ctr.pk, fmt(ctr.prev), 'PX', fmt(px)) end
+      if kind ~= 0 or not existed[n] then
+        call('SET', KEYS[kk], fmt(nv), 'PX', fmt(px))
+        if sliding and kind ~= 0 then call('SET', KEYS[kk + 1], fmt(prev[n]), 'PX', fmt(px)) end
+      elseif nv ~= value[n] then
+        -- Current window: keep the key's TTL.
+        if nv == 0 then
+          call('SET', KEYS[kk], '0', 'KEEPTTL')
+        else
+          call('INCRBY', KEYS[kk], ARGV[wa[w] + 5 + c])
+        end
+      end
     end
-    local held = ctr.held
-    if freed[ctr.hk] then held = held - ctr.mine end
+    local h = held[n]
+    if freed[KEYS[kk + 2]] then h = h - mine[n] end
     out[#out + 1] = nv
-    out[#out + 1] = ctr.prev
-    out[#out + 1] = held
+    out[#out + 1] = prev[n]
+    out[#out + 1] = h
   end
 end
 

@@ -35,131 +35,147 @@ local id = ARGV[2]
 local ttl = tonumber(ARGV[3])
 local nw = tonumber(ARGV[4])
 local ng = tonumber(ARGV[5])
-local a, k = 6, 1
-local dkind, da, db = 0, 0, 0
-local wins = {}
--- Read phase: one MGET for every window start, value and previous value; one EXISTS for every hold key.
+
+-- Layout pass: where each window's keys and arguments start. No per-counter tables: counters are addressed by
+-- index (KEYS[kk..kk+3], ARGV[ca..ca+3]) and their state lives in flat arrays, which keeps the script cheap.
+local wk, wa, wn = {}, {}, {}
 local skeys, hkeys = {}, {}
-
+local a, k = 6, 1
 for w = 1, nw do
-  local win = { W = tonumber(ARGV[a]), sliding = ARGV[a + 1] == '1', wk = KEYS[k], counters = {} }
   local nc = tonumber(ARGV[a + 2])
-  a = a + 3
-  k = k + 1
-  skeys[#skeys + 1] = win.wk
-  win.si = #skeys
-  for c = 1, nc do
-    local ctr = { vk = KEYS[k], pk = KEYS[k + 1], hk = KEYS[k + 2], dk = KEYS[k + 3] }
-    k = k + 4
-    ctr.limit = tonumber(ARGV[a])
-    ctr.amount = tonumber(ARGV[a + 1])
-    ctr.hold = tonumber(ARGV[a + 2])
-    ctr.enforce = ARGV[a + 3] == '1'
-    a = a + 4
-    skeys[#skeys + 1] = ctr.vk
-    ctr.vi = #skeys
-    if win.sliding then
-      skeys[#skeys + 1] = ctr.pk
-      ctr.pi = #skeys
-    end
-    hkeys[#hkeys + 1] = ctr.hk
-    hkeys[#hkeys + 1] = ctr.dk
-    win.counters[c] = ctr
+  local sliding = ARGV[a + 1] == '1'
+  wk[w], wa[w], wn[w] = k, a, nc
+  skeys[#skeys + 1] = KEYS[k]
+  for kk = k + 1, k + 4 * nc, 4 do
+    skeys[#skeys + 1] = KEYS[kk]
+    if sliding then skeys[#skeys + 1] = KEYS[kk + 1] end
+    hkeys[#hkeys + 1] = KEYS[kk + 2]
+    hkeys[#hkeys + 1] = KEYS[kk + 3]
   end
-  wins[w] = win
+  k = k + 1 + 4 * nc
+  a = a + 3 + 4 * nc
 end
+local gk0, ga0 = k, a
 
+-- Read phase: one MGET for every window start, value and previous value; one EXISTS for every hold key.
 local vals = load(skeys)
 local holds_in_use = any_exists(hkeys)
 
+local dkind, da, db = 0, 0, 0
+local starts, kinds = {}, {}
+local value, prev, held, mine, existed = {}, {}, {}, {}, {}
+local si, n = 1, 0
 for w = 1, nw do
-  local win = wins[w]
-  local W, sliding = win.W, win.sliding
-  local start, kind = roll(int(win.wk, vals[win.si]), W, sliding, now)
-  win.start, win.kind = start, kind
+  local W = tonumber(ARGV[wa[w]])
+  local sliding = ARGV[wa[w] + 1] == '1'
+  local start, kind = roll(int(KEYS[wk[w]], vals[si]), W, sliding, now)
+  si = si + 1
+  starts[w], kinds[w] = start, kind
   local el = now - start
-  for c, ctr in ipairs(win.counters) do
-    local v = count(ctr.vk, vals[ctr.vi])
+  for c = 0, wn[w] - 1 do
+    n = n + 1
+    local kk = wk[w] + 1 + 4 * c
+    local ca = wa[w] + 3 + 4 * c
+    local raw = vals[si]
+    si = si + 1
+    existed[n] = raw ~= false
+    local v = count(KEYS[kk], raw)
     local p = 0
-    if sliding then p = count(ctr.pk, vals[ctr.pi]) end
+    if sliding then
+      p = count(KEYS[kk + 1], vals[si])
+      si = si + 1
+    end
     if kind == 1 then
       v, p = 0, 0
     elseif kind == 2 then
       v, p = 0, v
     end
-    ctr.value, ctr.prev = v, p
-    ctr.held, ctr.mine = 0, 0
-    if holds_in_use and call('EXISTS', ctr.hk, ctr.dk) > 0 then
-      ctr.held, ctr.mine = held_pruned(ctr.hk, ctr.dk, now, id)
+    value[n], prev[n] = v, p
+    local h, m = 0, 0
+    if holds_in_use and call('EXISTS', KEYS[kk + 2], KEYS[kk + 3]) > 0 then
+      h, m = held_pruned(KEYS[kk + 2], KEYS[kk + 3], now, id)
     end
-    if dkind == 0 and ctr.enforce then
-      local add = ctr.amount + ctr.hold
-      local used = v + ctr.held
+    held[n], mine[n] = h, m
+    if dkind == 0 and ARGV[ca + 3] == '1' then
+      local limit = tonumber(ARGV[ca])
+      local add = tonumber(ARGV[ca + 1]) + tonumber(ARGV[ca + 2])
+      local used = v + h
       local over
       if sliding then
         -- used = p * (W - el) / W + v + held, compared exactly by multiplying through by W
         local lhs = p * (W - el) + (used + add) * W
-        if add > 0 then over = lhs > ctr.limit * W else over = lhs >= ctr.limit * W end
+        if add > 0 then over = lhs > limit * W else over = lhs >= limit * W end
       else
-        if add > 0 then over = used + add > ctr.limit else over = used >= ctr.limit end
+        if add > 0 then over = used + add > limit else over = used >= limit end
       end
-      if over then dkind, da, db = 1, w - 1, c - 1 end
+      if over then dkind, da, db = 1, w - 1, c end
     end
   end
 end
 
-local gs = {}
+local inflight = {}
 for g = 1, ng do
-  local gk = KEYS[k]
-  k = k + 1
-  local limit = tonumber(ARGV[a])
-  local enforce = ARGV[a + 1] == '1'
-  a = a + 2
-  call('ZREMRANGEBYSCORE', gk, '-inf', fmt(now))
-  local n = call('ZCARD', gk)
-  if dkind == 0 and enforce and n + 1 > limit then dkind, da, db = 2, g - 1, 0 end
-  gs[g] = { gk = gk, n = n }
+  local key = KEYS[gk0 + g - 1]
+  local ga = ga0 + 2 * (g - 1)
+  call('ZREMRANGEBYSCORE', key, '-inf', fmt(now))
+  local count_ = call('ZCARD', key)
+  if dkind == 0 and ARGV[ga + 1] == '1' and count_ + 1 > tonumber(ARGV[ga]) then dkind, da, db = 2, g - 1, 0 end
+  inflight[g] = count_
 end
 
+-- Write phase. Rolled windows are persisted whatever the outcome (nothing observable changes); amounts, holds
+-- and leases only when admitted.
 local admitted = dkind == 0
 local out = { admitted and 1 or 0, now, dkind, da, db }
-
+n = 0
 for w = 1, nw do
-  local win = wins[w]
-  local span = win.W
-  if win.sliding then span = 2 * win.W end
-  local px = win.start + span - now
+  local W = tonumber(ARGV[wa[w]])
+  local sliding = ARGV[wa[w] + 1] == '1'
+  local start, kind = starts[w], kinds[w]
+  local span = W
+  if sliding then span = 2 * W end
+  local px = start + span - now
   if px < 1 then px = 1 end
-  if win.kind ~= 0 then call('SET', win.wk, fmt(win.start), 'PX', fmt(px)) end
-  out[#out + 1] = win.start
-  for _, ctr in ipairs(win.counters) do
-    local nv = ctr.value
-    if admitted then nv = nv + ctr.amount end
-    if win.kind ~= 0 or nv ~= ctr.value then call('SET', ctr.vk, fmt(nv), 'PX', fmt(px)) end
-    if win.sliding and win.kind ~= 0 then call('SET', ctr.pk, fmt(ctr.prev), 'PX', fmt(px)) end
-    local held = ctr.held
-    if admitted and ctr.hold > 0 then
-      call('ZADD', ctr.hk, fmt(now + ttl), id)
-      call('HSET', ctr.dk, id, fmt(ctr.hold))
-      extend(ctr.hk, ttl)
-      extend(ctr.dk, ttl)
-      held = held - ctr.mine + ctr.hold
+  if kind ~= 0 then call('SET', KEYS[wk[w]], fmt(start), 'PX', fmt(px)) end
+  out[#out + 1] = start
+  for c = 0, wn[w] - 1 do
+    n = n + 1
+    local kk = wk[w] + 1 + 4 * c
+    local ca = wa[w] + 3 + 4 * c
+    local amount = 0
+    if admitted then amount = tonumber(ARGV[ca + 1]) end
+    local nv = value[n] + amount
+    if kind ~= 0 then
+      call('SET', KEYS[kk], fmt(nv), 'PX', fmt(px))
+      if sliding then call('SET', KEYS[kk + 1], fmt(prev[n]), 'PX', fmt(px)) end
+    elseif amount > 0 then
+      -- Current window: INCRBY keeps the key's TTL; a key missing from a live window gets one.
+      if existed[n] then call('INCRBY', KEYS[kk], ARGV[ca + 1]) else call('SET', KEYS[kk], fmt(nv), 'PX', fmt(px)) end
+    end
+    local h = held[n]
+    local hold = tonumber(ARGV[ca + 2])
+    if admitted and hold > 0 then
+      call('ZADD', KEYS[kk + 2], fmt(now + ttl), id)
+      call('HSET', KEYS[kk + 3], id, ARGV[ca + 2])
+      extend(KEYS[kk + 2], ttl)
+      extend(KEYS[kk + 3], ttl)
+      h = h - mine[n] + hold
     end
     out[#out + 1] = nv
-    out[#out + 1] = ctr.prev
-    out[#out + 1] = held
+    out[#out + 1] = prev[n]
+    out[#out + 1] = h
   end
 end
 
 for g = 1, ng do
-  local gate = gs[g]
-  local n = gate.n
+  local key = KEYS[gk0 + g - 1]
+  local count_ = inflight[g]
   if admitted then
-    n = n + call('ZADD', gate.gk, fmt(now + ttl), id)
-    extend(gate.gk, ttl)
+    count_ = count_ + call('ZADD', key, fmt(now + ttl), id)
+    extend(key, ttl)
   end
-  out[#out + 1] = n
-  out[#out + 1] = earliest(gate.gk)
+  out[#out + 1] = count_
+  out[#out + 1] = earliest(key)
 end
 
 return out
