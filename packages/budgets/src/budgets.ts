@@ -1,4 +1,3 @@
-import { randomUUID } from "node:crypto";
 import {
   type AdjustResult,
   type AdjustWindowOp,
@@ -8,6 +7,7 @@ import {
   isNonNegativeInteger,
   type LeaseRef,
   type SyncCounterStore,
+  syncStoreOf,
   TollgateError,
   type WindowOp,
 } from "@tollgate/core";
@@ -165,11 +165,6 @@ function positiveInt(n: unknown, what: string): number {
   return n;
 }
 
-function syncOf(store: CounterStore): SyncCounterStore | undefined {
-  const s = store as CounterStore & Partial<SyncCounterStore>;
-  return typeof s.admitSync === "function" && typeof s.adjustSync === "function" ? (s as SyncCounterStore) : undefined;
-}
-
 /** One reservation request being decided (mutated when shrinking). */
 interface Plan {
   req: ReserveRequest;
@@ -224,7 +219,7 @@ class BudgetEngine implements Budgets, ReservationHost {
 
   constructor(options: BudgetsOptions) {
     this.store = options.store;
-    this.sync = syncOf(options.store);
+    this.sync = syncStoreOf(options.store);
     const mode = options.mode ?? "reserve";
     if (mode !== "reserve" && mode !== "check") {
       throw new TollgateError("INVALID_ARGUMENT", `mode must be "reserve" or "check", got ${JSON.stringify(mode)}`);
@@ -303,7 +298,7 @@ class BudgetEngine implements Budgets, ReservationHost {
       if (sync === undefined) return this.reserveAsync(plan);
       for (;;) {
         const attempt = this.attempt(plan);
-        const out = this.decide(plan, attempt, sync.admitSync(attempt.batch));
+        const out = this.decide(plan, attempt, sync.admitSync(attempt.batch, true));
         if (out !== undefined) return Promise.resolve(out);
       }
     } catch (err) {
@@ -367,7 +362,7 @@ class BudgetEngine implements Budgets, ReservationHost {
         counters: [{ name: SPEND, limit: b.limit, amount: 0, hold, enforce: b.enforce }],
       };
     }
-    const lease = hold > 0 ? { id: randomUUID(), ttlMs: this.ttlMs } : undefined;
+    const lease = hold > 0 ? { id: globalThis.crypto.randomUUID(), ttlMs: this.ttlMs } : undefined;
     return { t, windows, lease, batch: lease === undefined ? { windows, gauges: [] } : { windows, gauges: [], lease } };
   }
 
@@ -469,7 +464,7 @@ class BudgetEngine implements Budgets, ReservationHost {
       };
     }
     const batch = lease === undefined ? { windows } : { windows, release: lease };
-    if (this.sync !== undefined) return this.finish(r, usage, cost, t, undefined, this.sync.adjustSync(batch));
+    if (this.sync !== undefined) return this.finish(r, usage, cost, t, undefined, this.sync.adjustSync(batch, true));
     return this.store.adjust(batch).then((res) => this.finish(r, usage, cost, t, undefined, res));
   }
 
@@ -522,7 +517,7 @@ class BudgetEngine implements Budgets, ReservationHost {
 
   async release(lease: LeaseRef): Promise<void> {
     const batch = { windows: [], release: lease };
-    const res = this.sync !== undefined ? this.sync.adjustSync(batch) : await this.store.adjust(batch);
+    const res = this.sync !== undefined ? this.sync.adjustSync(batch, true) : await this.store.adjust(batch);
     this.observe(res.now);
   }
 

@@ -18,18 +18,19 @@ import type {
 } from "./store.js";
 import { STORE_CONTRACT_VERSION } from "./store.js";
 import type { Denial, Descriptor, LimitStatus, LimitType } from "./types.js";
-import { trustBatch } from "./validate.js";
 
 /**
  * Optional capability of in-process stores (the memory store has it): synchronous forms of `admit` and `adjust`
- * with the same semantics. The engine uses them when present, saving a promise per store call.
+ * with the same semantics. The engine uses them when present, saving a promise per store call. `trusted` is true
+ * only for batches the engine built from validated descriptors, which the store may then skip re-validating.
  */
 export interface SyncCounterStore {
-  admitSync(batch: AdmitBatch): AdmitResult;
-  adjustSync(batch: AdjustBatch): AdjustResult;
+  admitSync(batch: AdmitBatch, trusted?: boolean): AdmitResult;
+  adjustSync(batch: AdjustBatch, trusted?: boolean): AdjustResult;
 }
 
-function syncOf(store: CounterStore): SyncCounterStore | undefined {
+/** The store's {@link SyncCounterStore} capability, when it has one. */
+export function syncStoreOf(store: CounterStore): SyncCounterStore | undefined {
   const s = store as CounterStore & Partial<SyncCounterStore>;
   return typeof s.admitSync === "function" && typeof s.adjustSync === "function" ? (s as SyncCounterStore) : undefined;
 }
@@ -212,7 +213,7 @@ export class Limiter {
       );
     }
     this.store = options.store;
-    this.sync = syncOf(options.store);
+    this.sync = syncStoreOf(options.store);
     this.leaseTtlMs = options.leaseTtlMs ?? 30_000;
     if (!Number.isSafeInteger(this.leaseTtlMs) || this.leaseTtlMs <= 0) {
       throw new TollgateError("INVALID_ARGUMENT", `leaseTtlMs must be a positive integer, got ${options.leaseTtlMs}`);
@@ -235,7 +236,7 @@ export class Limiter {
     if (plan.batch.windows.length === 0 && plan.batch.gauges.length === 0) {
       return { ok: true, reservation: this.reservation(id, tokens, [], undefined), statuses: [], now: 0 };
     }
-    const result = this.sync ? this.sync.admitSync(plan.batch) : await this.store.admit(plan.batch);
+    const result = this.sync ? this.sync.admitSync(plan.batch, true) : await this.store.admit(plan.batch);
     if (!result.admitted) {
       const statuses = this.statuses(plan, result);
       const denial = this.denial(plan, result, statuses);
@@ -342,9 +343,9 @@ export class Limiter {
   private async finish(r: MutableReservation, state: "settled" | "released", ops: AdjustWindowOp[]): Promise<boolean> {
     r.state = state; // claimed before awaiting: a concurrent second call is a no-op
     if (ops.length === 0 && r.lease === undefined) return true;
-    const batch: AdjustBatch = trustBatch(r.lease ? { windows: ops, release: r.lease } : { windows: ops });
+    const batch: AdjustBatch = r.lease ? { windows: ops, release: r.lease } : { windows: ops };
     try {
-      if (this.sync) this.sync.adjustSync(batch);
+      if (this.sync) this.sync.adjustSync(batch, true);
       else await this.store.adjust(batch);
     } catch (err) {
       r.state = "open"; // nothing was applied (adjust is atomic): the caller may retry

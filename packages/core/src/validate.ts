@@ -45,21 +45,8 @@ function checkLeaseRef(ref: LeaseRef): void {
   }
 }
 
-/**
- * Batches the engine built from validated descriptors: validating them again in the store would only cost time.
- * Stores still validate everything else (hand-built batches, other callers).
- */
-const trusted = new WeakSet<object>();
-
-/** @internal Marks a batch built by the engine from validated input, so stores skip re-validating it. */
-export function trustBatch<T extends object>(batch: T): T {
-  trusted.add(batch);
-  return batch;
-}
-
 /** Checks a batch before any data is touched. Stores call it so every store rejects the same input the same way. */
 export function validateAdmitBatch(batch: AdmitBatch): void {
-  if (trusted.has(batch)) return;
   let needsLease = batch.gauges.length > 0;
   batch.windows.forEach((w, i) => {
     checkWindow(w, i);
@@ -114,7 +101,6 @@ export function validateAdmitBatch(batch: AdmitBatch): void {
 
 /** Checks an adjustment before any data is touched. */
 export function validateAdjustBatch(batch: AdjustBatch): void {
-  if (trusted.has(batch)) return;
   batch.windows.forEach((w, i) => {
     checkWindow(w, i);
     if (w.expectStart !== undefined && !isSafeInteger(w.expectStart)) {

@@ -154,10 +154,13 @@ export class MemoryStore implements CounterStore {
     return this.admitSync(batch);
   }
 
-  /** Synchronous form of {@link admit}, for embedding without a promise per call. */
-  admitSync(batch: AdmitBatch): AdmitResult {
+  /**
+   * Synchronous form of {@link admit}, for embedding without a promise per call. Pass `trusted` only for batches
+   * built from validated input (the engine does): validation is then skipped.
+   */
+  admitSync(batch: AdmitBatch, trusted = false): AdmitResult {
     this.assertOpen();
-    validateAdmitBatch(batch);
+    if (!trusted) validateAdmitBatch(batch);
     const now = this.now();
     const { windows, gauges } = batch;
     const entries: Array<WindowEntry | undefined> = new Array(windows.length);
@@ -248,10 +251,10 @@ export class MemoryStore implements CounterStore {
     return this.adjustSync(batch);
   }
 
-  /** Synchronous form of {@link adjust}. */
-  adjustSync(batch: AdjustBatch): AdjustResult {
+  /** Synchronous form of {@link adjust}; `trusted` as in {@link admitSync}. */
+  adjustSync(batch: AdjustBatch, trusted = false): AdjustResult {
     this.assertOpen();
-    validateAdjustBatch(batch);
+    if (!trusted) validateAdjustBatch(batch);
     const now = this.now();
     const applied: boolean[] = new Array(batch.windows.length);
     const states: WindowState[] = new Array(batch.windows.length);
