@@ -126,6 +126,7 @@ class FailurePolicyStore implements ResilientStore {
   private lastError: TollgateError | undefined;
   private lastTry = 0;
   private probing = false;
+  private closed = false;
 
   constructor(
     private readonly backend: CounterStore,
@@ -182,6 +183,7 @@ class FailurePolicyStore implements ResilientStore {
    * answered (bad input, corrupt data, closed) pass through and count as healthy.
    */
   private async call<T>(op: () => Promise<T>, degraded: () => Promise<T> | T): Promise<T> {
+    if (this.closed) throw new TollgateError("STORE_CLOSED", `[${this.name}] the store is closed`);
     const probe = this.state === "degraded";
     if (probe) {
       const t = this.now();
@@ -299,6 +301,8 @@ class FailurePolicyStore implements ResilientStore {
   }
 
   async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
     await this.backend.close();
     if (this.ownsFallback) await this.fallback?.close();
   }

@@ -128,6 +128,9 @@ describe("withFailurePolicy", () => {
     expect(perInstanceLimit(2, 3)).toBe(1);
     expect(perInstanceLimit(0, 3)).toBe(0);
     await store.close();
+    await store.close();
+    // Closed means closed, even while degraded (the policy never answers for a closed store).
+    await expect(store.admit(batch(10))).rejects.toMatchObject({ code: "STORE_CLOSED" });
   });
 
   it("bad input and corrupt data are not outages: they pass through and never switch the state", async () => {

@@ -26,3 +26,9 @@ function factory(client: Redis | Cluster) {
 
 runStoreContract({ name: "redis (standalone)", create: factory(redis) });
 runStoreContract({ name: "redis (cluster)", create: factory(cluster) });
+
+// The same suite on Redis' own clock (no injected time): its time-dependent cases use short real windows.
+runStoreContract({
+  name: "redis (standalone, server TIME, real expiry)",
+  create: ({ prefix }) => ({ store: createRedisStore({ client: redis, prefix, timeoutMs: 2000 }) }),
+});
