@@ -257,7 +257,7 @@ export class MemoryStore implements CounterStore {
     if (!trusted) validateAdjustBatch(batch);
     const now = this.now();
     const applied: boolean[] = new Array(batch.windows.length);
-    const states: WindowState[] = new Array(batch.windows.length);
+    const entries: Array<WindowEntry | undefined> = new Array(batch.windows.length);
     for (let i = 0; i < batch.windows.length; i++) {
       const w = batch.windows[i]!;
       let entry = this.peekWindow(w.key);
@@ -279,11 +279,13 @@ export class MemoryStore implements CounterStore {
           c.value = Math.max(0, c.value + d.delta);
         }
       }
+      entries[i] = entry;
     }
     const released = batch.release ? this.releaseLease(batch.release, now) : 0;
+    const states: WindowState[] = new Array(batch.windows.length);
     for (let i = 0; i < batch.windows.length; i++) {
       const w = batch.windows[i]!;
-      states[i] = this.windowState(w, w.counters, now);
+      states[i] = stateOf(entries[i], w, w.counters, now);
     }
     return { now, applied, windows: states, released };
   }
@@ -316,7 +318,7 @@ export class MemoryStore implements CounterStore {
     this.assertOpen();
     validateReadQuery(query);
     const now = this.now();
-    const windows = query.windows.map((w) => this.windowState(w, w.counters, now));
+    const windows = query.windows.map((w) => stateOf(this.peekWindow(w.key), w, w.counters, now));
     const gauges = query.gauges.map((g) => liveLeases(this.peekGauge(g.key, g.name), now, false));
     return { now, windows, gauges };
   }
@@ -347,19 +349,6 @@ export class MemoryStore implements CounterStore {
     return removed;
   }
 
-  private windowState(w: WindowSpec, counters: ReadonlyArray<string | { name: string }>, now: number): WindowState {
-    const entry = this.peekWindow(w.key);
-    const roll = rollOf(entry, w, now);
-    const start = startAfter(roll, entry, w, now);
-    return {
-      start,
-      counters: counters.map((n) => {
-        const c = entry?.counters.get(typeof n === "string" ? n : n.name);
-        return viewCounter(c, roll, heldOf(c, now, false));
-      }),
-    };
-  }
-
   private windowEntry(key: string): WindowEntry | undefined {
     return asWindow(this.cache.get(this.prefix + key), key);
   }
@@ -379,6 +368,24 @@ export class MemoryStore implements CounterStore {
   private assertOpen(): void {
     if (this.closed) throw new TollgateError("STORE_CLOSED", "[memory] the store is closed");
   }
+}
+
+/** A window's state at `now`, read-only (no roll or prune is persisted). */
+function stateOf(
+  entry: WindowEntry | undefined,
+  w: WindowSpec,
+  counters: ReadonlyArray<string | { name: string }>,
+  now: number,
+): WindowState {
+  const roll = rollOf(entry, w, now);
+  const start = startAfter(roll, entry, w, now);
+  const states: CounterState[] = new Array(counters.length);
+  for (let j = 0; j < counters.length; j++) {
+    const n = counters[j]!;
+    const c = entry?.counters.get(typeof n === "string" ? n : n.name);
+    states[j] = viewCounter(c, roll, heldOf(c, now, false));
+  }
+  return { start, counters: states };
 }
 
 function asWindow(e: Entry | undefined, key: string): WindowEntry | undefined {
