@@ -13,7 +13,11 @@ export interface Measured {
  * Runs `fn` sequentially: first for throughput (no per-call timing, which would add its own overhead to every
  * call), then for about a third as long timing each call for the latency percentiles.
  */
-export async function measureSequential(fn: (i: number) => Promise<unknown>, seconds: number, warmup = 20_000): Promise<Measured> {
+export async function measureSequential(
+  fn: (i: number) => Promise<unknown>,
+  seconds: number,
+  warmup = 20_000,
+): Promise<Measured> {
   let i = 0;
   for (; i < warmup; i++) await fn(i);
   const t0 = process.hrtime.bigint();
