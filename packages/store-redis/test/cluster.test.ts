@@ -158,4 +158,16 @@ describe("redis cluster: requests spanning hash slots", () => {
     expect(r.windows.map((w) => w.counters[0]!.value)).toEqual([admitted, admitted, admitted]);
     await store.close();
   });
+
+  it("a store given cluster nodes creates its own Cluster client and closes it", async () => {
+    const store = createRedisStore({ cluster: { nodes: inject("redisCluster").nodes }, prefix: `tgtest:${uid()}:` });
+    const [a, b] = keysOnDistinctSlots(2) as [string, string];
+    const r = await store.admit({ windows: [descriptor(a, 5, 100), descriptor(b, 5, 100)], gauges: [] });
+    expect(r.admitted).toBe(true);
+    await store.close();
+    await store.close();
+    await expect(store.admit({ windows: [descriptor(a, 5, 100)], gauges: [] })).rejects.toMatchObject({
+      code: "STORE_CLOSED",
+    });
+  });
 });
