@@ -50,6 +50,18 @@ export function validateAdmitBatch(batch: AdmitBatch): void {
   let needsLease = batch.gauges.length > 0;
   batch.windows.forEach((w, i) => {
     checkWindow(w, i);
+    for (let j = 0; j < i; j++) {
+      if (batch.windows[j]!.key === w.key) {
+        throw new TollgateError("INVALID_ARGUMENT", `window ${w.key} appears twice in one batch`);
+      }
+    }
+    for (let j = 1; j < w.counters.length; j++) {
+      for (let k = 0; k < j; k++) {
+        if (w.counters[k]!.name === w.counters[j]!.name) {
+          throw new TollgateError("INVALID_ARGUMENT", `counter ${w.key}:${w.counters[j]!.name} appears twice`);
+        }
+      }
+    }
     if (w.counters.length === 0) {
       throw new TollgateError("INVALID_ARGUMENT", `windows[${i}] has no counters`);
     }

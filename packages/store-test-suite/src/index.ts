@@ -490,12 +490,17 @@ export function runStoreContract(options: StoreContractOptions): void {
         ["negative amount", (k) => ({ windows: [win(k, 1000, [["requests", 5, -1]])], gauges: [] }), "INVALID_AMOUNT"],
         ["empty key", () => ({ windows: [win("", 1000, [["requests", 5, 1]])], gauges: [] }), "INVALID_SCOPE"],
         ["gauge without a lease", (k) => ({ windows: [], gauges: [gauge(k, 5)] }), "INVALID_ARGUMENT"],
+        [
+          "the same window twice in one batch",
+          (k) => ({ windows: [win(k, 1000, [["requests", 5, 1]]), win(k, 1000, [["requests", 5, 1]])], gauges: [] }),
+          "INVALID_ARGUMENT",
+        ],
       ];
       for (const [what, make, code] of cases) {
         it(what, async () => {
           const { store, key } = await setup();
           const good = win(key, 1000, [["requests", 5, 1]]);
-          const bad = make(key);
+          const bad = make(`{bad:${uid()}}`);
           const error = await store.admit({ ...bad, windows: [good, ...bad.windows] }).catch((e: unknown) => e);
           expect(error).toBeInstanceOf(TollgateError);
           expect((error as TollgateError).code).toBe(code);
