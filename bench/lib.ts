@@ -2,7 +2,10 @@
 import os from "node:os";
 
 export interface Measured {
+  /** Calls counted for the throughput. */
   ops: number;
+  /** Every call `fn` received, warm-up and latency pass included (for per-call accounting of side effects). */
+  calls: number;
   seconds: number;
   perSecond: number;
   p50us: number;
@@ -38,7 +41,7 @@ export async function measureSequential(
     now = process.hrtime.bigint();
     samples.push(Number(now - s) / 1000);
   }
-  return { ops, seconds: elapsed, perSecond: ops / elapsed, ...percentiles(samples) };
+  return { ops, calls: i, seconds: elapsed, perSecond: ops / elapsed, ...percentiles(samples) };
 }
 
 /** Runs `fn` with `concurrency` workers for about `seconds`, recording each call's latency. */
@@ -61,7 +64,13 @@ export async function measureConcurrent(
     }),
   );
   const elapsed = Number(process.hrtime.bigint() - t0) / 1e9;
-  return { ops: samples.length, seconds: elapsed, perSecond: samples.length / elapsed, ...percentiles(samples) };
+  return {
+    ops: samples.length,
+    calls: samples.length,
+    seconds: elapsed,
+    perSecond: samples.length / elapsed,
+    ...percentiles(samples),
+  };
 }
 
 export function percentiles(samples: number[]): { p50us: number; p99us: number } {

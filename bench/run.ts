@@ -1,17 +1,35 @@
 /**
  * `pnpm bench`: runs every benchmark section in one process, prints it, and writes docs/benchmarks.md.
  * Sections are independent modules exporting `default async function run(): Promise<string>` (markdown).
- * `pnpm bench memory redis` runs only the named sections.
+ * `pnpm bench memory redis` runs only the named sections and replaces just those in docs/benchmarks.md,
+ * keeping the others as they were (each section records its own run time).
  */
-import { existsSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { machine } from "./lib.js";
 
 const ALL = ["memory", "redis", "upstash", "budgets"];
 const wanted = process.argv.slice(2).filter((a) => !a.startsWith("-"));
 const sections = wanted.length > 0 ? wanted : ALL;
+const out = fileURLToPath(new URL("../docs/benchmarks.md", import.meta.url));
 
-const parts: string[] = [];
+const open = (name: string) => `<!-- section:${name} -->`;
+const close = (name: string) => `<!-- /section:${name} -->`;
+
+/** Sections already recorded, by name. */
+function recorded(): Map<string, string> {
+  const found = new Map<string, string>();
+  if (!existsSync(out)) return found;
+  const text = readFileSync(out, "utf8");
+  for (const name of ALL) {
+    const a = text.indexOf(open(name));
+    const b = text.indexOf(close(name));
+    if (a >= 0 && b > a) found.set(name, text.slice(a, b + close(name).length));
+  }
+  return found;
+}
+
+const kept = recorded();
 for (const name of sections) {
   const file = fileURLToPath(new URL(`./${name}.ts`, import.meta.url));
   if (!existsSync(file)) {
@@ -23,19 +41,20 @@ for (const name of sections) {
   const mod = (await import(file)) as { default: () => Promise<string> };
   const text = await mod.default();
   console.log(text);
-  parts.push(text, `_${name}: ${((Date.now() - started) / 1000).toFixed(0)} s_\n`);
+  const stamp = `_${name}: run ${new Date().toISOString()}, ${((Date.now() - started) / 1000).toFixed(0)} s, \`pnpm bench ${name}\`_`;
+  kept.set(name, `${open(name)}\n${text}\n${stamp}\n${close(name)}`);
 }
 
 const header = [
   "# Benchmarks",
   "",
-  `Command: \`pnpm bench${wanted.length ? ` ${wanted.join(" ")}` : ""}\` (builds, then \`node --expose-gc --import tsx bench/run.ts\`).`,
-  `Machine: ${machine()}. Run: ${new Date().toISOString()}.`,
+  "Command: `pnpm bench` (builds, then `node --expose-gc --import tsx bench/run.ts`); `pnpm bench <section>` reruns one section.",
+  `Machine: ${machine()}.`,
   "",
   "This machine is shared and noisy: compare the ratios measured in the same run, not absolute numbers across runs.",
   "",
 ].join("\n");
-const out = fileURLToPath(new URL("../docs/benchmarks.md", import.meta.url));
-writeFileSync(out, `${header}\n${parts.join("\n")}`);
+const body = ALL.filter((n) => kept.has(n)).map((n) => kept.get(n)!);
+writeFileSync(out, `${header}\n${body.join("\n\n")}\n`);
 console.error(`bench: wrote ${out}`);
 process.exit(0);

@@ -25,7 +25,7 @@ interface Row {
 async function counted(rest: UpstashRestServer, label: string, run: () => Promise<Measured>): Promise<Row> {
   rest.resetLog();
   const m = await run();
-  return { label, m, perOp: rest.requests / m.ops };
+  return { label, m, perOp: rest.requests / m.calls };
 }
 
 export default async function run(): Promise<string> {
