@@ -1,5 +1,46 @@
 /** Small shared helpers for the benchmark sections. */
 import os from "node:os";
+import type { Descriptor } from "@tollgate/core";
+
+/** Limits high enough never to deny: the benchmarks measure the admission path. */
+export const HIGH = 1e12;
+
+/** The benchmark request: 3 descriptors (api key, team, user) with requests and tokens limits each. */
+export function benchDescriptors(i: number): Descriptor[] {
+  return [
+    { scope: "api_key", value: `k${i % 1000}`, requests: HIGH, tokens: HIGH },
+    { scope: "team", value: `t${i % 50}`, requests: HIGH, tokens: HIGH },
+    { scope: "user", value: `u${i % 200}`, requests: HIGH, tokens: HIGH },
+  ];
+}
+
+/** The subset of a rate-limiter-flexible limiter the peer workload uses. */
+interface FlexibleLimiter {
+  consume(key: string, points: number): Promise<unknown>;
+  reward(key: string, points: number): Promise<unknown>;
+}
+
+/**
+ * rate-limiter-flexible doing the work of one Tollgate admit + settle of {@link benchDescriptors}: 6 `consume`
+ * calls (3 scopes × requests/tokens, 500 tokens reserved), then 3 `reward`s giving back the 80 unused tokens.
+ * `create(name)` makes one limiter with a distinct key prefix.
+ */
+export function flexibleAdmitSettle(create: (name: string) => FlexibleLimiter): (i: number) => Promise<void> {
+  const requests = [0, 1, 2].map((n) => create(`r${n}`));
+  const tokens = [0, 1, 2].map((n) => create(`t${n}`));
+  return async (i) => {
+    const k = [`k${i % 1000}`, `t${i % 50}`, `u${i % 200}`];
+    await Promise.all([
+      requests[0]!.consume(k[0]!, 1),
+      tokens[0]!.consume(k[0]!, 500),
+      requests[1]!.consume(k[1]!, 1),
+      tokens[1]!.consume(k[1]!, 500),
+      requests[2]!.consume(k[2]!, 1),
+      tokens[2]!.consume(k[2]!, 500),
+    ]);
+    await Promise.all([tokens[0]!.reward(k[0]!, 80), tokens[1]!.reward(k[1]!, 80), tokens[2]!.reward(k[2]!, 80)]);
+  };
+}
 
 export interface Measured {
   /** Calls counted for the throughput. */

@@ -2,45 +2,27 @@
  * Memory store: admit + settle of a request under 3 descriptors (requests + tokens limits each), against
  * rate-limiter-flexible's RateLimiterMemory consuming the same 6 limits and adjusting the 3 token limits.
  */
-import { createLimiter, type Descriptor } from "@tollgate/core";
+import { createLimiter } from "@tollgate/core";
 import { createMemoryStore } from "@tollgate/store-memory";
 import { RateLimiterMemory } from "rate-limiter-flexible";
-import { fmt, type Measured, measureSequential } from "./lib.js";
+import { benchDescriptors, flexibleAdmitSettle, fmt, HIGH, type Measured, measureSequential } from "./lib.js";
 
 const SECONDS = 5;
-const HIGH = 1e12; // limits high enough never to deny: we measure the admission path
 
 async function tollgate(): Promise<Measured> {
   const limiter = createLimiter({ store: createMemoryStore() });
-  const descriptors = (i: number): Descriptor[] => [
-    { scope: "api_key", value: `k${i % 1000}`, requests: HIGH, tokens: HIGH },
-    { scope: "team", value: `t${i % 50}`, requests: HIGH, tokens: HIGH },
-    { scope: "user", value: `u${i % 200}`, requests: HIGH, tokens: HIGH },
-  ];
   return measureSequential(async (i) => {
-    const a = await limiter.admit(descriptors(i), { tokens: 500 });
+    const a = await limiter.admit(benchDescriptors(i), { tokens: 500 });
     if (a.ok) await limiter.settle(a.reservation, { tokens: 420 });
   }, SECONDS);
 }
 
 async function flexible(): Promise<Measured> {
   const opts = { points: HIGH, duration: 60 };
-  const requests = [0, 1, 2].map((n) => new RateLimiterMemory({ ...opts, keyPrefix: `r${n}` }));
-  const tokens = [0, 1, 2].map((n) => new RateLimiterMemory({ ...opts, keyPrefix: `t${n}` }));
-  const keys = (i: number) => [`k${i % 1000}`, `t${i % 50}`, `u${i % 200}`];
-  return measureSequential(async (i) => {
-    const k = keys(i);
-    await Promise.all([
-      requests[0]!.consume(k[0]!, 1),
-      tokens[0]!.consume(k[0]!, 500),
-      requests[1]!.consume(k[1]!, 1),
-      tokens[1]!.consume(k[1]!, 500),
-      requests[2]!.consume(k[2]!, 1),
-      tokens[2]!.consume(k[2]!, 500),
-    ]);
-    // settle: give back the 80 reserved tokens that were not used
-    await Promise.all([tokens[0]!.reward(k[0]!, 80), tokens[1]!.reward(k[1]!, 80), tokens[2]!.reward(k[2]!, 80)]);
-  }, SECONDS);
+  return measureSequential(
+    flexibleAdmitSettle((name) => new RateLimiterMemory({ ...opts, keyPrefix: name })),
+    SECONDS,
+  );
 }
 
 async function boundedRss(): Promise<{ before: number; after: number; entries: number }> {

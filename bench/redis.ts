@@ -4,7 +4,7 @@
  * same concurrency) and (b) rate-limiter-flexible's RateLimiterRedis consuming the same limits. Round trips are
  * counted with `INFO commandstats` deltas. Starts its own redis-server processes (tooling/test-servers).
  */
-import { createLimiter, type Descriptor } from "@tollgate/core";
+import { createLimiter } from "@tollgate/core";
 import { createRedisStore } from "@tollgate/store-redis";
 import {
   type RedisClusterHandle,
@@ -14,7 +14,15 @@ import {
 } from "@tollgate/test-servers";
 import { Cluster, Redis } from "ioredis";
 import { RateLimiterRedis } from "rate-limiter-flexible";
-import { fmt, type Measured, measureConcurrent, percentiles } from "./lib.js";
+import {
+  benchDescriptors,
+  flexibleAdmitSettle,
+  fmt,
+  HIGH,
+  type Measured,
+  measureConcurrent,
+  percentiles,
+} from "./lib.js";
 
 const SECONDS = 4;
 const CONCURRENCY = 32;
@@ -22,15 +30,10 @@ const STEADY_RATE = 5_000;
 const STEADY_SECONDS = 5;
 /** ioredis defaults (no auto-pipelining) for every row; with it on, the raw ceiling rises and Tollgate does not. */
 const AUTO_PIPELINING = false;
-const HIGH = 1e12; // limits high enough never to deny: we measure the admission path
 
 const uid = () => Math.random().toString(36).slice(2, 8);
 
-const descriptors = (i: number): Descriptor[] => [
-  { scope: "api_key", value: `k${i % 1000}`, requests: HIGH, tokens: HIGH },
-  { scope: "team", value: `t${i % 50}`, requests: HIGH, tokens: HIGH },
-  { scope: "user", value: `u${i % 200}`, requests: HIGH, tokens: HIGH },
-];
+const descriptors = benchDescriptors;
 
 /** Calls per command summed over every node, from `INFO commandstats`. */
 async function commandStats(nodes: Redis[]): Promise<Map<string, number>> {
@@ -116,22 +119,7 @@ async function rawEvalsha(client: Redis | Cluster): Promise<Measured> {
 async function flexible(client: Redis): Promise<Measured> {
   const prefix = `bench:${uid()}:rlf`;
   const opts = { storeClient: client, points: HIGH, duration: 60 };
-  const requests = [0, 1, 2].map((n) => new RateLimiterRedis({ ...opts, keyPrefix: `${prefix}:r${n}` }));
-  const tokens = [0, 1, 2].map((n) => new RateLimiterRedis({ ...opts, keyPrefix: `${prefix}:t${n}` }));
-  const keys = (i: number) => [`k${i % 1000}`, `t${i % 50}`, `u${i % 200}`];
-  const once = async (i: number) => {
-    const k = keys(i);
-    await Promise.all([
-      requests[0]!.consume(k[0]!, 1),
-      tokens[0]!.consume(k[0]!, 500),
-      requests[1]!.consume(k[1]!, 1),
-      tokens[1]!.consume(k[1]!, 500),
-      requests[2]!.consume(k[2]!, 1),
-      tokens[2]!.consume(k[2]!, 500),
-    ]);
-    // settle: give back the 80 reserved tokens that were not used
-    await Promise.all([tokens[0]!.reward(k[0]!, 80), tokens[1]!.reward(k[1]!, 80), tokens[2]!.reward(k[2]!, 80)]);
-  };
+  const once = flexibleAdmitSettle((name) => new RateLimiterRedis({ ...opts, keyPrefix: `${prefix}:${name}` }));
   for (let i = 0; i < 500; i++) await once(i);
   return measureConcurrent(once, CONCURRENCY, SECONDS);
 }
@@ -139,13 +127,10 @@ async function flexible(client: Redis): Promise<Measured> {
 async function flexibleCommands(client: Redis, admin: Redis): Promise<number> {
   const prefix = `bench:${uid()}:rlfc`;
   const opts = { storeClient: client, points: HIGH, duration: 60 };
-  const lims = [0, 1, 2, 3, 4, 5].map((n) => new RateLimiterRedis({ ...opts, keyPrefix: `${prefix}:${n}` }));
+  const once = flexibleAdmitSettle((name) => new RateLimiterRedis({ ...opts, keyPrefix: `${prefix}:${name}` }));
   const N = 200;
   const s0 = await commandStats([admin]);
-  for (let i = 0; i < N; i++) {
-    await Promise.all(lims.map((l, j) => l.consume(`k${i}`, j % 2 === 0 ? 1 : 500)));
-    await Promise.all([1, 3, 5].map((j) => lims[j]!.reward(`k${i}`, 80)));
-  }
+  for (let i = 0; i < N; i++) await once(i);
   const s1 = await commandStats([admin]);
   return allCalls(s0, s1, ["info"]) / N;
 }

@@ -5,15 +5,14 @@
  * be compared here: its scripts carry an Upstash-only shebang flag, `allow-key-locking`, that redis-server 7.0
  * rejects.)
  */
-import { createLimiter, type Descriptor } from "@tollgate/core";
+import { createLimiter } from "@tollgate/core";
 import { createUpstashStore } from "@tollgate/store-upstash";
 import { startRedisServer, startUpstashRestServer, type UpstashRestServer } from "@tollgate/test-servers";
 import { Redis } from "@upstash/redis";
-import { fmt, type Measured, measureConcurrent, measureSequential } from "./lib.js";
+import { benchDescriptors, fmt, HIGH, type Measured, measureConcurrent, measureSequential } from "./lib.js";
 
 const SECONDS = 3;
 const WARMUP = 200;
-const HIGH = 1e12; // limits high enough never to deny: we measure the admission path
 
 interface Row {
   label: string;
@@ -64,11 +63,7 @@ export default async function run(): Promise<string> {
     );
 
     const limiter = createLimiter({ store });
-    const descriptors = (i: number): Descriptor[] => [
-      { scope: "api_key", value: `k${i % 1000}`, requests: HIGH, tokens: HIGH },
-      { scope: "team", value: `t${i % 50}`, requests: HIGH, tokens: HIGH },
-      { scope: "user", value: `u${i % 200}`, requests: HIGH, tokens: HIGH },
-    ];
+    const descriptors = benchDescriptors;
     const admitSettle = async (i: number) => {
       const a = await limiter.admit(descriptors(i), { tokens: 500 });
       if (a.ok) await limiter.settle(a.reservation, { tokens: 420 });
