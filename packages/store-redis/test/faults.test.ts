@@ -1,6 +1,6 @@
 import { StoreUnavailableError } from "@tollgate/core";
 import type { StoreHealthEvent } from "@tollgate/redis-scripts";
-import { type RedisServerHandle, startRedisServer } from "@tollgate/test-servers";
+import { type RedisServerHandle, startRedisServer, timed } from "@tollgate/test-servers";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createRedisStore } from "../src/index.js";
 import { descriptor, uid } from "./helpers.js";
@@ -17,16 +17,6 @@ afterAll(async () => {
 const TIMEOUT = 100;
 /** Allowed scheduling slack on top of the timeout on a shared, noisy machine. */
 const SLACK = 150;
-
-async function timed<T>(p: Promise<T>): Promise<{ ms: number; value?: T; error?: unknown }> {
-  const t0 = performance.now();
-  try {
-    const value = await p;
-    return { ms: performance.now() - t0, value };
-  } catch (error) {
-    return { ms: performance.now() - t0, error };
-  }
-}
 
 async function waitUntil(check: () => Promise<boolean>, ms = 10_000): Promise<void> {
   const deadline = Date.now() + ms;

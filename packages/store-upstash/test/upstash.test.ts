@@ -1,5 +1,6 @@
 import { type AdmitBatch, type LeaseRef, TollgateError } from "@tollgate/core";
 import { ADMIT_SCRIPT, SCRIPTS, type StoreHealthEvent } from "@tollgate/redis-scripts";
+import { timed } from "@tollgate/test-servers";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { createUpstashStore, type UpstashStoreOptions } from "../src/index.js";
 import { type Harness, startHarness, uid } from "./harness.js";
@@ -231,16 +232,6 @@ describe("faults: the REST server stops answering, then answers again", () => {
     const s = store({ failurePolicy: policy, timeoutMs: TIMEOUT, retryIntervalMs: 1_000, now: () => t });
     s.onHealthChange((e) => events.push(e));
     return { s, events, advanceLocal: (ms: number) => (t += ms) };
-  }
-
-  async function timed<T>(p: Promise<T>): Promise<{ ms: number; value?: T; error?: unknown }> {
-    const t0 = performance.now();
-    try {
-      const value = await p;
-      return { ms: performance.now() - t0, value };
-    } catch (error) {
-      return { ms: performance.now() - t0, error };
-    }
   }
 
   it("closed: fails with STORE_UNAVAILABLE within the timeout, skips the backend while degraded, recovers", async () => {

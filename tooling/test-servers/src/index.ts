@@ -7,6 +7,7 @@ export {
   startRedisCluster,
   startRedisServer,
 } from "./redis.js";
+export { timed } from "./timing.js";
 export {
   startUpstashRestServer,
   type UpstashRestRequestRecord,
