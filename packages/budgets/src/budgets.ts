@@ -4,6 +4,7 @@ import {
   type AdmitBatch,
   type AdmitResult,
   type CounterStore,
+  createIdGenerator,
   isNonNegativeInteger,
   type LeaseRef,
   type SyncCounterStore,
@@ -213,6 +214,8 @@ class BudgetEngine implements Budgets, ReservationHost {
   private readonly defaults: CompileDefaults;
   private readonly localNow: () => number;
   private readonly syncClock: boolean;
+  /** Lease ids of reservations: unique across processes, cheap (see createIdGenerator). */
+  private readonly createId = createIdGenerator();
   private skew = 0;
   private readonly bySpec = new WeakMap<BudgetSpec, CompiledBudget>();
   private readonly byFingerprint = new Map<string, CompiledBudget>();
@@ -362,7 +365,7 @@ class BudgetEngine implements Budgets, ReservationHost {
         counters: [{ name: SPEND, limit: b.limit, amount: 0, hold, enforce: b.enforce }],
       };
     }
-    const lease = hold > 0 ? { id: globalThis.crypto.randomUUID(), ttlMs: this.ttlMs } : undefined;
+    const lease = hold > 0 ? { id: this.createId(), ttlMs: this.ttlMs } : undefined;
     return { t, windows, lease, batch: lease === undefined ? { windows, gauges: [] } : { windows, gauges: [], lease } };
   }
 

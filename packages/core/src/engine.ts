@@ -1,4 +1,5 @@
 import { isNonNegativeInteger, TollgateError } from "./errors.js";
+import { createIdGenerator } from "./ids.js";
 import { DEFAULT_WINDOW_MS, descriptorKey, validateDescriptor } from "./scopes.js";
 import type {
   AdjustBatch,
@@ -44,7 +45,7 @@ export interface LimiterOptions {
    * its slot by calling {@link Limiter.renew} (a long stream should renew every TTL/3). @default 30000
    */
   leaseTtlMs?: number;
-  /** Lease id generator. @default crypto.randomUUID */
+  /** Lease id generator; ids must be unique across every process sharing the store. @default createIdGenerator() */
   createId?: () => string;
   /**
    * Suggested retry delay for a denial by `max_parallel_requests`, in ms: a slot frees when any running
@@ -218,7 +219,7 @@ export class Limiter {
     if (!Number.isSafeInteger(this.leaseTtlMs) || this.leaseTtlMs <= 0) {
       throw new TollgateError("INVALID_ARGUMENT", `leaseTtlMs must be a positive integer, got ${options.leaseTtlMs}`);
     }
-    this.createId = options.createId ?? (() => globalThis.crypto.randomUUID());
+    this.createId = options.createId ?? createIdGenerator();
     this.parallelRetryAfterMs = options.parallelRetryAfterMs ?? 1000;
   }
 
