@@ -80,7 +80,7 @@ function startAfter(roll: Roll, entry: WindowEntry | undefined, w: WindowSpec, n
   return now;
 }
 
-/** Sum of live holds; drops expired ones when `prune` is set. */
+/** Sum of live holds; drops expired ones (and an emptied map) when `prune` is set. */
 function heldOf(c: Counter | undefined, now: number, prune: boolean): number {
   if (c?.holds === undefined) return 0;
   let sum = 0;
@@ -89,6 +89,7 @@ function heldOf(c: Counter | undefined, now: number, prune: boolean): number {
       if (prune) c.holds.delete(id);
     } else sum += h.amount;
   }
+  if (prune && c.holds.size === 0) c.holds = undefined;
   return sum;
 }
 
@@ -339,10 +340,12 @@ export class MemoryStore implements CounterStore {
       }
     }
     for (const h of ref.holds) {
-      const holds = this.peekWindow(h.key)?.counters.get(h.name)?.holds;
-      const hold = holds?.get(ref.id);
+      const counter = this.peekWindow(h.key)?.counters.get(h.name);
+      const hold = counter?.holds?.get(ref.id);
       if (hold !== undefined) {
-        holds!.delete(ref.id);
+        // the last hold takes its map with it: cheaper than deleting, and admissions skip empty holds
+        if (counter!.holds!.size === 1) counter!.holds = undefined;
+        else counter!.holds!.delete(ref.id);
         if (hold.expiry > now) removed++;
       }
     }
