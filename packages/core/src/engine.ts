@@ -138,6 +138,8 @@ interface MutableReservation {
 
 const GAUGE = "max_parallel_requests";
 const NONE: readonly Descriptor[] = [];
+/** Most interned keys a limiter keeps (about 10 MB at worst) before starting over. */
+const KEY_CACHE = 100_000;
 
 type WindowShape = Pick<WindowSpec, "windowMs" | "algorithm">;
 
@@ -205,6 +207,12 @@ export class Limiter {
   private readonly leaseTtlMs: number;
   private readonly createId: () => string;
   private readonly parallelRetryAfterMs: number;
+  /**
+   * Interned base keys by scope and value. A freshly concatenated key must be flattened and hashed on its first
+   * lookup (about 100 ns); an interned one was hashed once. Bounded: cleared when it outgrows {@link KEY_CACHE}.
+   */
+  private readonly keys = new Map<string, Map<string, string>>();
+  private keyCount = 0;
 
   constructor(options: LimiterOptions) {
     if (options.store?.contractVersion !== STORE_CONTRACT_VERSION) {
@@ -371,7 +379,7 @@ export class Limiter {
       validateDescriptor(d);
       const hasWindow = d.requests !== undefined || d.tokens !== undefined;
       if (!hasWindow && d.maxParallel === undefined) continue;
-      const key = descriptorKey(d);
+      const key = this.keyOf(d);
       const enforce = isEnforced(d);
       if (hasWindow) {
         const counters = [];
@@ -392,6 +400,28 @@ export class Limiter {
         ? { windows, gauges, lease: { id: this.createId(), ttlMs: this.leaseTtlMs } }
         : { windows, gauges };
     return { batch, windowSources, gaugeSources, enforced, gaugeEnforced };
+  }
+
+  /** The interned `{scope:value}` key of a validated descriptor. */
+  private keyOf(d: Descriptor): string {
+    let byValue = this.keys.get(d.scope);
+    if (byValue === undefined) {
+      byValue = new Map();
+      this.keys.set(d.scope, byValue);
+    }
+    let key = byValue.get(d.value);
+    if (key === undefined) {
+      if (this.keyCount >= KEY_CACHE) {
+        this.keys.clear();
+        this.keyCount = 0;
+        byValue = new Map();
+        this.keys.set(d.scope, byValue);
+      }
+      key = descriptorKey(d);
+      byValue.set(d.value, key);
+      this.keyCount++;
+    }
+    return key;
   }
 
   /** @internal */
