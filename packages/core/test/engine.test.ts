@@ -227,6 +227,17 @@ describe("concurrency", () => {
   });
 });
 
+describe("key interning", () => {
+  it("keeps counting correctly after the bounded key cache starts over", async () => {
+    const hot: Descriptor = { scope: "team", value: "hot", requests: 1_000_000 };
+    for (let i = 0; i < 100_050; i++) {
+      admitted(await limiter.admit([hot, { scope: "api_key", value: `k${i}`, requests: 1 }]));
+    }
+    expect((await limiter.status([hot]))[0]!.used).toBe(100_050);
+    denied(await limiter.admit([{ scope: "api_key", value: "k100049", requests: 1 }]));
+  });
+});
+
 describe("bad input", () => {
   it.each([
     [{ scope: "api_key", value: "k", requests: -1 }, "INVALID_LIMIT"],
