@@ -22,10 +22,10 @@ export type ScriptName = "admit" | "adjust" | "renew" | "read";
  */
 // BEGIN SHAS
 const SHAS = {
-  admit: "42bfcfe413ba6dd31b1341d9a4a55d7d7166bdc0",
-  adjust: "bbe117439a468d79615951c062df701bbf702988",
-  renew: "07f4e7219417c7390608f611b0349ad80f985ace",
-  read: "799ce41b1eaea0d4dff3d93d7c737a71071f6c1d",
+  admit: "fafed2297397949ff71b794e1716193ddb94a5a5",
+  adjust: "ed373edbdf49bd85c09737d18402473814877dc3",
+  renew: "4a714863b4dfe52b69f3dac75d1d7cdb69e59643",
+  read: "b4be43ced559d492efeb086753a569d6296bdf0f",
 } as const;
 // END SHAS
 

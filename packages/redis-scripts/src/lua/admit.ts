@@ -45,14 +45,7 @@ for w = 1, nw do
   local nc = tonumber(ARGV[a + 2])
   local sliding = ARGV[a + 1] == '1'
   wk[w], wa[w], wn[w] = k, a, nc
-  skeys[#skeys + 1] = KEYS[k]
-  for kk = k + 1, k + 4 * nc, 4 do
-    skeys[#skeys + 1] = KEYS[kk]
-    if sliding then skeys[#skeys + 1] = KEYS[kk + 1] end
-    hkeys[#hkeys + 1] = KEYS[kk + 2]
-    hkeys[#hkeys + 1] = KEYS[kk + 3]
-  end
-  k = k + 1 + 4 * nc
+  k = window_keys(k, nc, sliding, skeys, hkeys)
   a = a + 3 + 4 * nc
 end
 local gk0, ga0 = k, a
@@ -76,26 +69,9 @@ for w = 1, nw do
     n = n + 1
     local kk = wk[w] + 1 + 4 * c
     local ca = wa[w] + 3 + 4 * c
-    local raw = vals[si]
-    si = si + 1
-    existed[n] = raw ~= false
-    local v = count(KEYS[kk], raw)
-    local p = 0
-    if sliding then
-      p = count(KEYS[kk + 1], vals[si])
-      si = si + 1
-    end
-    if kind == 1 then
-      v, p = 0, 0
-    elseif kind == 2 then
-      v, p = 0, v
-    end
-    value[n], prev[n] = v, p
-    local h, m = 0, 0
-    if holds_in_use and call('EXISTS', KEYS[kk + 2], KEYS[kk + 3]) > 0 then
-      h, m = held_pruned(KEYS[kk + 2], KEYS[kk + 3], now, id)
-    end
-    held[n], mine[n] = h, m
+    local v, p, h, m
+    v, p, h, m, existed[n], si = read_counter(kk, vals, si, sliding, kind, holds_in_use, now, id)
+    value[n], prev[n], held[n], mine[n] = v, p, h, m
     if dkind == 0 and ARGV[ca + 3] == '1' then
       local limit = tonumber(ARGV[ca])
       local add = tonumber(ARGV[ca + 1]) + tonumber(ARGV[ca + 2])

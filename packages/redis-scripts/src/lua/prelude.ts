@@ -105,6 +105,44 @@ local function held_pruned(holds, held, now, id)
   return sum, mine
 end
 
+-- Layout of one window in KEYS (admit and adjust): its start key at KEYS[k], then four keys per counter
+-- (value, previous, holds, held). Appends the keys read by MGET (start, values, and previous values of a
+-- sliding window) to skeys and the hold keys to hkeys; answers the index after the window's keys.
+local function window_keys(k, nc, sliding, skeys, hkeys)
+  skeys[#skeys + 1] = KEYS[k]
+  for kk = k + 1, k + 4 * nc, 4 do
+    skeys[#skeys + 1] = KEYS[kk]
+    if sliding then skeys[#skeys + 1] = KEYS[kk + 1] end
+    hkeys[#hkeys + 1] = KEYS[kk + 2]
+    hkeys[#hkeys + 1] = KEYS[kk + 3]
+  end
+  return k + 1 + 4 * nc
+end
+
+-- One counter's state, from the MGET answer at vals[si] (and vals[si + 1] for a sliding window) and its holds
+-- (pruned), after the window's roll kind. Answers value, previous, live held total, amount held by lease id,
+-- whether the value key existed, and the next index into vals.
+local function read_counter(kk, vals, si, sliding, kind, holds_in_use, now, id)
+  local raw = vals[si]
+  local v = count(KEYS[kk], raw)
+  si = si + 1
+  local p = 0
+  if sliding then
+    p = count(KEYS[kk + 1], vals[si])
+    si = si + 1
+  end
+  if kind == 1 then
+    v, p = 0, 0
+  elseif kind == 2 then
+    v, p = 0, v
+  end
+  local h, m = 0, 0
+  if holds_in_use and call('EXISTS', KEYS[kk + 2], KEYS[kk + 3]) > 0 then
+    h, m = held_pruned(KEYS[kk + 2], KEYS[kk + 3], now, id)
+  end
+  return v, p, h, m, raw ~= false, si
+end
+
 -- Read-only variant: the live total without pruning anything.
 local function held_live(holds, held, now)
   local live = call('ZRANGEBYSCORE', holds, '(' .. fmt(now), '+inf')
