@@ -41,7 +41,7 @@ for (const name of sections) {
   const mod = (await import(file)) as { default: () => Promise<string> };
   const text = await mod.default();
   console.log(text);
-  const stamp = `_${name}: run ${new Date().toISOString()}, ${((Date.now() - started) / 1000).toFixed(0)} s, \`pnpm bench ${name}\`_`;
+  const stamp = `_${name}: measured ${new Date().toISOString()} in ${((Date.now() - started) / 1000).toFixed(0)} s; rerun with \`pnpm bench ${name}\`_`;
   kept.set(name, `${open(name)}\n${text}\n${stamp}\n${close(name)}`);
 }
 
