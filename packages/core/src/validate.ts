@@ -13,6 +13,13 @@ function checkName(name: unknown, what: string): void {
   if (validNames.size < 1024) validNames.add(name);
 }
 
+/** Counter names: as other names, but `window` is the window's own key (`{scope:value}:window`). */
+function checkCounterName(name: unknown, what: string): void {
+  checkName(name, what);
+  if (name === "window")
+    throw new TollgateError("INVALID_ARGUMENT", `${what}: "window" is reserved for the window key`);
+}
+
 function checkKey(key: unknown, what: string): void {
   if (typeof key !== "string" || key.length === 0) {
     throw new TollgateError("INVALID_SCOPE", `${what} must be a non-empty string, got ${JSON.stringify(key)}`);
@@ -66,7 +73,7 @@ export function validateAdmitBatch(batch: AdmitBatch): void {
       throw new TollgateError("INVALID_ARGUMENT", `windows[${i}] has no counters`);
     }
     for (const c of w.counters) {
-      checkName(c.name, `windows[${i}] counter name`);
+      checkCounterName(c.name, `windows[${i}] counter name`);
       if (!isNonNegativeInteger(c.limit)) {
         throw new TollgateError(
           "INVALID_LIMIT",
@@ -122,7 +129,7 @@ export function validateAdjustBatch(batch: AdjustBatch): void {
       );
     }
     for (const c of w.counters) {
-      checkName(c.name, `windows[${i}] counter name`);
+      checkCounterName(c.name, `windows[${i}] counter name`);
       if (!isSafeInteger(c.delta)) {
         throw new TollgateError(
           "INVALID_AMOUNT",
@@ -146,7 +153,7 @@ export function validateRenew(lease: LeaseRef, ttlMs: number): void {
 export function validateReadQuery(query: ReadQuery): void {
   query.windows.forEach((w, i) => {
     checkWindow(w, i);
-    for (const name of w.counters) checkName(name, `windows[${i}] counter name`);
+    for (const name of w.counters) checkCounterName(name, `windows[${i}] counter name`);
   });
   query.gauges.forEach((g, i) => {
     checkKey(g.key, `gauges[${i}].key`);

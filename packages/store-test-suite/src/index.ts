@@ -491,6 +491,11 @@ export function runStoreContract(options: StoreContractOptions): void {
         ["empty key", () => ({ windows: [win("", 1000, [["requests", 5, 1]])], gauges: [] }), "INVALID_SCOPE"],
         ["gauge without a lease", (k) => ({ windows: [], gauges: [gauge(k, 5)] }), "INVALID_ARGUMENT"],
         [
+          "a counter named window (the window key)",
+          (k) => ({ windows: [win(k, 1000, [["window", 5, 1]])], gauges: [] }),
+          "INVALID_ARGUMENT",
+        ],
+        [
           "the same window twice in one batch",
           (k) => ({ windows: [win(k, 1000, [["requests", 5, 1]]), win(k, 1000, [["requests", 5, 1]])], gauges: [] }),
           "INVALID_ARGUMENT",
