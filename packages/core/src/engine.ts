@@ -10,12 +10,10 @@ import type {
   CounterState,
   CounterStore,
   GaugeOp,
-  GaugeState,
   LeaseRef,
   WindowAlgorithm,
   WindowOp,
   WindowSpec,
-  WindowState,
 } from "./store.js";
 import { STORE_CONTRACT_VERSION } from "./store.js";
 import type { Denial, Descriptor, LimitStatus, LimitType } from "./types.js";
@@ -124,8 +122,6 @@ interface Plan {
   /** For each window op: the descriptor and which counter is which. */
   windowSources: Descriptor[];
   gaugeSources: Descriptor[];
-  enforced: boolean[];
-  gaugeEnforced: boolean[];
 }
 
 interface MutableReservation {
@@ -373,8 +369,6 @@ export class Limiter {
     const gauges: GaugeOp[] = [];
     const windowSources: Descriptor[] = [];
     const gaugeSources: Descriptor[] = [];
-    const enforced: boolean[] = [];
-    const gaugeEnforced: boolean[] = [];
     for (const d of descriptors) {
       validateDescriptor(d);
       const hasWindow = d.requests !== undefined || d.tokens !== undefined;
@@ -387,19 +381,17 @@ export class Limiter {
         if (d.tokens !== undefined) counters.push({ name: "tokens", limit: d.tokens, amount: tokens, enforce });
         windows.push({ key, windowMs: d.windowMs ?? DEFAULT_WINDOW_MS, algorithm: d.algorithm ?? "fixed", counters });
         windowSources.push(d);
-        enforced.push(enforce);
       }
       if (d.maxParallel !== undefined) {
         gauges.push({ key, name: GAUGE, limit: d.maxParallel, enforce });
         gaugeSources.push(d);
-        gaugeEnforced.push(enforce);
       }
     }
     const batch: AdmitBatch =
       gauges.length > 0
         ? { windows, gauges, lease: { id: this.createId(), ttlMs: this.leaseTtlMs } }
         : { windows, gauges };
-    return { batch, windowSources, gaugeSources, enforced, gaugeEnforced };
+    return { batch, windowSources, gaugeSources };
   }
 
   /** The interned `{scope:value}` key of a validated descriptor. */
@@ -441,7 +433,7 @@ export class Limiter {
           c.limit,
           used,
           state.start + w.windowMs,
-          plan.enforced[i]!,
+          w.counters[0]!.enforce,
           result.admitted,
         );
         st.windowMs = w.windowMs;
@@ -458,7 +450,7 @@ export class Limiter {
           g.limit,
           state.inFlight,
           state.earliestExpiry ?? result.now,
-          plan.gaugeEnforced[i]!,
+          g.enforce,
           result.admitted,
         ),
       );
@@ -596,5 +588,3 @@ class Admitted {
 export function createLimiter(options: LimiterOptions): Limiter {
   return new Limiter(options);
 }
-
-export type { GaugeState, WindowState };

@@ -22,10 +22,10 @@ export type ScriptName = "admit" | "adjust" | "renew" | "read";
  */
 // BEGIN SHAS
 const SHAS = {
-  admit: "fafed2297397949ff71b794e1716193ddb94a5a5",
-  adjust: "ed373edbdf49bd85c09737d18402473814877dc3",
-  renew: "4a714863b4dfe52b69f3dac75d1d7cdb69e59643",
-  read: "b4be43ced559d492efeb086753a569d6296bdf0f",
+  admit: "c99e2fe73e8edc44c3059edfaeeb9c34323db3c0",
+  adjust: "6442b065950edb8e6485d38e6ded7f99c45d8180",
+  renew: "04e57a389c36bec77ded593732d0d0dca1ba7222",
+  read: "92ad4fa6c0a99c33a5daf41f0ea79c15b1a2bf41",
 } as const;
 // END SHAS
 

@@ -101,10 +101,7 @@ for w = 1, nw do
   local W = tonumber(ARGV[wa[w]])
   local sliding = ARGV[wa[w] + 1] == '1'
   local start, kind = starts[w], kinds[w]
-  local span = W
-  if sliding then span = 2 * W end
-  local px = start + span - now
-  if px < 1 then px = 1 end
+  local px = window_ttl(start, W, sliding, now)
   out[#out + 1] = applied[w] and 1 or 0
   out[#out + 1] = start
   if applied[w] and kind ~= 0 then call('SET', KEYS[wk[w]], fmt(start), 'PX', fmt(px)) end

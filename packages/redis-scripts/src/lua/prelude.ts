@@ -81,6 +81,15 @@ local function roll(stored, W, sliding, now)
   return now, 1
 end
 
+-- Milliseconds a window's keys live from now: until start + W (fixed) or start + 2W (sliding), at least 1.
+local function window_ttl(start, W, sliding, now)
+  local span = W
+  if sliding then span = 2 * W end
+  local px = start + span - now
+  if px < 1 then px = 1 end
+  return px
+end
+
 -- Extends a key's TTL to at least ms (keys of holds and gauges live as long as their latest entry).
 local function extend(key, ms)
   if call('PTTL', key) < ms then call('PEXPIRE', key, fmt(ms)) end
