@@ -1,19 +1,27 @@
 import { isNonNegativeInteger, TollgateError } from "./errors.js";
+import {
+  FlatBatch,
+  type FlatCounterStore,
+  FlatResult,
+  flatStoreOf,
+  toAdjustBatch,
+  toAdmitBatch,
+  toAdmitResult,
+} from "./flat.js";
 import { createIdGenerator } from "./ids.js";
-import { DEFAULT_WINDOW_MS, descriptorKey, validateDescriptor } from "./scopes.js";
+import { DEFAULT_WINDOW_MS, descriptorKey, validateDescriptor, validateIdentity, validateLimits } from "./scopes.js";
 import type {
   AdjustBatch,
   AdjustResult,
-  AdjustWindowOp,
   AdmitBatch,
   AdmitResult,
   CounterState,
   CounterStore,
-  GaugeOp,
+  GaugeState,
   LeaseRef,
   WindowAlgorithm,
-  WindowOp,
   WindowSpec,
+  WindowState,
 } from "./store.js";
 import { STORE_CONTRACT_VERSION } from "./store.js";
 import type { Denial, Descriptor, LimitStatus, LimitType } from "./types.js";
@@ -78,6 +86,18 @@ interface ReservedWindow {
   windowMs: number;
   algorithm: WindowAlgorithm;
   start: number;
+  /** The in-process store's handle of the window (flat path only). */
+  handle: unknown;
+  /**
+   * Flat path: the answer's value, previous and held of the window's first and second counter (the statuses
+   * are built from them on demand; fields rather than an array save an allocation per admission).
+   */
+  v0: number;
+  p0: number;
+  h0: number;
+  v1: number;
+  p1: number;
+  h1: number;
   /** The descriptor has a tokens limit (the window has a `tokens` counter). */
   hasTokens: boolean;
   tokens: number;
@@ -117,23 +137,26 @@ export type Admission =
       now: number;
     };
 
+/** An admission in the contract's object form, with the descriptor behind each window and gauge. */
 interface Plan {
   batch: AdmitBatch;
-  /** For each window op: the descriptor and which counter is which. */
   windowSources: Descriptor[];
   gaugeSources: Descriptor[];
 }
 
-interface MutableReservation {
-  id: string;
-  tokens: number;
-  state: "open" | "settled" | "released";
-  windows: ReservedWindow[];
-  lease: LeaseRef | undefined;
+class MutableReservation implements Reservation {
+  state: "open" | "settled" | "released" = "open";
+  constructor(
+    readonly id: string,
+    readonly tokens: number,
+    readonly windows: ReservedWindow[],
+    readonly lease: LeaseRef | undefined,
+  ) {}
 }
 
 const GAUGE = "max_parallel_requests";
 const NONE: readonly Descriptor[] = [];
+const NO_WINDOWS: ReservedWindow[] = [];
 /** Most interned keys a limiter keeps (about 10 MB at worst) before starting over. */
 const KEY_CACHE = 100_000;
 
@@ -147,13 +170,6 @@ function isEnforced(d: Descriptor): boolean {
   } catch {
     return true; // a failing condition enforces (fail-safe)
   }
-}
-
-function windowCounters(d: Descriptor): string[] {
-  const names: string[] = [];
-  if (d.requests !== undefined) names.push("requests");
-  if (d.tokens !== undefined) names.push("tokens");
-  return names;
 }
 
 /**
@@ -196,10 +212,13 @@ function minDefined(a: number | undefined, b: number | undefined): number | unde
 /**
  * The admission and reservation engine: admits a request's descriptors atomically (all or nothing), reserves
  * tokens, takes in-flight leases, and reconciles or refunds afterwards. A denied request consumes nothing.
+ *
+ * Every call is first written into a flat batch ({@link FlatBatch}). An in-process store that offers the flat
+ * capability (the memory store) takes it as is, synchronously; any other store gets the contract's object form.
  */
 export class Limiter {
   readonly store: CounterStore;
-  private readonly sync: SyncCounterStore | undefined;
+  private readonly flat: FlatCounterStore | undefined;
   private readonly leaseTtlMs: number;
   private readonly createId: () => string;
   private readonly parallelRetryAfterMs: number;
@@ -209,6 +228,19 @@ export class Limiter {
    */
   private readonly keys = new Map<string, Map<string, string>>();
   private keyCount = 0;
+  /** The first 16 scopes of {@link keys}, for lookups by identity. */
+  private readonly scopeNames: string[] = [];
+  private readonly scopeKeys: Array<Map<string, string>> = [];
+  /**
+   * Scratch reused by every call: the batch, the flat answer and the descriptor behind each window and gauge.
+   * Calls never interleave while using them (no await in between), except a re-entrant call from an
+   * `enforceWhen` condition, which gets fresh ones (`filling`).
+   */
+  private readonly scratch = new FlatBatch();
+  private readonly answer = new FlatResult();
+  private readonly windowSources: Descriptor[] = [];
+  private readonly gaugeSources: Descriptor[] = [];
+  private filling = false;
 
   constructor(options: LimiterOptions) {
     if (options.store?.contractVersion !== STORE_CONTRACT_VERSION) {
@@ -218,7 +250,7 @@ export class Limiter {
       );
     }
     this.store = options.store;
-    this.sync = syncStoreOf(options.store);
+    this.flat = flatStoreOf(options.store);
     this.leaseTtlMs = options.leaseTtlMs ?? 30_000;
     if (!Number.isSafeInteger(this.leaseTtlMs) || this.leaseTtlMs <= 0) {
       throw new TollgateError("INVALID_ARGUMENT", `leaseTtlMs must be a positive integer, got ${options.leaseTtlMs}`);
@@ -236,38 +268,105 @@ export class Limiter {
     if (!isNonNegativeInteger(tokens)) {
       throw new TollgateError("INVALID_AMOUNT", `tokens must be a non-negative integer, got ${options.tokens}`);
     }
-    const plan = this.plan(dedupe(descriptors), tokens);
-    const id = plan.batch.lease?.id ?? "";
-    if (plan.batch.windows.length === 0 && plan.batch.gauges.length === 0) {
-      return { ok: true, reservation: this.reservation(id, tokens, [], undefined), statuses: [], now: 0 };
+    const ds = dedupe(descriptors);
+    const own = !this.filling;
+    const b = own ? this.scratch : new FlatBatch();
+    const ws = own ? this.windowSources : [];
+    const gs = own ? this.gaugeSources : [];
+    let enforced: boolean[] | undefined;
+    this.filling = true;
+    try {
+      enforced = this.fill(b.reset(), ds, tokens, ws, gs, undefined);
+    } finally {
+      if (own) this.filling = false;
     }
-    const result = this.sync ? this.sync.admitSync(plan.batch, true) : await this.store.admit(plan.batch);
-    if (!result.admitted) {
-      const statuses = this.statuses(plan, result);
-      const denial = this.denial(plan, result, statuses);
-      const out: Admission = { ok: false, denial, statuses, now: result.now };
-      if (result.degraded) out.degraded = result.degraded;
-      return out;
+    if (b.windowCount === 0 && b.gaugeCount === 0) {
+      return { ok: true, reservation: new MutableReservation("", tokens, NO_WINDOWS, undefined), statuses: [], now: 0 };
     }
-    const windows: ReservedWindow[] = new Array(plan.batch.windows.length);
-    for (let i = 0; i < windows.length; i++) {
-      const w = plan.batch.windows[i]!;
+    if (b.gaugeCount > 0) {
+      b.leaseId = this.createId();
+      b.leaseTtlMs = this.leaseTtlMs;
+    }
+    if (this.flat === undefined) return this.admitObject(planOf(b, ws, gs), tokens);
+
+    const r = this.answer;
+    this.flat.admitFlat(b, r);
+    if (!r.admitted) return this.denied(planOf(b, ws, gs), toAdmitResult(b, r));
+    const windows: ReservedWindow[] = new Array(b.windowCount);
+    for (let i = 0, c = 0; i < b.windowCount; i++) {
+      const d = ws[i]!;
+      const hasTokens = d.tokens !== undefined;
+      const two = b.counterEnd[i]! - c > 1; // a window has one or two counters (requests, tokens)
+      windows[i] = {
+        key: b.keys[i]!,
+        windowMs: b.windowMs[i]!,
+        algorithm: b.sliding[i] ? "sliding" : "fixed",
+        start: r.starts[i]!,
+        handle: r.handles[i],
+        v0: r.values[c]!,
+        p0: r.previous[c]!,
+        h0: r.held[c]!,
+        v1: two ? r.values[c + 1]! : 0,
+        p1: two ? r.previous[c + 1]! : 0,
+        h1: two ? r.held[c + 1]! : 0,
+        hasTokens,
+        tokens: hasTokens ? tokens : 0,
+        requests: d.requests !== undefined ? 1 : 0,
+      };
+      c = b.counterEnd[i]!;
+    }
+    let gauges: number[] | undefined;
+    if (b.gaugeCount > 0) {
+      gauges = new Array(2 * b.gaugeCount);
+      for (let g = 0; g < b.gaugeCount; g++) {
+        gauges[2 * g] = r.inFlight[g]!;
+        gauges[2 * g + 1] = r.earliest[g] ?? -1;
+      }
+    }
+    const reservation = new MutableReservation(b.leaseId, tokens, windows, leaseOf(b));
+    return new FlatAdmitted(reservation, r.now, this, ds, enforced, gauges);
+  }
+
+  /** The object-form admission, for stores without the flat capability. */
+  private async admitObject(plan: Plan, tokens: number): Promise<Admission> {
+    const result = await this.store.admit(plan.batch);
+    if (!result.admitted) return this.denied(plan, result);
+    const { windows: ops, gauges, lease } = plan.batch;
+    const windows: ReservedWindow[] = new Array(ops.length);
+    for (let i = 0; i < ops.length; i++) {
+      const w = ops[i]!;
       const d = plan.windowSources[i]!;
+      const hasTokens = d.tokens !== undefined;
       windows[i] = {
         key: w.key,
         windowMs: w.windowMs,
         algorithm: w.algorithm,
         start: result.windows[i]!.start,
-        hasTokens: d.tokens !== undefined,
-        tokens: d.tokens !== undefined ? tokens : 0,
+        handle: undefined,
+        v0: 0,
+        p0: 0,
+        h0: 0,
+        v1: 0,
+        p1: 0,
+        h1: 0,
+        hasTokens,
+        tokens: hasTokens ? tokens : 0,
         requests: d.requests !== undefined ? 1 : 0,
       };
     }
-    const lease =
-      plan.batch.gauges.length > 0
-        ? { id, gauges: plan.batch.gauges.map((g) => ({ key: g.key, name: g.name })), holds: [] }
+    const ref =
+      lease !== undefined
+        ? { id: lease.id, gauges: gauges.map((g) => ({ key: g.key, name: g.name })), holds: [] }
         : undefined;
-    return new Admitted(this.reservation(id, tokens, windows, lease), result, plan, this);
+    return new Admitted(new MutableReservation(lease?.id ?? "", tokens, windows, ref), result, plan, this);
+  }
+
+  private denied(plan: Plan, result: AdmitResult): Admission {
+    const statuses = this.statuses(plan, result);
+    const denial = this.denial(plan, result, statuses);
+    const out: Admission = { ok: false, denial, statuses, now: result.now };
+    if (result.degraded) out.degraded = result.degraded;
+    return out;
   }
 
   /**
@@ -283,32 +382,24 @@ export class Limiter {
     for (const d of extra) validateDescriptor(d);
     const r = reservation as MutableReservation;
     if (r.state !== "open") return false;
-    const ops: AdjustWindowOp[] = [];
+    const b = this.filling ? new FlatBatch() : this.scratch.reset();
     for (const w of r.windows) {
       if (!w.hasTokens) continue;
       const delta = usage.tokens - w.tokens;
       if (delta !== 0) {
-        ops.push({
-          key: w.key,
-          windowMs: w.windowMs,
-          algorithm: w.algorithm,
-          expectStart: w.start,
-          counters: [{ name: "tokens", delta }],
-        });
+        b.window(w.key, w.windowMs, w.algorithm === "sliding", w.handle, w.start);
+        b.counter("tokens", 0, delta, 0, true);
       }
     }
     if (usage.tokens > 0) {
       for (const d of extra) {
         if (d.tokens === undefined) continue;
-        ops.push({
-          key: descriptorKey(d),
-          windowMs: d.windowMs ?? DEFAULT_WINDOW_MS,
-          algorithm: d.algorithm ?? "fixed",
-          counters: windowCounters(d).map((name) => ({ name, delta: name === "tokens" ? usage.tokens : 0 })),
-        });
+        b.window(this.keyOf(d), d.windowMs ?? DEFAULT_WINDOW_MS, d.algorithm === "sliding");
+        if (d.requests !== undefined) b.counter("requests", 0, 0, 0, true);
+        b.counter("tokens", 0, usage.tokens, 0, true);
       }
     }
-    return this.finish(r, "settled", ops);
+    return this.finish(r, "settled", b);
   }
 
   /**
@@ -318,14 +409,14 @@ export class Limiter {
   async release(reservation: Reservation): Promise<boolean> {
     const r = reservation as MutableReservation;
     if (r.state !== "open") return false;
-    const ops: AdjustWindowOp[] = [];
+    const b = this.filling ? new FlatBatch() : this.scratch.reset();
     for (const w of r.windows) {
-      const counters = [];
-      if (w.requests > 0) counters.push({ name: "requests", delta: -w.requests });
-      if (w.tokens > 0) counters.push({ name: "tokens", delta: -w.tokens });
-      if (counters.length > 0) ops.push({ ...spec(w), expectStart: w.start, counters });
+      if (w.requests === 0 && w.tokens === 0) continue;
+      b.window(w.key, w.windowMs, w.algorithm === "sliding", w.handle, w.start);
+      if (w.requests > 0) b.counter("requests", 0, -w.requests, 0, true);
+      if (w.tokens > 0) b.counter("tokens", 0, -w.tokens, 0, true);
     }
-    return this.finish(r, "released", ops);
+    return this.finish(r, "released", b);
   }
 
   /** Extends the in-flight lease of a running request. Returns false when the lease has already expired. */
@@ -337,7 +428,7 @@ export class Limiter {
 
   /** Current statuses of the descriptors' limits, without consuming anything. */
   async status(descriptors: readonly Descriptor[]): Promise<LimitStatus[]> {
-    const plan = this.plan(dedupe(descriptors), 0);
+    const plan = this.planOf(dedupe(descriptors), 0, undefined);
     const result = await this.store.read({
       windows: plan.batch.windows.map((w) => ({ ...spec(w), counters: w.counters.map((c) => c.name) })),
       gauges: plan.batch.gauges.map((g) => ({ key: g.key, name: g.name })),
@@ -345,13 +436,15 @@ export class Limiter {
     return this.statuses(plan, { admitted: true, now: result.now, windows: result.windows, gauges: result.gauges });
   }
 
-  private async finish(r: MutableReservation, state: "settled" | "released", ops: AdjustWindowOp[]): Promise<boolean> {
-    r.state = state; // claimed before awaiting: a concurrent second call is a no-op
-    if (ops.length === 0 && r.lease === undefined) return true;
-    const batch: AdjustBatch = r.lease ? { windows: ops, release: r.lease } : { windows: ops };
+  /** Applies a settle or release batch and the lease release; claims the reservation first (idempotence). */
+  private finish(r: MutableReservation, state: "settled" | "released", b: FlatBatch): Promise<boolean> | boolean {
+    b.release = r.lease;
+    b.readBack = false;
+    r.state = state; // claimed before any await: a concurrent second call is a no-op
+    if (b.windowCount === 0 && r.lease === undefined) return true;
+    if (this.flat === undefined) return this.finishObject(r, toAdjustBatch(b));
     try {
-      if (this.sync) this.sync.adjustSync(batch, true);
-      else await this.store.adjust(batch);
+      this.flat.adjustFlat(b, this.answer);
     } catch (err) {
       r.state = "open"; // nothing was applied (adjust is atomic): the caller may retry
       throw err;
@@ -359,60 +452,105 @@ export class Limiter {
     return true;
   }
 
-  private reservation(id: string, tokens: number, windows: ReservedWindow[], lease: LeaseRef | undefined): Reservation {
-    const r: MutableReservation = { id, tokens, state: "open", windows, lease };
-    return r;
+  private async finishObject(r: MutableReservation, batch: AdjustBatch): Promise<boolean> {
+    try {
+      await this.store.adjust(batch);
+    } catch (err) {
+      r.state = "open";
+      throw err;
+    }
+    return true;
   }
 
-  private plan(descriptors: readonly Descriptor[], tokens: number): Plan {
-    const windows: WindowOp[] = [];
-    const gauges: GaugeOp[] = [];
-    const windowSources: Descriptor[] = [];
-    const gaugeSources: Descriptor[] = [];
-    for (const d of descriptors) {
-      validateDescriptor(d);
+  /**
+   * Writes the admission of validated-on-the-way descriptors into `b`, and the descriptor behind each window and
+   * gauge into `ws` / `gs`. Returns the enforcement flag of each descriptor, or undefined when all are enforced;
+   * with `enforced` given, those flags are used instead of evaluating the descriptors' conditions again.
+   */
+  private fill(
+    b: FlatBatch,
+    ds: readonly Descriptor[],
+    tokens: number,
+    ws: Descriptor[],
+    gs: Descriptor[],
+    enforced: boolean[] | undefined,
+  ): boolean[] | undefined {
+    const given = enforced !== undefined;
+    for (let i = 0; i < ds.length; i++) {
+      const d = ds[i]!;
+      const key = this.keyOf(d); // validates the scope and value when they are new
+      validateLimits(d);
       const hasWindow = d.requests !== undefined || d.tokens !== undefined;
       if (!hasWindow && d.maxParallel === undefined) continue;
-      const key = this.keyOf(d);
-      const enforce = isEnforced(d);
+      let enforce = true;
+      if (given) enforce = enforced![i]!;
+      else if (!isEnforced(d)) {
+        enforce = false;
+        enforced ??= new Array<boolean>(ds.length).fill(true);
+        enforced[i] = false;
+      }
       if (hasWindow) {
-        const counters = [];
-        if (d.requests !== undefined) counters.push({ name: "requests", limit: d.requests, amount: 1, enforce });
-        if (d.tokens !== undefined) counters.push({ name: "tokens", limit: d.tokens, amount: tokens, enforce });
-        windows.push({ key, windowMs: d.windowMs ?? DEFAULT_WINDOW_MS, algorithm: d.algorithm ?? "fixed", counters });
-        windowSources.push(d);
+        ws[b.windowCount] = d;
+        b.window(key, d.windowMs ?? DEFAULT_WINDOW_MS, d.algorithm === "sliding");
+        if (d.requests !== undefined) b.counter("requests", d.requests, 1, 0, enforce);
+        if (d.tokens !== undefined) b.counter("tokens", d.tokens, tokens, 0, enforce);
       }
       if (d.maxParallel !== undefined) {
-        gauges.push({ key, name: GAUGE, limit: d.maxParallel, enforce });
-        gaugeSources.push(d);
+        gs[b.gaugeCount] = d;
+        b.gauge(key, GAUGE, d.maxParallel, enforce);
       }
     }
-    const batch: AdmitBatch =
-      gauges.length > 0
-        ? { windows, gauges, lease: { id: this.createId(), ttlMs: this.leaseTtlMs } }
-        : { windows, gauges };
-    return { batch, windowSources, gaugeSources };
+    return enforced;
   }
 
-  /** The interned `{scope:value}` key of a validated descriptor. */
+  /** @internal The object form of an admission of `ds` (no lease id). */
+  planOf(ds: readonly Descriptor[], tokens: number, enforced: boolean[] | undefined): Plan {
+    const b = new FlatBatch();
+    const ws: Descriptor[] = [];
+    const gs: Descriptor[] = [];
+    this.fill(b, ds, tokens, ws, gs, enforced ?? new Array<boolean>(ds.length).fill(true));
+    return planOf(b, ws, gs);
+  }
+
+  /**
+   * The interned `{scope:value}` key of a descriptor. A pair is checked ({@link validateIdentity}) before it is
+   * interned, so a hit needs no check.
+   */
   private keyOf(d: Descriptor): string {
+    if (typeof d !== "object" || d === null) return this.intern(d);
+    // scopes are few and usually literals: a short scan by identity beats hashing
+    const names = this.scopeNames;
+    let byValue: Map<string, string> | undefined;
+    for (let i = 0; i < names.length; i++) {
+      if (names[i] === d.scope) {
+        byValue = this.scopeKeys[i];
+        break;
+      }
+    }
+    if (byValue === undefined && names.length === 16) byValue = this.keys.get(d.scope);
+    return byValue?.get(d.value) ?? this.intern(d);
+  }
+
+  private intern(d: Descriptor): string {
+    validateIdentity(d);
+    if (this.keyCount >= KEY_CACHE) {
+      this.keys.clear();
+      this.scopeNames.length = 0;
+      this.scopeKeys.length = 0;
+      this.keyCount = 0;
+    }
     let byValue = this.keys.get(d.scope);
     if (byValue === undefined) {
       byValue = new Map();
       this.keys.set(d.scope, byValue);
-    }
-    let key = byValue.get(d.value);
-    if (key === undefined) {
-      if (this.keyCount >= KEY_CACHE) {
-        this.keys.clear();
-        this.keyCount = 0;
-        byValue = new Map();
-        this.keys.set(d.scope, byValue);
+      if (this.scopeNames.length < 16) {
+        this.scopeNames.push(d.scope);
+        this.scopeKeys.push(byValue);
       }
-      key = descriptorKey(d);
-      byValue.set(d.value, key);
-      this.keyCount++;
     }
+    const key = descriptorKey(d);
+    byValue.set(d.value, key);
+    this.keyCount++;
     return key;
   }
 
@@ -488,6 +626,37 @@ export class Limiter {
       now: result.now,
     };
   }
+}
+
+function planOf(b: FlatBatch, ws: Descriptor[], gs: Descriptor[]): Plan {
+  return { batch: toAdmitBatch(b), windowSources: ws.slice(0, b.windowCount), gaugeSources: gs.slice(0, b.gaugeCount) };
+}
+
+function leaseOf(b: FlatBatch): LeaseRef | undefined {
+  if (b.gaugeCount === 0) return undefined;
+  const gauges: LeaseRef["gauges"] = new Array(b.gaugeCount);
+  for (let g = 0; g < b.gaugeCount; g++) gauges[g] = { key: b.gaugeKeys[g]!, name: b.gaugeNames[g]! };
+  return { id: b.leaseId, gauges, holds: [] };
+}
+
+/** The object form of an admitted flat answer, from what the reservation kept of it. */
+function fromReserved(
+  plan: Plan,
+  now: number,
+  reserved: ReadonlyArray<ReservedWindow>,
+  gaugeNums: number[] | undefined,
+): AdmitResult {
+  const windows: WindowState[] = plan.batch.windows.map((w, i) => {
+    const k = reserved[i]!;
+    const counters: CounterState[] = [{ value: k.v0, previous: k.p0, held: k.h0 }];
+    if (w.counters.length > 1) counters.push({ value: k.v1, previous: k.p1, held: k.h1 });
+    return { start: k.start, counters };
+  });
+  const gauges: GaugeState[] = plan.batch.gauges.map((_, g) => {
+    const earliest = gaugeNums![2 * g + 1]!;
+    return { inFlight: gaugeNums![2 * g]!, earliestExpiry: earliest < 0 ? null : earliest };
+  });
+  return { admitted: true, now, windows, gauges };
 }
 
 function spec(w: { key: string; windowMs: number; algorithm: WindowAlgorithm }) {
@@ -581,6 +750,30 @@ class Admitted {
   get statuses(): LimitStatus[] {
     this.#statuses ??= this.limiter.statuses(this.plan, this.result);
     return this.#statuses;
+  }
+}
+
+/** A flat-path admission: the reservation keeps the answer's numbers; statuses are built on first access. */
+class FlatAdmitted {
+  readonly ok = true as const;
+  private cached: LimitStatus[] | undefined = undefined;
+
+  constructor(
+    readonly reservation: Reservation,
+    readonly now: number,
+    private readonly limiter: Limiter,
+    private readonly descriptors: readonly Descriptor[],
+    private readonly enforced: boolean[] | undefined,
+    /** In-flight count and earliest expiry (-1 for none) of each gauge. */
+    private readonly gauges: number[] | undefined,
+  ) {}
+
+  get statuses(): LimitStatus[] {
+    if (this.cached === undefined) {
+      const plan = this.limiter.planOf(this.descriptors, this.reservation.tokens, this.enforced);
+      this.cached = this.limiter.statuses(plan, fromReserved(plan, this.now, this.reservation.windows, this.gauges));
+    }
+    return this.cached;
   }
 }
 

@@ -1,6 +1,7 @@
 export * from "./denials.js";
 export * from "./engine.js";
 export * from "./errors.js";
+export * from "./flat.js";
 export * from "./ids.js";
 export * from "./llm.js";
 export * from "./scopes.js";

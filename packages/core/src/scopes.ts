@@ -66,6 +66,16 @@ function checkLimit(n: unknown, what: string): void {
  * @throws {TollgateError} with the codes above.
  */
 export function validateDescriptor(d: Descriptor): void {
+  validateIdentity(d);
+  validateLimits(d);
+}
+
+/**
+ * The first half of {@link validateDescriptor}: `d` is an object with a valid scope and value. The engine runs
+ * it only for scope/value pairs it has not interned yet (an interned pair was checked when it was interned).
+ * @internal
+ */
+export function validateIdentity(d: Descriptor): void {
   if (typeof d !== "object" || d === null) {
     throw new TollgateError("INVALID_ARGUMENT", `a descriptor must be an object, got ${show(d)}`);
   }
@@ -76,6 +86,10 @@ export function validateDescriptor(d: Descriptor): void {
     if (knownScopes.size < 1024) knownScopes.add(d.scope);
   }
   checkPart(d.value, `value of scope ${d.scope}`);
+}
+
+/** The second half of {@link validateDescriptor}: limits, window and options. @internal */
+export function validateLimits(d: Descriptor): void {
   checkLimit(d.requests, `requests limit of ${d.scope}`);
   checkLimit(d.tokens, `tokens limit of ${d.scope}`);
   checkLimit(d.maxParallel, `maxParallel limit of ${d.scope}`);

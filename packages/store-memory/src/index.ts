@@ -5,18 +5,24 @@ import {
   type AdmitResult,
   type CounterState,
   type CounterStore,
-  type DeniedAt,
+  FLAT_DENIED_COUNTER,
+  FLAT_DENIED_GAUGE,
+  FLAT_NOT_DENIED,
+  FlatBatch,
+  type FlatCounterStore,
+  FlatResult,
   type GaugeState,
   type LeaseRef,
   type ReadQuery,
   type ReadResult,
   STORE_CONTRACT_VERSION,
   TollgateError,
+  toAdjustResult,
+  toAdmitResult,
   validateAdjustBatch,
   validateAdmitBatch,
   validateReadQuery,
   validateRenew,
-  type WindowSpec,
   type WindowState,
 } from "@tollgate/core";
 import { LRUCache } from "lru-cache";
@@ -41,16 +47,22 @@ interface Hold {
 }
 
 interface Counter {
+  readonly name: string;
   value: number;
   previous: number;
   /** Holds by lease id; absent until the first hold. */
   holds: Map<string, Hold> | undefined;
+  /** The window's next counter. */
+  next: Counter | undefined;
 }
 
-interface WindowEntry {
+/**
+ * A window is its own first counter, and its further counters hang off it in a list: a window has one or two
+ * counters in practice, and the admission then reads them without going through an array or a Map.
+ */
+interface WindowEntry extends Counter {
   kind: "window";
   start: number;
-  counters: Map<string, Counter>;
 }
 
 interface GaugeEntry {
@@ -66,18 +78,37 @@ const SHIFT = 1;
 const RESET = 2;
 type Roll = typeof KEEP | typeof SHIFT | typeof RESET;
 
-function rollOf(entry: WindowEntry | undefined, w: WindowSpec, now: number): Roll {
+function rollOf(entry: WindowEntry | undefined, windowMs: number, sliding: boolean, now: number): Roll {
   if (entry === undefined) return RESET;
   const elapsed = now - entry.start;
-  if (elapsed < w.windowMs) return KEEP;
-  if (w.algorithm === "sliding" && elapsed < 2 * w.windowMs) return SHIFT;
+  if (elapsed < windowMs) return KEEP;
+  if (sliding && elapsed < 2 * windowMs) return SHIFT;
   return RESET;
 }
 
-function startAfter(roll: Roll, entry: WindowEntry | undefined, w: WindowSpec, now: number): number {
+function startAfter(roll: Roll, entry: WindowEntry | undefined, windowMs: number, now: number): number {
   if (roll === KEEP) return entry!.start;
-  if (roll === SHIFT) return entry!.start + w.windowMs;
+  if (roll === SHIFT) return entry!.start + windowMs;
   return now;
+}
+
+function newWindow(start: number, name: string): WindowEntry {
+  return { kind: "window", start, name, value: 0, previous: 0, holds: undefined, next: undefined };
+}
+
+/** The window's counter named `name`. */
+function findCounter(entry: WindowEntry, name: string): Counter | undefined {
+  for (let c: Counter | undefined = entry; c !== undefined; c = c.next) if (c.name === name) return c;
+  return undefined;
+}
+
+/** Appends a counter named `name` (absent so far) to the window. */
+function addCounter(entry: WindowEntry, name: string): Counter {
+  let tail: Counter = entry;
+  while (tail.next !== undefined) tail = tail.next;
+  const c: Counter = { name, value: 0, previous: 0, holds: undefined, next: undefined };
+  tail.next = c;
+  return c;
 }
 
 /** Sum of live holds; drops expired ones (and an emptied map) when `prune` is set. */
@@ -108,17 +139,11 @@ function liveLeases(g: GaugeEntry | undefined, now: number, prune: boolean): Gau
   return { inFlight, earliestExpiry: earliest };
 }
 
-function viewCounter(c: Counter | undefined, roll: Roll, held: number): CounterState {
-  if (c === undefined || roll === RESET) return { value: 0, previous: 0, held };
-  if (roll === SHIFT) return { value: 0, previous: c.value, held };
-  return { value: c.value, previous: c.previous, held };
-}
-
 /** Applies a roll to a stored entry in place. */
 function persistRoll(entry: WindowEntry, roll: Roll, start: number): void {
   if (roll === KEEP) return;
   entry.start = start;
-  for (const c of entry.counters.values()) {
+  for (let c: Counter | undefined = entry; c !== undefined; c = c.next) {
     c.previous = roll === SHIFT ? c.value : 0;
     c.value = 0;
   }
@@ -127,14 +152,25 @@ function persistRoll(entry: WindowEntry, roll: Roll, start: number): void {
 /**
  * The in-memory {@link CounterStore}: bounded by an LRU, atomic by construction (every method runs to
  * completion without awaiting between its reads and writes, so concurrent calls can never interleave).
+ *
+ * Besides the contract's methods it offers the in-process fast path ({@link FlatCounterStore}, used by the
+ * engine) and synchronous object-form `admitSync` / `adjustSync` (used by `@tollgate/budgets`). All of them run
+ * the same code: the object forms are translated to the flat one.
  */
-export class MemoryStore implements CounterStore {
+export class MemoryStore implements CounterStore, FlatCounterStore {
   readonly contractVersion = STORE_CONTRACT_VERSION;
   readonly name = "memory";
   private readonly cache: LRUCache<string, Entry>;
   private readonly prefix: string;
   private readonly now: () => number;
   private closed = false;
+  /** Scratch of one call (calls never interleave): counters found by the check pass, rolls, gauge entries. */
+  private readonly found: Array<Counter | undefined> = [];
+  private readonly rolls: Roll[] = [];
+  private readonly gauges: Array<GaugeEntry | undefined> = [];
+  /** Scratch for translating the object forms. */
+  private readonly batch = new FlatBatch();
+  private readonly result = new FlatResult();
 
   constructor(options: MemoryStoreOptions = {}) {
     const maxEntries = options.maxEntries ?? 100_000;
@@ -157,95 +193,13 @@ export class MemoryStore implements CounterStore {
 
   /**
    * Synchronous form of {@link admit}, for embedding without a promise per call. Pass `trusted` only for batches
-   * built from validated input (the engine does): validation is then skipped.
+   * built from validated input: validation is then skipped.
    */
   admitSync(batch: AdmitBatch, trusted = false): AdmitResult {
     this.assertOpen();
     if (!trusted) validateAdmitBatch(batch);
-    const now = this.now();
-    const { windows, gauges } = batch;
-    const entries: Array<WindowEntry | undefined> = new Array(windows.length);
-    const rolls: Roll[] = new Array(windows.length);
-    const states: WindowState[] = new Array(windows.length);
-    let denied: DeniedAt | undefined;
-
-    for (let i = 0; i < windows.length; i++) {
-      const w = windows[i]!;
-      const entry = this.windowEntry(w.key);
-      const roll = rollOf(entry, w, now);
-      const start = startAfter(roll, entry, w, now);
-      entries[i] = entry;
-      rolls[i] = roll;
-      const counters: CounterState[] = new Array(w.counters.length);
-      for (let j = 0; j < w.counters.length; j++) {
-        const op = w.counters[j]!;
-        const c = entry?.counters.get(op.name);
-        const state = viewCounter(c, roll, heldOf(c, now, true));
-        counters[j] = state;
-        if (denied === undefined && op.enforce && exceeds(state, op.amount + (op.hold ?? 0), op.limit, w, start, now)) {
-          denied = { type: "counter", window: i, counter: j };
-        }
-      }
-      states[i] = { start, counters };
-    }
-
-    const gaugeEntries: Array<GaugeEntry | undefined> = new Array(gauges.length);
-    const gaugeStates: GaugeState[] = new Array(gauges.length);
-    for (let i = 0; i < gauges.length; i++) {
-      const g = gauges[i]!;
-      const entry = this.gaugeEntry(g.key, g.name);
-      gaugeEntries[i] = entry;
-      const state = liveLeases(entry, now, true);
-      gaugeStates[i] = state;
-      if (denied === undefined && g.enforce && state.inFlight + 1 > g.limit) denied = { type: "gauge", gauge: i };
-    }
-
-    if (denied !== undefined) return { admitted: false, now, denied, windows: states, gauges: gaugeStates };
-
-    const lease = batch.lease;
-    for (let i = 0; i < windows.length; i++) {
-      const w = windows[i]!;
-      const state = states[i]!;
-      let entry = entries[i];
-      if (entry === undefined) {
-        entry = { kind: "window", start: state.start, counters: new Map() };
-        this.cache.set(this.prefix + w.key, entry);
-      } else persistRoll(entry, rolls[i]!, state.start);
-      for (let j = 0; j < w.counters.length; j++) {
-        const op = w.counters[j]!;
-        const cs = state.counters[j]!;
-        let c = entry.counters.get(op.name);
-        if (c === undefined) {
-          c = { value: 0, previous: 0, holds: undefined };
-          entry.counters.set(op.name, c);
-        }
-        c.value += op.amount;
-        cs.value = c.value;
-        cs.previous = c.previous;
-        const hold = op.hold ?? 0;
-        if (hold > 0) {
-          c.holds ??= new Map();
-          const prior = c.holds.get(lease!.id);
-          c.holds.set(lease!.id, { amount: hold, expiry: now + lease!.ttlMs });
-          cs.held += hold - (prior !== undefined && prior.expiry > now ? prior.amount : 0);
-        }
-      }
-    }
-    for (let i = 0; i < gauges.length; i++) {
-      const g = gauges[i]!;
-      let entry = gaugeEntries[i];
-      if (entry === undefined) {
-        entry = { kind: "gauge", leases: new Map() };
-        this.cache.set(`${this.prefix}${g.key}:${g.name}`, entry);
-      }
-      const expiry = now + lease!.ttlMs;
-      const known = entry.leases.has(lease!.id);
-      entry.leases.set(lease!.id, expiry);
-      const gs = gaugeStates[i]!;
-      if (!known) gs.inFlight++;
-      if (gs.earliestExpiry === null || expiry < gs.earliestExpiry) gs.earliestExpiry = expiry;
-    }
-    return { admitted: true, now, windows: states, gauges: gaugeStates };
+    this.admitFlat(this.batch.fromAdmit(batch), this.result);
+    return toAdmitResult(this.batch, this.result);
   }
 
   async adjust(batch: AdjustBatch): Promise<AdjustResult> {
@@ -256,39 +210,160 @@ export class MemoryStore implements CounterStore {
   adjustSync(batch: AdjustBatch, trusted = false): AdjustResult {
     this.assertOpen();
     if (!trusted) validateAdjustBatch(batch);
+    this.adjustFlat(this.batch.fromAdjust(batch), this.result);
+    return toAdjustResult(this.batch, this.result);
+  }
+
+  /** The admission in flat form ({@link FlatCounterStore}); the batch is trusted. */
+  admitFlat(b: FlatBatch, r: FlatResult): void {
+    this.assertOpen();
     const now = this.now();
-    const applied: boolean[] = new Array(batch.windows.length);
-    const entries: Array<WindowEntry | undefined> = new Array(batch.windows.length);
-    for (let i = 0; i < batch.windows.length; i++) {
-      const w = batch.windows[i]!;
-      let entry = this.peekWindow(w.key);
-      const roll = rollOf(entry, w, now);
-      const ok = w.expectStart === undefined || (roll === KEEP && entry!.start === w.expectStart);
-      applied[i] = ok;
-      if (ok) {
-        const start = startAfter(roll, entry, w, now);
-        if (entry === undefined) {
-          entry = { kind: "window", start, counters: new Map() };
-          this.cache.set(this.prefix + w.key, entry);
-        } else persistRoll(entry, roll, start);
-        for (const d of w.counters) {
-          let c = entry.counters.get(d.name);
-          if (c === undefined) {
-            c = { value: 0, previous: 0, holds: undefined };
-            entry.counters.set(d.name, c);
-          }
-          c.value = Math.max(0, c.value + d.delta);
+    const found = this.found;
+    const rolls = this.rolls;
+    const entries = r.handles as Array<WindowEntry | undefined>;
+    r.now = now;
+    r.denied = FLAT_NOT_DENIED;
+
+    // check pass: read everything, decide, write nothing (but expired holds and leases, which count for nothing)
+    let c = 0;
+    for (let i = 0; i < b.windowCount; i++) {
+      const windowMs = b.windowMs[i]!;
+      const sliding = b.sliding[i]!;
+      const entry = this.windowEntry(b.keys[i]!);
+      const roll = rollOf(entry, windowMs, sliding, now);
+      const start = startAfter(roll, entry, windowMs, now);
+      entries[i] = entry;
+      rolls[i] = roll;
+      r.starts[i] = start;
+      for (const end = b.counterEnd[i]!; c < end; c++) {
+        const counter = entry === undefined ? undefined : findCounter(entry, b.names[c]!);
+        found[c] = counter;
+        const held = heldOf(counter, now, true);
+        let value = 0;
+        let previous = 0;
+        if (counter !== undefined && roll !== RESET) {
+          if (roll === KEEP) {
+            value = counter.value;
+            previous = counter.previous;
+          } else previous = counter.value;
+        }
+        r.values[c] = value;
+        r.previous[c] = previous;
+        r.held[c] = held;
+        if (
+          r.denied === FLAT_NOT_DENIED &&
+          b.enforce[c] &&
+          exceeds(value, previous, held, b.amounts[c]! + b.holds[c]!, b.limits[c]!, windowMs, sliding, start, now)
+        ) {
+          r.denied = FLAT_DENIED_COUNTER;
+          r.deniedWindow = i;
+          r.deniedIndex = c;
         }
       }
+    }
+    for (let g = 0; g < b.gaugeCount; g++) {
+      const entry = this.gaugeEntry(b.gaugeKeys[g]!, b.gaugeNames[g]!);
+      this.gauges[g] = entry;
+      const state = liveLeases(entry, now, true);
+      r.inFlight[g] = state.inFlight;
+      r.earliest[g] = state.earliestExpiry;
+      if (r.denied === FLAT_NOT_DENIED && b.gaugeEnforce[g] && state.inFlight + 1 > b.gaugeLimits[g]!) {
+        r.denied = FLAT_DENIED_GAUGE;
+        r.deniedIndex = g;
+      }
+    }
+    if (r.denied !== FLAT_NOT_DENIED) {
+      r.admitted = false;
+      return;
+    }
+
+    // apply pass
+    const leaseId = b.leaseId;
+    const expiry = now + b.leaseTtlMs;
+    c = 0;
+    for (let i = 0; i < b.windowCount; i++) {
+      const start = r.starts[i]!;
+      let entry = entries[i];
+      if (entry === undefined) {
+        entry = newWindow(start, b.names[c]!);
+        found[c] = entry;
+        this.cache.set(this.prefix + b.keys[i]!, entry);
+        entries[i] = entry;
+      } else persistRoll(entry, rolls[i]!, start);
+      for (const end = b.counterEnd[i]!; c < end; c++) {
+        const counter = found[c] ?? addCounter(entry, b.names[c]!);
+        counter.value += b.amounts[c]!;
+        r.values[c] = counter.value;
+        r.previous[c] = counter.previous;
+        const hold = b.holds[c]!;
+        if (hold > 0) {
+          counter.holds ??= new Map();
+          const prior = counter.holds.get(leaseId);
+          counter.holds.set(leaseId, { amount: hold, expiry });
+          r.held[c]! += hold - (prior !== undefined && prior.expiry > now ? prior.amount : 0);
+        }
+      }
+    }
+    for (let g = 0; g < b.gaugeCount; g++) {
+      let entry = this.gauges[g];
+      if (entry === undefined) {
+        entry = { kind: "gauge", leases: new Map() };
+        this.cache.set(`${this.prefix}${b.gaugeKeys[g]}:${b.gaugeNames[g]}`, entry);
+      }
+      if (!entry.leases.has(leaseId)) r.inFlight[g]!++;
+      entry.leases.set(leaseId, expiry);
+      const earliest = r.earliest[g]!;
+      if (earliest === null || expiry < earliest) r.earliest[g] = expiry;
+    }
+    r.admitted = true;
+  }
+
+  /** The adjustment in flat form ({@link FlatCounterStore}); the batch is trusted. */
+  adjustFlat(b: FlatBatch, r: FlatResult): void {
+    this.assertOpen();
+    const now = b.readBack || !clockFree(b) ? this.now() : Number.NaN;
+    r.now = now;
+    const entries = r.handles as Array<WindowEntry | undefined>;
+    let c = 0;
+    for (let i = 0; i < b.windowCount; i++) {
+      const windowMs = b.windowMs[i]!;
+      const expect = b.expectStart[i]!;
+      const guarded = !Number.isNaN(expect);
+      // a handle is only used with a guard: an unguarded delta goes to whatever window the key holds now
+      let entry = (guarded ? (b.handles[i] as WindowEntry | undefined) : undefined) ?? this.peekWindow(b.keys[i]!);
+      // without a clock (see clockFree) the window is taken as not rolled: `expect` still matches its start
+      const roll = Number.isNaN(now) ? KEEP : rollOf(entry, windowMs, b.sliding[i]!, now);
+      const ok = !guarded || (roll === KEEP && entry!.start === expect);
+      r.applied[i] = ok;
+      const end = b.counterEnd[i]!;
+      if (ok) {
+        const start = startAfter(roll, entry, windowMs, now);
+        if (entry === undefined) {
+          entry = newWindow(start, b.names[c]!);
+          this.cache.set(this.prefix + b.keys[i]!, entry);
+        } else persistRoll(entry, roll, start);
+        for (; c < end; c++) {
+          const counter = findCounter(entry, b.names[c]!) ?? addCounter(entry, b.names[c]!);
+          counter.value = Math.max(0, counter.value + b.amounts[c]!);
+        }
+      }
+      c = end;
       entries[i] = entry;
     }
-    const released = batch.release ? this.releaseLease(batch.release, now) : 0;
-    const states: WindowState[] = new Array(batch.windows.length);
-    for (let i = 0; i < batch.windows.length; i++) {
-      const w = batch.windows[i]!;
-      states[i] = stateOf(entries[i], w, w.counters, now);
+    r.released = b.release ? this.releaseLease(b.release, now) : 0;
+    if (!b.readBack) return;
+    // values after the whole call
+    c = 0;
+    for (let i = 0; i < b.windowCount; i++) {
+      const entry = entries[i];
+      const windowMs = b.windowMs[i]!;
+      const roll = rollOf(entry, windowMs, b.sliding[i]!, now);
+      r.starts[i] = startAfter(roll, entry, windowMs, now);
+      for (const end = b.counterEnd[i]!; c < end; c++) {
+        const counter = entry === undefined ? undefined : findCounter(entry, b.names[c]!);
+        viewInto(r, c, counter, roll, heldOf(counter, now, false));
+      }
     }
-    return { now, applied, windows: states, released };
   }
 
   async renew(lease: LeaseRef, ttlMs: number): Promise<number> {
@@ -306,7 +381,8 @@ export class MemoryStore implements CounterStore {
       }
     }
     for (const h of lease.holds) {
-      const hold = this.windowEntry(h.key)?.counters.get(h.name)?.holds?.get(lease.id);
+      const entry = this.windowEntry(h.key);
+      const hold = entry && findCounter(entry, h.name)?.holds?.get(lease.id);
       if (hold !== undefined && hold.expiry > now) {
         hold.expiry = expiry;
         renewed++;
@@ -319,7 +395,18 @@ export class MemoryStore implements CounterStore {
     this.assertOpen();
     validateReadQuery(query);
     const now = this.now();
-    const windows = query.windows.map((w) => stateOf(this.peekWindow(w.key), w, w.counters, now));
+    const windows = query.windows.map((w): WindowState => {
+      const entry = this.peekWindow(w.key);
+      const roll = rollOf(entry, w.windowMs, w.algorithm === "sliding", now);
+      const counters = w.counters.map((name): CounterState => {
+        const counter = entry === undefined ? undefined : findCounter(entry, name);
+        const held = heldOf(counter, now, false);
+        if (counter === undefined || roll === RESET) return { value: 0, previous: 0, held };
+        if (roll === SHIFT) return { value: 0, previous: counter.value, held };
+        return { value: counter.value, previous: counter.previous, held };
+      });
+      return { start: startAfter(roll, entry, w.windowMs, now), counters };
+    });
     const gauges = query.gauges.map((g) => liveLeases(this.peekGauge(g.key, g.name), now, false));
     return { now, windows, gauges };
   }
@@ -340,7 +427,8 @@ export class MemoryStore implements CounterStore {
       }
     }
     for (const h of ref.holds) {
-      const counter = this.peekWindow(h.key)?.counters.get(h.name);
+      const entry = this.peekWindow(h.key);
+      const counter = entry && findCounter(entry, h.name);
       const hold = counter?.holds?.get(ref.id);
       if (hold !== undefined) {
         // the last hold takes its map with it: cheaper than deleting, and admissions skip empty holds
@@ -373,22 +461,32 @@ export class MemoryStore implements CounterStore {
   }
 }
 
-/** A window's state at `now`, read-only (no roll or prune is persisted). */
-function stateOf(
-  entry: WindowEntry | undefined,
-  w: WindowSpec,
-  counters: ReadonlyArray<string | { name: string }>,
-  now: number,
-): WindowState {
-  const roll = rollOf(entry, w, now);
-  const start = startAfter(roll, entry, w, now);
-  const states: CounterState[] = new Array(counters.length);
-  for (let j = 0; j < counters.length; j++) {
-    const n = counters[j]!;
-    const c = entry?.counters.get(typeof n === "string" ? n : n.name);
-    states[j] = viewCounter(c, roll, heldOf(c, now, false));
+/**
+ * True when an adjustment whose result is not read can do without the clock: every window is fixed and passed
+ * with its handle and guard. The guard then compares starts only; a window that has expired but not rolled takes
+ * the delta, which disappears when the window rolls: the same outcome as refusing it (see FlatBatch.readBack).
+ * Lease releases delete by id whatever the time.
+ */
+function clockFree(b: FlatBatch): boolean {
+  for (let i = 0; i < b.windowCount; i++) {
+    if (b.sliding[i] || b.handles[i] === undefined || Number.isNaN(b.expectStart[i]!)) return false;
   }
-  return { start, counters: states };
+  return true;
+}
+
+/** Writes a counter's state as seen at `now` into the result slot `c`. */
+function viewInto(r: FlatResult, c: number, counter: Counter | undefined, roll: Roll, held: number): void {
+  r.held[c] = held;
+  if (counter === undefined || roll === RESET) {
+    r.values[c] = 0;
+    r.previous[c] = 0;
+  } else if (roll === SHIFT) {
+    r.values[c] = 0;
+    r.previous[c] = counter.value;
+  } else {
+    r.values[c] = counter.value;
+    r.previous[c] = counter.previous;
+  }
 }
 
 function asWindow(e: Entry | undefined, key: string): WindowEntry | undefined {
@@ -405,12 +503,21 @@ function asGauge(e: Entry | undefined, key: string): GaugeEntry | undefined {
  * The contract's check: `add > 0 && used + add > limit`, or `add == 0 && used >= limit`, where a sliding
  * window's `used` weights the previous window by its overlap (compared exactly, multiplied through by W).
  */
-function exceeds(s: CounterState, add: number, limit: number, w: WindowSpec, start: number, now: number): boolean {
-  const current = s.value + s.held + add;
-  if (w.algorithm === "fixed" || s.previous === 0) return add > 0 ? current > limit : current >= limit;
-  const W = w.windowMs;
-  const lhs = s.previous * (W - (now - start)) + current * W;
-  return add > 0 ? lhs > limit * W : lhs >= limit * W;
+function exceeds(
+  value: number,
+  previous: number,
+  held: number,
+  add: number,
+  limit: number,
+  windowMs: number,
+  sliding: boolean,
+  start: number,
+  now: number,
+): boolean {
+  const current = value + held + add;
+  if (!sliding || previous === 0) return add > 0 ? current > limit : current >= limit;
+  const lhs = previous * (windowMs - (now - start)) + current * windowMs;
+  return add > 0 ? lhs > limit * windowMs : lhs >= limit * windowMs;
 }
 
 /** Creates a bounded in-memory {@link CounterStore}. */

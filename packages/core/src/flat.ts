@@ -1,0 +1,266 @@
+/**
+ * The in-process fast path of the CounterStore contract.
+ *
+ * A store whose data lives in the caller's process (the memory store) can take admissions and adjustments in a
+ * flat form: one reusable {@link FlatBatch} in, one reusable {@link FlatResult} out, no promise and no per-counter
+ * objects. Semantics are exactly those of `admit` / `adjust` (see store.ts); only the shape differs. The engine uses
+ * it when a store offers it ({@link flatStoreOf}) and the contract's object form otherwise.
+ *
+ * Window handles: the result of a flat admission names, per window, the store's own object for it (opaque). An
+ * adjustment may pass it back instead of a lookup by key; the store then applies the window guard to that object.
+ * A handle whose window has meanwhile been dropped (evicted) takes the delta without effect on live data, which is
+ * exactly what the guard asks for: a counter that was forgotten is not the window that was charged.
+ */
+import type {
+  AdjustBatch,
+  AdjustResult,
+  AdjustWindowOp,
+  AdmitBatch,
+  AdmitResult,
+  CounterDelta,
+  CounterOp,
+  CounterState,
+  DeniedAt,
+  GaugeOp,
+  GaugeState,
+  LeaseRef,
+  WindowOp,
+  WindowState,
+} from "./store.js";
+
+/** Reason codes of {@link FlatResult.denied}. */
+export const FLAT_NOT_DENIED = 0;
+export const FLAT_DENIED_COUNTER = 1;
+export const FLAT_DENIED_GAUGE = 2;
+
+/**
+ * A batch in flat form, reused from call to call: fill it with {@link FlatBatch.reset}, {@link FlatBatch.window},
+ * {@link FlatBatch.counter} and {@link FlatBatch.gauge}. Counters belong to the window added last.
+ */
+export class FlatBatch {
+  windowCount = 0;
+  readonly keys: string[] = [];
+  readonly windowMs: number[] = [];
+  readonly sliding: boolean[] = [];
+  /** Adjust: the store's handle from the admission, or undefined to look the window up by key. */
+  readonly handles: unknown[] = [];
+  /** Adjust: the window guard (`expectStart`), or NaN for none. */
+  readonly expectStart: number[] = [];
+  /** Counters of window `i` are the flat indices `[i === 0 ? 0 : counterEnd[i - 1], counterEnd[i])`. */
+  readonly counterEnd: number[] = [];
+
+  counterCount = 0;
+  readonly names: string[] = [];
+  readonly limits: number[] = [];
+  /** Admit: the amount added. Adjust: the signed delta. */
+  readonly amounts: number[] = [];
+  readonly holds: number[] = [];
+  readonly enforce: boolean[] = [];
+
+  gaugeCount = 0;
+  readonly gaugeKeys: string[] = [];
+  readonly gaugeNames: string[] = [];
+  readonly gaugeLimits: number[] = [];
+  readonly gaugeEnforce: boolean[] = [];
+
+  /** Admit: the lease taken on gauges and holds ("" for none). */
+  leaseId = "";
+  leaseTtlMs = 0;
+  /** Adjust: the lease to release in the same step. */
+  release: LeaseRef | undefined = undefined;
+  /**
+   * Adjust: the caller reads the result (starts, values, `applied`, `released`). When false the result is
+   * unspecified, and the store may skip its clock for fixed windows passed with a handle and a guard: a delta to
+   * such a window that has expired but not rolled yet is then applied to it and vanishes when it rolls, which is
+   * the same outcome as the guard refusing it.
+   */
+  readBack = true;
+
+  reset(): this {
+    this.windowCount = 0;
+    this.counterCount = 0;
+    this.gaugeCount = 0;
+    this.leaseId = "";
+    this.leaseTtlMs = 0;
+    this.release = undefined;
+    this.readBack = true;
+    return this;
+  }
+
+  window(key: string, windowMs: number, sliding: boolean, handle?: unknown, expectStart = Number.NaN): void {
+    const i = this.windowCount++;
+    this.keys[i] = key;
+    this.windowMs[i] = windowMs;
+    this.sliding[i] = sliding;
+    this.handles[i] = handle;
+    this.expectStart[i] = expectStart;
+    this.counterEnd[i] = this.counterCount;
+  }
+
+  counter(name: string, limit: number, amount: number, hold: number, enforce: boolean): void {
+    const c = this.counterCount++;
+    this.names[c] = name;
+    this.limits[c] = limit;
+    this.amounts[c] = amount;
+    this.holds[c] = hold;
+    this.enforce[c] = enforce;
+    this.counterEnd[this.windowCount - 1] = this.counterCount;
+  }
+
+  gauge(key: string, name: string, limit: number, enforce: boolean): void {
+    const g = this.gaugeCount++;
+    this.gaugeKeys[g] = key;
+    this.gaugeNames[g] = name;
+    this.gaugeLimits[g] = limit;
+    this.gaugeEnforce[g] = enforce;
+  }
+
+  /** Fills this batch from the contract's object form of an admission. */
+  fromAdmit(batch: AdmitBatch): this {
+    this.reset();
+    for (const w of batch.windows) {
+      this.window(w.key, w.windowMs, w.algorithm === "sliding");
+      for (const c of w.counters) this.counter(c.name, c.limit, c.amount, c.hold ?? 0, c.enforce);
+    }
+    for (const g of batch.gauges) this.gauge(g.key, g.name, g.limit, g.enforce);
+    if (batch.lease !== undefined) {
+      this.leaseId = batch.lease.id;
+      this.leaseTtlMs = batch.lease.ttlMs;
+    }
+    return this;
+  }
+
+  /** Fills this batch from the contract's object form of an adjustment. */
+  fromAdjust(batch: AdjustBatch): this {
+    this.reset();
+    for (const w of batch.windows) {
+      this.window(w.key, w.windowMs, w.algorithm === "sliding", undefined, w.expectStart ?? Number.NaN);
+      for (const c of w.counters) this.counter(c.name, 0, c.delta, 0, true);
+    }
+    this.release = batch.release;
+    return this;
+  }
+}
+
+/** The answer to a flat call, reused from call to call; indices follow the batch. */
+export class FlatResult {
+  /** Admit: everything applied (true) or nothing (false). */
+  admitted = false;
+  now = 0;
+  /** {@link FLAT_NOT_DENIED}, {@link FLAT_DENIED_COUNTER} or {@link FLAT_DENIED_GAUGE}. */
+  denied = FLAT_NOT_DENIED;
+  /** The window of the denying counter. */
+  deniedWindow = 0;
+  /** Flat index of the denying counter, or index of the denying gauge. */
+  deniedIndex = 0;
+  /** Per window: start after this call. */
+  readonly starts: number[] = [];
+  /** Per window: the store's handle (see the module comment). */
+  readonly handles: unknown[] = [];
+  /** Adjust, per window: whether the deltas were applied. */
+  readonly applied: boolean[] = [];
+  /** Per counter (flat index): as {@link CounterState}. */
+  readonly values: number[] = [];
+  readonly previous: number[] = [];
+  readonly held: number[] = [];
+  /** Per gauge: as {@link GaugeState} (`earliestExpiry` null when none). */
+  readonly inFlight: number[] = [];
+  readonly earliest: Array<number | null> = [];
+  /** Adjust: entries removed by the release. */
+  released = 0;
+}
+
+/**
+ * Optional capability of in-process stores: admissions and adjustments in flat form, synchronously, with the
+ * semantics of `admit` and `adjust`. Batches handed to it were built by the engine from validated input; the
+ * store does not validate them again.
+ */
+export interface FlatCounterStore {
+  admitFlat(batch: FlatBatch, out: FlatResult): void;
+  adjustFlat(batch: FlatBatch, out: FlatResult): void;
+}
+
+/** The store's {@link FlatCounterStore} capability, when it has one. */
+export function flatStoreOf(store: unknown): FlatCounterStore | undefined {
+  const s = store as Partial<FlatCounterStore> | undefined;
+  return typeof s?.admitFlat === "function" && typeof s.adjustFlat === "function" ? (s as FlatCounterStore) : undefined;
+}
+
+function windowStates(batch: FlatBatch, r: FlatResult): WindowState[] {
+  const windows: WindowState[] = new Array(batch.windowCount);
+  let c = 0;
+  for (let i = 0; i < batch.windowCount; i++) {
+    const end = batch.counterEnd[i]!;
+    const counters: CounterState[] = new Array(end - c);
+    for (let j = 0; c < end; j++, c++) {
+      counters[j] = { value: r.values[c]!, previous: r.previous[c]!, held: r.held[c]! };
+    }
+    windows[i] = { start: r.starts[i]!, counters };
+  }
+  return windows;
+}
+
+/** The contract's object form of a flat admission's answer. */
+export function toAdmitResult(batch: FlatBatch, r: FlatResult): AdmitResult {
+  const gauges: GaugeState[] = new Array(batch.gaugeCount);
+  for (let g = 0; g < batch.gaugeCount; g++) gauges[g] = { inFlight: r.inFlight[g]!, earliestExpiry: r.earliest[g]! };
+  const out: AdmitResult = { admitted: r.admitted, now: r.now, windows: windowStates(batch, r), gauges };
+  if (r.denied === FLAT_DENIED_COUNTER) {
+    const first = r.deniedWindow === 0 ? 0 : batch.counterEnd[r.deniedWindow - 1]!;
+    out.denied = { type: "counter", window: r.deniedWindow, counter: r.deniedIndex - first } satisfies DeniedAt;
+  } else if (r.denied === FLAT_DENIED_GAUGE) {
+    out.denied = { type: "gauge", gauge: r.deniedIndex };
+  }
+  return out;
+}
+
+/** The contract's object form of a flat adjustment's answer. */
+export function toAdjustResult(batch: FlatBatch, r: FlatResult): AdjustResult {
+  return {
+    now: r.now,
+    applied: r.applied.slice(0, batch.windowCount),
+    windows: windowStates(batch, r),
+    released: r.released,
+  };
+}
+
+/** The contract's object form of a flat admission batch. */
+export function toAdmitBatch(b: FlatBatch): AdmitBatch {
+  const windows: WindowOp[] = new Array(b.windowCount);
+  let c = 0;
+  for (let i = 0; i < b.windowCount; i++) {
+    const counters: CounterOp[] = [];
+    for (const end = b.counterEnd[i]!; c < end; c++) {
+      const op: CounterOp = { name: b.names[c]!, limit: b.limits[c]!, amount: b.amounts[c]!, enforce: b.enforce[c]! };
+      if (b.holds[c]! > 0) op.hold = b.holds[c]!;
+      counters.push(op);
+    }
+    windows[i] = { key: b.keys[i]!, windowMs: b.windowMs[i]!, algorithm: b.sliding[i] ? "sliding" : "fixed", counters };
+  }
+  const gauges: GaugeOp[] = new Array(b.gaugeCount);
+  for (let g = 0; g < b.gaugeCount; g++) {
+    gauges[g] = { key: b.gaugeKeys[g]!, name: b.gaugeNames[g]!, limit: b.gaugeLimits[g]!, enforce: b.gaugeEnforce[g]! };
+  }
+  const batch: AdmitBatch = { windows, gauges };
+  if (b.leaseId !== "") batch.lease = { id: b.leaseId, ttlMs: b.leaseTtlMs };
+  return batch;
+}
+
+/** The contract's object form of a flat adjustment batch (handles are dropped: the store looks keys up). */
+export function toAdjustBatch(b: FlatBatch): AdjustBatch {
+  const windows: AdjustWindowOp[] = new Array(b.windowCount);
+  let c = 0;
+  for (let i = 0; i < b.windowCount; i++) {
+    const counters: CounterDelta[] = [];
+    for (const end = b.counterEnd[i]!; c < end; c++) counters.push({ name: b.names[c]!, delta: b.amounts[c]! });
+    const op: AdjustWindowOp = {
+      key: b.keys[i]!,
+      windowMs: b.windowMs[i]!,
+      algorithm: b.sliding[i] ? "sliding" : "fixed",
+      counters,
+    };
+    if (!Number.isNaN(b.expectStart[i]!)) op.expectStart = b.expectStart[i]!;
+    windows[i] = op;
+  }
+  return b.release !== undefined ? { windows, release: b.release } : { windows };
+}
