@@ -80,30 +80,6 @@ export interface SettleUsage {
   unreserved?: Descriptor[];
 }
 
-/** One admitted window, remembered for reconciliation. */
-interface ReservedWindow {
-  key: string;
-  windowMs: number;
-  algorithm: WindowAlgorithm;
-  start: number;
-  /** The in-process store's handle of the window (flat path only). */
-  handle: unknown;
-  /**
-   * Flat path: the answer's value, previous and held of the window's first and second counter (the statuses
-   * are built from them on demand; fields rather than an array save an allocation per admission).
-   */
-  v0: number;
-  p0: number;
-  h0: number;
-  v1: number;
-  p1: number;
-  h1: number;
-  /** The descriptor has a tokens limit (the window has a `tokens` counter). */
-  hasTokens: boolean;
-  tokens: number;
-  requests: number;
-}
-
 /** Handle of an admitted request. Pass it to `settle`, `release` or `renew`. */
 export interface Reservation {
   readonly id: string;
@@ -111,10 +87,41 @@ export interface Reservation {
   readonly tokens: number;
   /** `open` until the first settle or release. */
   readonly state: "open" | "settled" | "released";
-  /** @internal */
-  readonly windows: ReadonlyArray<ReservedWindow>;
-  /** @internal */
-  readonly lease: LeaseRef | undefined;
+}
+
+/*
+ * What a reservation keeps of each admitted window: STRIDE numbers in one array (one allocation per admission,
+ * no boxed numbers): the window's start, length and flags, then for its first and second counter the value plus
+ * held and the previous window's value, as the store answered (statuses are built from them on demand). Gauges
+ * follow the windows: in-flight count and earliest expiry (-1 for none) each.
+ */
+const START = 0;
+const WINDOW_MS = 1;
+const FLAGS = 2;
+const COUNTERS = 3;
+const STRIDE = 7;
+const SLIDING = 1;
+const HAS_REQUESTS = 2;
+const HAS_TOKENS = 4;
+
+class Held implements Reservation {
+  state: "open" | "settled" | "released" = "open";
+  constructor(
+    readonly id: string,
+    readonly tokens: number,
+    /** Number of windows. */
+    readonly count: number,
+    /** Contract path: each window's base key. */
+    readonly keys: string[] | undefined,
+    /** Flat path: each window's handle in the in-process store. */
+    readonly handles: unknown[] | undefined,
+    readonly nums: number[],
+    readonly lease: LeaseRef | undefined,
+  ) {}
+
+  windowKey(i: number): string {
+    return this.keys === undefined ? "" : this.keys[i]!;
+  }
 }
 
 export type Admission =
@@ -144,19 +151,18 @@ interface Plan {
   gaugeSources: Descriptor[];
 }
 
-class MutableReservation implements Reservation {
-  state: "open" | "settled" | "released" = "open";
-  constructor(
-    readonly id: string,
-    readonly tokens: number,
-    readonly windows: ReservedWindow[],
-    readonly lease: LeaseRef | undefined,
-  ) {}
+/**
+ * An interned key, and the in-process store's handle of its window from the last admission (a hint the store
+ * checks: a window it has since dropped is looked up again).
+ */
+interface KeySlot {
+  readonly key: string;
+  handle: unknown;
 }
 
 const GAUGE = "max_parallel_requests";
 const NONE: readonly Descriptor[] = [];
-const NO_WINDOWS: ReservedWindow[] = [];
+const NO_NUMS: number[] = [];
 /** Most interned keys a limiter keeps (about 10 MB at worst) before starting over. */
 const KEY_CACHE = 100_000;
 
@@ -226,11 +232,11 @@ export class Limiter {
    * Interned base keys by scope and value. A freshly concatenated key must be flattened and hashed on its first
    * lookup (about 100 ns); an interned one was hashed once. Bounded: cleared when it outgrows {@link KEY_CACHE}.
    */
-  private readonly keys = new Map<string, Map<string, string>>();
+  private readonly keys = new Map<string, Map<string, KeySlot>>();
   private keyCount = 0;
   /** The first 16 scopes of {@link keys}, for lookups by identity. */
   private readonly scopeNames: string[] = [];
-  private readonly scopeKeys: Array<Map<string, string>> = [];
+  private readonly scopeKeys: Array<Map<string, KeySlot>> = [];
   /**
    * Scratch reused by every call: the batch, the flat answer and the descriptor behind each window and gauge.
    * Calls never interleave while using them (no await in between), except a re-entrant call from an
@@ -239,6 +245,7 @@ export class Limiter {
   private readonly scratch = new FlatBatch();
   private readonly answer = new FlatResult();
   private readonly windowSources: Descriptor[] = [];
+  private readonly windowSlots: KeySlot[] = [];
   private readonly gaugeSources: Descriptor[] = [];
   private filling = false;
 
@@ -273,15 +280,17 @@ export class Limiter {
     const b = own ? this.scratch : new FlatBatch();
     const ws = own ? this.windowSources : [];
     const gs = own ? this.gaugeSources : [];
+    const slots = own ? this.windowSlots : [];
     let enforced: boolean[] | undefined;
     this.filling = true;
     try {
-      enforced = this.fill(b.reset(), ds, tokens, ws, gs, undefined);
+      enforced = this.fill(b.reset(), ds, tokens, ws, gs, slots, undefined);
     } finally {
       if (own) this.filling = false;
     }
     if (b.windowCount === 0 && b.gaugeCount === 0) {
-      return { ok: true, reservation: new MutableReservation("", tokens, NO_WINDOWS, undefined), statuses: [], now: 0 };
+      const reservation = new Held("", tokens, 0, undefined, undefined, NO_NUMS, undefined);
+      return { ok: true, reservation, statuses: [], now: 0 };
     }
     if (b.gaugeCount > 0) {
       b.leaseId = this.createId();
@@ -292,39 +301,34 @@ export class Limiter {
     const r = this.answer;
     this.flat.admitFlat(b, r);
     if (!r.admitted) return this.denied(planOf(b, ws, gs), toAdmitResult(b, r));
-    const windows: ReservedWindow[] = new Array(b.windowCount);
-    for (let i = 0, c = 0; i < b.windowCount; i++) {
+    const n = b.windowCount;
+    const nums: number[] = new Array(n * STRIDE + 2 * b.gaugeCount);
+    for (let i = 0, c = 0, o = 0; i < n; i++, o += STRIDE) {
       const d = ws[i]!;
-      const hasTokens = d.tokens !== undefined;
-      const two = b.counterEnd[i]! - c > 1; // a window has one or two counters (requests, tokens)
-      windows[i] = {
-        key: b.keys[i]!,
-        windowMs: b.windowMs[i]!,
-        algorithm: b.sliding[i] ? "sliding" : "fixed",
-        start: r.starts[i]!,
-        handle: r.handles[i],
-        v0: r.values[c]!,
-        p0: r.previous[c]!,
-        h0: r.held[c]!,
-        v1: two ? r.values[c + 1]! : 0,
-        p1: two ? r.previous[c + 1]! : 0,
-        h1: two ? r.held[c + 1]! : 0,
-        hasTokens,
-        tokens: hasTokens ? tokens : 0,
-        requests: d.requests !== undefined ? 1 : 0,
-      };
-      c = b.counterEnd[i]!;
+      const end = b.counterEnd[i]!;
+      nums[o + START] = r.starts[i]!;
+      nums[o + WINDOW_MS] = b.windowMs[i]!;
+      nums[o + FLAGS] =
+        (b.sliding[i] ? SLIDING : 0) |
+        (d.requests !== undefined ? HAS_REQUESTS : 0) |
+        (d.tokens !== undefined ? HAS_TOKENS : 0);
+      const two = end - c > 1;
+      nums[o + COUNTERS] = r.values[c]! + r.held[c]!;
+      nums[o + COUNTERS + 1] = r.previous[c]!;
+      nums[o + COUNTERS + 2] = two ? r.values[c + 1]! + r.held[c + 1]! : 0;
+      nums[o + COUNTERS + 3] = two ? r.previous[c + 1]! : 0;
+      c = end;
     }
-    let gauges: number[] | undefined;
-    if (b.gaugeCount > 0) {
-      gauges = new Array(2 * b.gaugeCount);
-      for (let g = 0; g < b.gaugeCount; g++) {
-        gauges[2 * g] = r.inFlight[g]!;
-        gauges[2 * g + 1] = r.earliest[g] ?? -1;
-      }
+    for (let g = 0, o = n * STRIDE; g < b.gaugeCount; g++, o += 2) {
+      nums[o] = r.inFlight[g]!;
+      nums[o + 1] = r.earliest[g] ?? -1;
     }
-    const reservation = new MutableReservation(b.leaseId, tokens, windows, leaseOf(b));
-    return new FlatAdmitted(reservation, r.now, this, ds, enforced, gauges);
+    const handles: unknown[] = new Array(n);
+    for (let i = 0; i < n; i++) {
+      handles[i] = r.handles[i];
+      slots[i]!.handle = r.handles[i]; // the next admission of this key hands it back to the store as a hint
+    }
+    return new FlatAdmission(b.leaseId, tokens, n, handles, nums, leaseOf(b), r.now, this, ds, enforced);
   }
 
   /** The object-form admission, for stores without the flat capability. */
@@ -332,33 +336,26 @@ export class Limiter {
     const result = await this.store.admit(plan.batch);
     if (!result.admitted) return this.denied(plan, result);
     const { windows: ops, gauges, lease } = plan.batch;
-    const windows: ReservedWindow[] = new Array(ops.length);
-    for (let i = 0; i < ops.length; i++) {
+    const nums: number[] = new Array(ops.length * STRIDE);
+    const keys: string[] = new Array(ops.length);
+    for (let i = 0, o = 0; i < ops.length; i++, o += STRIDE) {
       const w = ops[i]!;
       const d = plan.windowSources[i]!;
-      const hasTokens = d.tokens !== undefined;
-      windows[i] = {
-        key: w.key,
-        windowMs: w.windowMs,
-        algorithm: w.algorithm,
-        start: result.windows[i]!.start,
-        handle: undefined,
-        v0: 0,
-        p0: 0,
-        h0: 0,
-        v1: 0,
-        p1: 0,
-        h1: 0,
-        hasTokens,
-        tokens: hasTokens ? tokens : 0,
-        requests: d.requests !== undefined ? 1 : 0,
-      };
+      keys[i] = w.key;
+      nums[o + START] = result.windows[i]!.start;
+      nums[o + WINDOW_MS] = w.windowMs;
+      nums[o + FLAGS] =
+        (w.algorithm === "sliding" ? SLIDING : 0) |
+        (d.requests !== undefined ? HAS_REQUESTS : 0) |
+        (d.tokens !== undefined ? HAS_TOKENS : 0);
+      for (let k = COUNTERS; k < STRIDE; k++) nums[o + k] = 0; // statuses come from `result` on this path
     }
     const ref =
       lease !== undefined
         ? { id: lease.id, gauges: gauges.map((g) => ({ key: g.key, name: g.name })), holds: [] }
         : undefined;
-    return new Admitted(new MutableReservation(lease?.id ?? "", tokens, windows, ref), result, plan, this);
+    const held = new Held(lease?.id ?? "", tokens, ops.length, keys, undefined, nums, ref);
+    return new Admitted(held, result, plan, this);
   }
 
   private denied(plan: Plan, result: AdmitResult): Admission {
@@ -374,27 +371,35 @@ export class Limiter {
    * the one charged), full actual on `usage.unreserved`, and releases the in-flight lease. Idempotent: returns
    * false and changes nothing when the reservation was already settled or released.
    */
-  async settle(reservation: Reservation, usage: SettleUsage): Promise<boolean> {
+  settle(reservation: Reservation, usage: SettleUsage): Promise<boolean> {
+    try {
+      return promised(this.settleNow(reservation, usage));
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  private settleNow(reservation: Reservation, usage: SettleUsage): Promise<boolean> | boolean {
     if (!isNonNegativeInteger(usage.tokens)) {
       throw new TollgateError("INVALID_AMOUNT", `usage.tokens must be a non-negative integer, got ${usage.tokens}`);
     }
     const extra = usage.unreserved ? dedupe(usage.unreserved) : NONE;
     for (const d of extra) validateDescriptor(d);
-    const r = reservation as MutableReservation;
+    const r = reservation as Held;
     if (r.state !== "open") return false;
     const b = this.filling ? new FlatBatch() : this.scratch.reset();
-    for (const w of r.windows) {
-      if (!w.hasTokens) continue;
-      const delta = usage.tokens - w.tokens;
-      if (delta !== 0) {
-        b.window(w.key, w.windowMs, w.algorithm === "sliding", w.handle, w.start);
-        b.counter("tokens", 0, delta, 0, true);
-      }
+    const delta = usage.tokens - r.tokens;
+    const nums = r.nums;
+    for (let i = 0, o = 0; i < r.count; i++, o += STRIDE) {
+      const flags = nums[o + FLAGS]!;
+      if ((flags & HAS_TOKENS) === 0 || delta === 0) continue;
+      b.window(r.windowKey(i), nums[o + WINDOW_MS]!, (flags & SLIDING) !== 0, r.handles?.[i], nums[o + START]!);
+      b.counter("tokens", 0, delta, 0, true);
     }
     if (usage.tokens > 0) {
       for (const d of extra) {
         if (d.tokens === undefined) continue;
-        b.window(this.keyOf(d), d.windowMs ?? DEFAULT_WINDOW_MS, d.algorithm === "sliding");
+        b.window(this.keyOf(d).key, d.windowMs ?? DEFAULT_WINDOW_MS, d.algorithm === "sliding");
         if (d.requests !== undefined) b.counter("requests", 0, 0, 0, true);
         b.counter("tokens", 0, usage.tokens, 0, true);
       }
@@ -406,22 +411,34 @@ export class Limiter {
    * Refunds everything the admission charged (the request and its reserved tokens, while their window is still
    * the one charged) and releases the in-flight lease: for requests that failed. Idempotent.
    */
-  async release(reservation: Reservation): Promise<boolean> {
-    const r = reservation as MutableReservation;
+  release(reservation: Reservation): Promise<boolean> {
+    try {
+      return promised(this.releaseNow(reservation));
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  private releaseNow(reservation: Reservation): Promise<boolean> | boolean {
+    const r = reservation as Held;
     if (r.state !== "open") return false;
     const b = this.filling ? new FlatBatch() : this.scratch.reset();
-    for (const w of r.windows) {
-      if (w.requests === 0 && w.tokens === 0) continue;
-      b.window(w.key, w.windowMs, w.algorithm === "sliding", w.handle, w.start);
-      if (w.requests > 0) b.counter("requests", 0, -w.requests, 0, true);
-      if (w.tokens > 0) b.counter("tokens", 0, -w.tokens, 0, true);
+    const nums = r.nums;
+    for (let i = 0, o = 0; i < r.count; i++, o += STRIDE) {
+      const flags = nums[o + FLAGS]!;
+      const requests = (flags & HAS_REQUESTS) !== 0;
+      const tokens = (flags & HAS_TOKENS) !== 0 && r.tokens > 0;
+      if (!requests && !tokens) continue;
+      b.window(r.windowKey(i), nums[o + WINDOW_MS]!, (flags & SLIDING) !== 0, r.handles?.[i], nums[o + START]!);
+      if (requests) b.counter("requests", 0, -1, 0, true);
+      if (tokens) b.counter("tokens", 0, -r.tokens, 0, true);
     }
     return this.finish(r, "released", b);
   }
 
   /** Extends the in-flight lease of a running request. Returns false when the lease has already expired. */
   async renew(reservation: Reservation): Promise<boolean> {
-    const r = reservation as MutableReservation;
+    const r = reservation as Held;
     if (r.lease === undefined || r.state !== "open") return false;
     return (await this.store.renew(r.lease, this.leaseTtlMs)) > 0;
   }
@@ -437,7 +454,7 @@ export class Limiter {
   }
 
   /** Applies a settle or release batch and the lease release; claims the reservation first (idempotence). */
-  private finish(r: MutableReservation, state: "settled" | "released", b: FlatBatch): Promise<boolean> | boolean {
+  private finish(r: Held, state: "settled" | "released", b: FlatBatch): Promise<boolean> | boolean {
     b.release = r.lease;
     b.readBack = false;
     r.state = state; // claimed before any await: a concurrent second call is a no-op
@@ -452,7 +469,7 @@ export class Limiter {
     return true;
   }
 
-  private async finishObject(r: MutableReservation, batch: AdjustBatch): Promise<boolean> {
+  private async finishObject(r: Held, batch: AdjustBatch): Promise<boolean> {
     try {
       await this.store.adjust(batch);
     } catch (err) {
@@ -473,12 +490,13 @@ export class Limiter {
     tokens: number,
     ws: Descriptor[],
     gs: Descriptor[],
+    slots: KeySlot[],
     enforced: boolean[] | undefined,
   ): boolean[] | undefined {
     const given = enforced !== undefined;
     for (let i = 0; i < ds.length; i++) {
       const d = ds[i]!;
-      const key = this.keyOf(d); // validates the scope and value when they are new
+      const slot = this.keyOf(d); // validates the scope and value when they are new
       validateLimits(d);
       const hasWindow = d.requests !== undefined || d.tokens !== undefined;
       if (!hasWindow && d.maxParallel === undefined) continue;
@@ -491,13 +509,14 @@ export class Limiter {
       }
       if (hasWindow) {
         ws[b.windowCount] = d;
-        b.window(key, d.windowMs ?? DEFAULT_WINDOW_MS, d.algorithm === "sliding");
+        slots[b.windowCount] = slot;
+        b.window(slot.key, d.windowMs ?? DEFAULT_WINDOW_MS, d.algorithm === "sliding", slot.handle);
         if (d.requests !== undefined) b.counter("requests", d.requests, 1, 0, enforce);
         if (d.tokens !== undefined) b.counter("tokens", d.tokens, tokens, 0, enforce);
       }
       if (d.maxParallel !== undefined) {
         gs[b.gaugeCount] = d;
-        b.gauge(key, GAUGE, d.maxParallel, enforce);
+        b.gauge(slot.key, GAUGE, d.maxParallel, enforce);
       }
     }
     return enforced;
@@ -508,19 +527,19 @@ export class Limiter {
     const b = new FlatBatch();
     const ws: Descriptor[] = [];
     const gs: Descriptor[] = [];
-    this.fill(b, ds, tokens, ws, gs, enforced ?? new Array<boolean>(ds.length).fill(true));
+    this.fill(b, ds, tokens, ws, gs, [], enforced ?? new Array<boolean>(ds.length).fill(true));
     return planOf(b, ws, gs);
   }
 
   /**
-   * The interned `{scope:value}` key of a descriptor. A pair is checked ({@link validateIdentity}) before it is
-   * interned, so a hit needs no check.
+   * The interned `{scope:value}` key of a descriptor, with the in-process store's handle of its window. A pair is
+   * checked ({@link validateIdentity}) before it is interned, so a hit needs no check.
    */
-  private keyOf(d: Descriptor): string {
+  private keyOf(d: Descriptor): KeySlot {
     if (typeof d !== "object" || d === null) return this.intern(d);
     // scopes are few and usually literals: a short scan by identity beats hashing
     const names = this.scopeNames;
-    let byValue: Map<string, string> | undefined;
+    let byValue: Map<string, KeySlot> | undefined;
     for (let i = 0; i < names.length; i++) {
       if (names[i] === d.scope) {
         byValue = this.scopeKeys[i];
@@ -531,7 +550,7 @@ export class Limiter {
     return byValue?.get(d.value) ?? this.intern(d);
   }
 
-  private intern(d: Descriptor): string {
+  private intern(d: Descriptor): KeySlot {
     validateIdentity(d);
     if (this.keyCount >= KEY_CACHE) {
       this.keys.clear();
@@ -548,10 +567,10 @@ export class Limiter {
         this.scopeKeys.push(byValue);
       }
     }
-    const key = descriptorKey(d);
-    byValue.set(d.value, key);
+    const slot: KeySlot = { key: descriptorKey(d), handle: undefined };
+    byValue.set(d.value, slot);
     this.keyCount++;
-    return key;
+    return slot;
   }
 
   /** @internal */
@@ -628,6 +647,16 @@ export class Limiter {
   }
 }
 
+const TRUE = Promise.resolve(true);
+const FALSE = Promise.resolve(false);
+
+/** A settled answer as a promise: the two possible booleans share one resolved promise each. */
+function promised(x: Promise<boolean> | boolean): Promise<boolean> {
+  if (x === true) return TRUE;
+  if (x === false) return FALSE;
+  return x;
+}
+
 function planOf(b: FlatBatch, ws: Descriptor[], gs: Descriptor[]): Plan {
   return { batch: toAdmitBatch(b), windowSources: ws.slice(0, b.windowCount), gaugeSources: gs.slice(0, b.gaugeCount) };
 }
@@ -639,22 +668,21 @@ function leaseOf(b: FlatBatch): LeaseRef | undefined {
   return { id: b.leaseId, gauges, holds: [] };
 }
 
-/** The object form of an admitted flat answer, from what the reservation kept of it. */
-function fromReserved(
-  plan: Plan,
-  now: number,
-  reserved: ReadonlyArray<ReservedWindow>,
-  gaugeNums: number[] | undefined,
-): AdmitResult {
+/** The object form of an admitted flat answer, from the numbers the reservation kept of it. */
+function fromHeld(plan: Plan, now: number, r: Held): AdmitResult {
+  const nums = r.nums;
   const windows: WindowState[] = plan.batch.windows.map((w, i) => {
-    const k = reserved[i]!;
-    const counters: CounterState[] = [{ value: k.v0, previous: k.p0, held: k.h0 }];
-    if (w.counters.length > 1) counters.push({ value: k.v1, previous: k.p1, held: k.h1 });
-    return { start: k.start, counters };
+    const o = i * STRIDE;
+    const counters: CounterState[] = w.counters.map((_, k) => {
+      const at = o + COUNTERS + 2 * k;
+      return { value: nums[at]!, previous: nums[at + 1]!, held: 0 }; // value includes held
+    });
+    return { start: nums[o + START]!, counters };
   });
   const gauges: GaugeState[] = plan.batch.gauges.map((_, g) => {
-    const earliest = gaugeNums![2 * g + 1]!;
-    return { inFlight: gaugeNums![2 * g]!, earliestExpiry: earliest < 0 ? null : earliest };
+    const o = r.count * STRIDE + 2 * g;
+    const earliest = nums[o + 1]!;
+    return { inFlight: nums[o]!, earliestExpiry: earliest < 0 ? null : earliest };
   });
   return { admitted: true, now, windows, gauges };
 }
@@ -753,25 +781,37 @@ class Admitted {
   }
 }
 
-/** A flat-path admission: the reservation keeps the answer's numbers; statuses are built on first access. */
-class FlatAdmitted {
+/**
+ * A flat-path admission, which is also its own reservation (one object per admission); the statuses are built
+ * from the reservation's numbers on first access.
+ */
+class FlatAdmission extends Held {
   readonly ok = true as const;
   private cached: LimitStatus[] | undefined = undefined;
 
   constructor(
-    readonly reservation: Reservation,
+    id: string,
+    tokens: number,
+    count: number,
+    handles: unknown[],
+    nums: number[],
+    lease: LeaseRef | undefined,
     readonly now: number,
     private readonly limiter: Limiter,
     private readonly descriptors: readonly Descriptor[],
     private readonly enforced: boolean[] | undefined,
-    /** In-flight count and earliest expiry (-1 for none) of each gauge. */
-    private readonly gauges: number[] | undefined,
-  ) {}
+  ) {
+    super(id, tokens, count, undefined, handles, nums, lease);
+  }
+
+  get reservation(): Reservation {
+    return this;
+  }
 
   get statuses(): LimitStatus[] {
     if (this.cached === undefined) {
-      const plan = this.limiter.planOf(this.descriptors, this.reservation.tokens, this.enforced);
-      this.cached = this.limiter.statuses(plan, fromReserved(plan, this.now, this.reservation.windows, this.gauges));
+      const plan = this.limiter.planOf(this.descriptors, this.tokens, this.enforced);
+      this.cached = this.limiter.statuses(plan, fromHeld(plan, this.now, this));
     }
     return this.cached;
   }

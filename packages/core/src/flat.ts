@@ -42,7 +42,11 @@ export class FlatBatch {
   readonly keys: string[] = [];
   readonly windowMs: number[] = [];
   readonly sliding: boolean[] = [];
-  /** Adjust: the store's handle from the admission, or undefined to look the window up by key. */
+  /**
+   * Per window, a handle from an earlier answer, or undefined to look the window up by key. Adjust: the handle of
+   * the admission being reconciled (used with a guard). Admit: a hint, the handle the last admission of this key
+   * got; the store uses it only while it is still the key's live window.
+   */
   readonly handles: unknown[] = [];
   /** Adjust: the window guard (`expectStart`), or NaN for none. */
   readonly expectStart: number[] = [];

@@ -43,12 +43,13 @@ function checkPart(part: unknown, what: string): asserts part is string {
   }
 }
 
-function checkLimit(n: unknown, what: string): void {
+/** Checks a limit; the message is only built on failure (this runs for every descriptor of every request). */
+function checkLimit(n: unknown, limit: string, scope: string): void {
   if (n === undefined) return;
   if (typeof n !== "number" || !Number.isSafeInteger(n) || n < 0) {
     throw new TollgateError(
       "INVALID_LIMIT",
-      `${what} must be a non-negative integer (omit it for no limit), got ${show(n)}`,
+      `${limit} limit of ${scope} must be a non-negative integer (omit it for no limit), got ${show(n)}`,
     );
   }
 }
@@ -90,9 +91,9 @@ export function validateIdentity(d: Descriptor): void {
 
 /** The second half of {@link validateDescriptor}: limits, window and options. @internal */
 export function validateLimits(d: Descriptor): void {
-  checkLimit(d.requests, `requests limit of ${d.scope}`);
-  checkLimit(d.tokens, `tokens limit of ${d.scope}`);
-  checkLimit(d.maxParallel, `maxParallel limit of ${d.scope}`);
+  checkLimit(d.requests, "requests", d.scope);
+  checkLimit(d.tokens, "tokens", d.scope);
+  checkLimit(d.maxParallel, "maxParallel", d.scope);
   if (d.windowMs !== undefined && (!isSafeInteger(d.windowMs) || d.windowMs <= 0)) {
     throw new TollgateError(
       "INVALID_WINDOW",

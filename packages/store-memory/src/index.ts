@@ -62,11 +62,18 @@ interface Counter {
  */
 interface WindowEntry extends Counter {
   kind: "window";
+  /** The window's base key (without the store prefix). */
+  readonly key: string;
   start: number;
+  /** The store's LRU operation count when this entry was last moved to the most-recent end. */
+  touched: number;
+  /** Set when the LRU drops the entry: a handle to it is then no longer the key's window. */
+  dead: boolean;
 }
 
 interface GaugeEntry {
   kind: "gauge";
+  dead: boolean;
   leases: Map<string, number>;
 }
 
@@ -92,8 +99,19 @@ function startAfter(roll: Roll, entry: WindowEntry | undefined, windowMs: number
   return now;
 }
 
-function newWindow(start: number, name: string): WindowEntry {
-  return { kind: "window", start, name, value: 0, previous: 0, holds: undefined, next: undefined };
+function newWindow(key: string, start: number, name: string, touched: number): WindowEntry {
+  return {
+    kind: "window",
+    key,
+    start,
+    touched,
+    dead: false,
+    name,
+    value: 0,
+    previous: 0,
+    holds: undefined,
+    next: undefined,
+  };
 }
 
 /** The window's counter named `name`. */
@@ -161,6 +179,12 @@ export class MemoryStore implements CounterStore, FlatCounterStore {
   readonly contractVersion = STORE_CONTRACT_VERSION;
   readonly name = "memory";
   private readonly cache: LRUCache<string, Entry>;
+  /**
+   * LRU operations so far (each moves one entry to the most-recent end), and how many may pass before a window
+   * reached through a handle is moved again (see {@link windowByHandle}).
+   */
+  private ops = 0;
+  private readonly refreshAfter: number;
   private readonly prefix: string;
   private readonly now: () => number;
   private closed = false;
@@ -177,7 +201,13 @@ export class MemoryStore implements CounterStore, FlatCounterStore {
     if (!Number.isSafeInteger(maxEntries) || maxEntries < 1) {
       throw new TollgateError("INVALID_ARGUMENT", `maxEntries must be a positive integer, got ${maxEntries}`);
     }
-    this.cache = new LRUCache<string, Entry>({ max: maxEntries });
+    this.cache = new LRUCache<string, Entry>({
+      max: maxEntries,
+      dispose: (entry) => {
+        entry.dead = true;
+      },
+    });
+    this.refreshAfter = Math.max(1, Math.floor(maxEntries / 2));
     this.prefix = options.prefix ?? "";
     this.now = options.now ?? Date.now;
   }
@@ -229,7 +259,11 @@ export class MemoryStore implements CounterStore, FlatCounterStore {
     for (let i = 0; i < b.windowCount; i++) {
       const windowMs = b.windowMs[i]!;
       const sliding = b.sliding[i]!;
-      const entry = this.windowEntry(b.keys[i]!);
+      const hint = b.handles[i] as WindowEntry | undefined;
+      const entry =
+        hint !== undefined && !hint.dead && hint.key === b.keys[i]
+          ? this.windowByHandle(hint)
+          : this.windowEntry(b.keys[i]!);
       const roll = rollOf(entry, windowMs, sliding, now);
       const start = startAfter(roll, entry, windowMs, now);
       entries[i] = entry;
@@ -285,7 +319,7 @@ export class MemoryStore implements CounterStore, FlatCounterStore {
       const start = r.starts[i]!;
       let entry = entries[i];
       if (entry === undefined) {
-        entry = newWindow(start, b.names[c]!);
+        entry = newWindow(b.keys[i]!, start, b.names[c]!, ++this.ops);
         found[c] = entry;
         this.cache.set(this.prefix + b.keys[i]!, entry);
         entries[i] = entry;
@@ -307,7 +341,8 @@ export class MemoryStore implements CounterStore, FlatCounterStore {
     for (let g = 0; g < b.gaugeCount; g++) {
       let entry = this.gauges[g];
       if (entry === undefined) {
-        entry = { kind: "gauge", leases: new Map() };
+        entry = { kind: "gauge", dead: false, leases: new Map() };
+        this.ops++;
         this.cache.set(`${this.prefix}${b.gaugeKeys[g]}:${b.gaugeNames[g]}`, entry);
       }
       if (!entry.leases.has(leaseId)) r.inFlight[g]!++;
@@ -339,7 +374,7 @@ export class MemoryStore implements CounterStore, FlatCounterStore {
       if (ok) {
         const start = startAfter(roll, entry, windowMs, now);
         if (entry === undefined) {
-          entry = newWindow(start, b.names[c]!);
+          entry = newWindow(b.keys[i]!, start, b.names[c]!, ++this.ops);
           this.cache.set(this.prefix + b.keys[i]!, entry);
         } else persistRoll(entry, roll, start);
         for (; c < end; c++) {
@@ -440,8 +475,26 @@ export class MemoryStore implements CounterStore, FlatCounterStore {
     return removed;
   }
 
+  /** The key's window, moved to the most-recent end of the LRU. */
   private windowEntry(key: string): WindowEntry | undefined {
-    return asWindow(this.cache.get(this.prefix + key), key);
+    const entry = asWindow(this.cache.get(this.prefix + key), key);
+    if (entry !== undefined) entry.touched = ++this.ops;
+    return entry;
+  }
+
+  /**
+   * A live window reached through the handle a caller kept from an earlier answer: no lookup. Its LRU position is
+   * refreshed only once `refreshAfter` (half the capacity) operations have passed since it was last moved: until
+   * then at least half the entries are older than it, so it cannot be the next one evicted. The LRU order is thus
+   * approximate among recently used windows: a window used at least once every maxEntries / 2 operations is never
+   * evicted (with a strict order: every maxEntries - 1).
+   */
+  private windowByHandle(entry: WindowEntry): WindowEntry {
+    if (this.ops - entry.touched >= this.refreshAfter) {
+      this.cache.get(this.prefix + entry.key);
+      entry.touched = ++this.ops;
+    }
+    return entry;
   }
 
   private peekWindow(key: string): WindowEntry | undefined {
@@ -449,7 +502,9 @@ export class MemoryStore implements CounterStore, FlatCounterStore {
   }
 
   private gaugeEntry(key: string, name: string): GaugeEntry | undefined {
-    return asGauge(this.cache.get(`${this.prefix}${key}:${name}`), key);
+    const entry = asGauge(this.cache.get(`${this.prefix}${key}:${name}`), key);
+    if (entry !== undefined) this.ops++;
+    return entry;
   }
 
   private peekGauge(key: string, name: string): GaugeEntry | undefined {

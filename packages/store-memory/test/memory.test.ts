@@ -1,4 +1,4 @@
-import { TollgateError, type WindowOp } from "@tollgate/core";
+import { createLimiter, type Descriptor, TollgateError, type WindowOp } from "@tollgate/core";
 import { describe, expect, it } from "vitest";
 import { createMemoryStore } from "../src/index.js";
 
@@ -59,5 +59,57 @@ describe("memory store", () => {
     const store = createMemoryStore();
     await store.close();
     await expect(store.admit({ windows: [win("{a}", 1)], gauges: [] })).rejects.toMatchObject({ code: "STORE_CLOSED" });
+  });
+
+  describe("window handles (the engine's in-process path)", () => {
+    const read = async (store: ReturnType<typeof createMemoryStore>, key: string) =>
+      (
+        await store.read({
+          windows: [{ key, windowMs: 60_000, algorithm: "fixed", counters: ["requests"] }],
+          gauges: [],
+        })
+      ).windows[0]!.counters[0]!.value;
+
+    it("a handle to a window the LRU dropped is not used: the key gets a fresh window that counts", async () => {
+      const store = createMemoryStore({ maxEntries: 4 });
+      const limiter = createLimiter({ store });
+      const hot: Descriptor = { scope: "api_key", value: "a", requests: 100 };
+      await limiter.admit([hot]); // the limiter now holds a handle to {api_key:a}
+      for (let i = 0; i < 10; i++) await limiter.admit([{ scope: "user", value: `u${i}`, requests: 100 }]);
+      expect(await read(store, "{api_key:a}")).toBe(0); // evicted
+      const a = await limiter.admit([hot]);
+      expect(a.ok).toBe(true);
+      expect(await read(store, "{api_key:a}")).toBe(1); // counted in the live window, not the dropped one
+      expect(store.size).toBe(4);
+    });
+
+    it("a window used at least once every maxEntries/2 operations is never evicted, however many keys churn", async () => {
+      const store = createMemoryStore({ maxEntries: 10 });
+      const limiter = createLimiter({ store });
+      const hot: Descriptor = { scope: "api_key", value: "hot", requests: 1_000_000 };
+      let admitted = 0;
+      for (let i = 0; i < 2000; i++) {
+        // 4 distinct cold keys between two uses of the hot one: under maxEntries/2 = 5 operations
+        if (i % 5 === 0) admitted += (await limiter.admit([hot])).ok ? 1 : 0;
+        else await limiter.admit([{ scope: "user", value: `cold${i}`, requests: 1 }]);
+      }
+      expect(admitted).toBe(400);
+      expect(await read(store, "{api_key:hot}")).toBe(400);
+      expect(store.size).toBe(10);
+    });
+
+    it("handles of two limiters sharing one store count in the same windows", async () => {
+      const store = createMemoryStore({ maxEntries: 3 });
+      const one = createLimiter({ store });
+      const two = createLimiter({ store });
+      const key: Descriptor = { scope: "team", value: "t", requests: 7 };
+      let ok = 0;
+      for (let i = 0; i < 20; i++) {
+        ok += (await (i % 2 === 0 ? one : two).admit([key])).ok ? 1 : 0;
+        if (i % 3 === 0) await one.admit([{ scope: "user", value: `u${i}`, requests: 1 }]);
+      }
+      expect(ok).toBe(7);
+      expect(await read(store, "{team:t}")).toBe(7);
+    });
   });
 });
