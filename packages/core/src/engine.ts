@@ -104,8 +104,15 @@ const SLIDING = 1;
 const HAS_REQUESTS = 2;
 const HAS_TOKENS = 4;
 
+/**
+ * A reservation. On the flat path it is also the admission itself (`ok`, `now`, `statuses`: one object per
+ * admission, built without a derived-class constructor); on the contract path an {@link Admitted} wraps it.
+ */
 class Held implements Reservation {
   state: "open" | "settled" | "released" = "open";
+  readonly ok = true as const;
+  private cached: LimitStatus[] | undefined = undefined;
+
   constructor(
     readonly id: string,
     readonly tokens: number,
@@ -117,10 +124,29 @@ class Held implements Reservation {
     readonly handles: unknown[] | undefined,
     readonly nums: number[],
     readonly lease: LeaseRef | undefined,
+    /** Flat path: the admission's time, and what its statuses are built from. */
+    readonly now: number,
+    private readonly limiter: Limiter | undefined,
+    private readonly descriptors: readonly Descriptor[] | undefined,
+    private readonly enforced: boolean[] | undefined,
   ) {}
 
   windowKey(i: number): string {
     return this.keys === undefined ? "" : this.keys[i]!;
+  }
+
+  get reservation(): Reservation {
+    return this;
+  }
+
+  /** Flat path: statuses built on first access from the numbers kept. */
+  get statuses(): LimitStatus[] {
+    if (this.cached === undefined) {
+      if (this.limiter === undefined || this.descriptors === undefined) return [];
+      const plan = this.limiter.planOf(this.descriptors, this.tokens, this.enforced);
+      this.cached = this.limiter.statuses(plan, fromHeld(plan, this.now, this));
+    }
+    return this.cached;
   }
 }
 
@@ -289,7 +315,19 @@ export class Limiter {
       if (own) this.filling = false;
     }
     if (b.windowCount === 0 && b.gaugeCount === 0) {
-      const reservation = new Held("", tokens, 0, undefined, undefined, NO_NUMS, undefined);
+      const reservation = new Held(
+        "",
+        tokens,
+        0,
+        undefined,
+        undefined,
+        NO_NUMS,
+        undefined,
+        0,
+        undefined,
+        NONE,
+        undefined,
+      );
       return { ok: true, reservation, statuses: [], now: 0 };
     }
     if (b.gaugeCount > 0) {
@@ -328,7 +366,7 @@ export class Limiter {
       handles[i] = r.handles[i];
       slots[i]!.handle = r.handles[i]; // the next admission of this key hands it back to the store as a hint
     }
-    return new FlatAdmission(b.leaseId, tokens, n, handles, nums, leaseOf(b), r.now, this, ds, enforced);
+    return new Held(b.leaseId, tokens, n, undefined, handles, nums, leaseOf(b), r.now, this, ds, enforced);
   }
 
   /** The object-form admission, for stores without the flat capability. */
@@ -354,7 +392,19 @@ export class Limiter {
       lease !== undefined
         ? { id: lease.id, gauges: gauges.map((g) => ({ key: g.key, name: g.name })), holds: [] }
         : undefined;
-    const held = new Held(lease?.id ?? "", tokens, ops.length, keys, undefined, nums, ref);
+    const held = new Held(
+      lease?.id ?? "",
+      tokens,
+      ops.length,
+      keys,
+      undefined,
+      nums,
+      ref,
+      result.now,
+      undefined,
+      undefined,
+      undefined,
+    );
     return new Admitted(held, result, plan, this);
   }
 
@@ -778,42 +828,6 @@ class Admitted {
   get statuses(): LimitStatus[] {
     this.#statuses ??= this.limiter.statuses(this.plan, this.result);
     return this.#statuses;
-  }
-}
-
-/**
- * A flat-path admission, which is also its own reservation (one object per admission); the statuses are built
- * from the reservation's numbers on first access.
- */
-class FlatAdmission extends Held {
-  readonly ok = true as const;
-  private cached: LimitStatus[] | undefined = undefined;
-
-  constructor(
-    id: string,
-    tokens: number,
-    count: number,
-    handles: unknown[],
-    nums: number[],
-    lease: LeaseRef | undefined,
-    readonly now: number,
-    private readonly limiter: Limiter,
-    private readonly descriptors: readonly Descriptor[],
-    private readonly enforced: boolean[] | undefined,
-  ) {
-    super(id, tokens, count, undefined, handles, nums, lease);
-  }
-
-  get reservation(): Reservation {
-    return this;
-  }
-
-  get statuses(): LimitStatus[] {
-    if (this.cached === undefined) {
-      const plan = this.limiter.planOf(this.descriptors, this.tokens, this.enforced);
-      this.cached = this.limiter.statuses(plan, fromHeld(plan, this.now, this));
-    }
-    return this.cached;
   }
 }
 
