@@ -184,6 +184,8 @@ interface Plan {
 interface KeySlot {
   readonly key: string;
   handle: unknown;
+  /** The same for the key's in-flight gauge. */
+  gaugeHandle: unknown;
 }
 
 const GAUGE = "max_parallel_requests";
@@ -272,6 +274,7 @@ export class Limiter {
   private readonly answer = new FlatResult();
   private readonly windowSources: Descriptor[] = [];
   private readonly windowSlots: KeySlot[] = [];
+  private readonly gaugeSlots: KeySlot[] = [];
   private readonly gaugeSources: Descriptor[] = [];
   private filling = false;
 
@@ -307,10 +310,11 @@ export class Limiter {
     const ws = own ? this.windowSources : [];
     const gs = own ? this.gaugeSources : [];
     const slots = own ? this.windowSlots : [];
+    const gslots = own ? this.gaugeSlots : [];
     let enforced: boolean[] | undefined;
     this.filling = true;
     try {
-      enforced = this.fill(b.reset(), ds, tokens, ws, gs, slots, undefined);
+      enforced = this.fill(b.reset(), ds, tokens, ws, gs, slots, gslots, undefined);
     } finally {
       if (own) this.filling = false;
     }
@@ -361,10 +365,15 @@ export class Limiter {
       nums[o] = r.inFlight[g]!;
       nums[o + 1] = r.earliest[g] ?? -1;
     }
-    const handles: unknown[] = new Array(n);
+    // window handles, then gauge handles; the next admission of each key hands them back to the store as hints
+    const handles: unknown[] = new Array(n + b.gaugeCount);
     for (let i = 0; i < n; i++) {
       handles[i] = r.handles[i];
-      slots[i]!.handle = r.handles[i]; // the next admission of this key hands it back to the store as a hint
+      slots[i]!.handle = r.handles[i];
+    }
+    for (let g = 0; g < b.gaugeCount; g++) {
+      handles[n + g] = r.gaugeHandles[g];
+      gslots[g]!.gaugeHandle = r.gaugeHandles[g];
     }
     return new Held(b.leaseId, tokens, n, undefined, handles, nums, leaseOf(b), r.now, this, ds, enforced);
   }
@@ -505,7 +514,7 @@ export class Limiter {
 
   /** Applies a settle or release batch and the lease release; claims the reservation first (idempotence). */
   private finish(r: Held, state: "settled" | "released", b: FlatBatch): Promise<boolean> | boolean {
-    b.release = r.lease;
+    b.releaseLease(r.lease, r.handles, r.count);
     b.readBack = false;
     r.state = state; // claimed before any await: a concurrent second call is a no-op
     if (b.windowCount === 0 && r.lease === undefined) return true;
@@ -541,6 +550,7 @@ export class Limiter {
     ws: Descriptor[],
     gs: Descriptor[],
     slots: KeySlot[],
+    gslots: KeySlot[],
     enforced: boolean[] | undefined,
   ): boolean[] | undefined {
     const given = enforced !== undefined;
@@ -566,7 +576,8 @@ export class Limiter {
       }
       if (d.maxParallel !== undefined) {
         gs[b.gaugeCount] = d;
-        b.gauge(slot.key, GAUGE, d.maxParallel, enforce);
+        gslots[b.gaugeCount] = slot;
+        b.gauge(slot.key, GAUGE, d.maxParallel, enforce, slot.gaugeHandle);
       }
     }
     return enforced;
@@ -577,7 +588,7 @@ export class Limiter {
     const b = new FlatBatch();
     const ws: Descriptor[] = [];
     const gs: Descriptor[] = [];
-    this.fill(b, ds, tokens, ws, gs, [], enforced ?? new Array<boolean>(ds.length).fill(true));
+    this.fill(b, ds, tokens, ws, gs, [], [], enforced ?? new Array<boolean>(ds.length).fill(true));
     return planOf(b, ws, gs);
   }
 
@@ -617,7 +628,7 @@ export class Limiter {
         this.scopeKeys.push(byValue);
       }
     }
-    const slot: KeySlot = { key: descriptorKey(d), handle: undefined };
+    const slot: KeySlot = { key: descriptorKey(d), handle: undefined, gaugeHandle: undefined };
     byValue.set(d.value, slot);
     this.keyCount++;
     return slot;

@@ -66,6 +66,11 @@ export class FlatBatch {
   readonly gaugeNames: string[] = [];
   readonly gaugeLimits: number[] = [];
   readonly gaugeEnforce: boolean[] = [];
+  /**
+   * Per gauge, a handle from an earlier answer, or undefined. Admit: a hint, as for windows. Adjust: the handle
+   * of each gauge of `release` (same order), from the admission that took the lease.
+   */
+  readonly gaugeHandles: unknown[] = [];
 
   /** Admit: the lease taken on gauges and holds ("" for none). */
   leaseId = "";
@@ -111,12 +116,20 @@ export class FlatBatch {
     this.counterEnd[this.windowCount - 1] = this.counterCount;
   }
 
-  gauge(key: string, name: string, limit: number, enforce: boolean): void {
+  gauge(key: string, name: string, limit: number, enforce: boolean, handle?: unknown): void {
     const g = this.gaugeCount++;
     this.gaugeKeys[g] = key;
     this.gaugeNames[g] = name;
     this.gaugeLimits[g] = limit;
     this.gaugeEnforce[g] = enforce;
+    this.gaugeHandles[g] = handle;
+  }
+
+  /** Adjust: releases `lease` in the same step; `handles` are its gauges' handles (see {@link gaugeHandles}). */
+  releaseLease(lease: LeaseRef | undefined, handles?: readonly unknown[], from = 0): void {
+    this.release = lease;
+    if (lease === undefined) return;
+    for (let g = 0; g < lease.gauges.length; g++) this.gaugeHandles[g] = handles?.[from + g];
   }
 
   /** Fills this batch from the contract's object form of an admission. */
@@ -141,7 +154,7 @@ export class FlatBatch {
       this.window(w.key, w.windowMs, w.algorithm === "sliding", undefined, w.expectStart ?? Number.NaN);
       for (const c of w.counters) this.counter(c.name, 0, c.delta, 0, true);
     }
-    this.release = batch.release;
+    this.releaseLease(batch.release);
     return this;
   }
 }
@@ -161,6 +174,8 @@ export class FlatResult {
   readonly starts: number[] = [];
   /** Per window: the store's handle (see the module comment). */
   readonly handles: unknown[] = [];
+  /** Admit, per gauge: the store's handle. */
+  readonly gaugeHandles: unknown[] = [];
   /** Adjust, per window: whether the deltas were applied. */
   readonly applied: boolean[] = [];
   /** Per counter (flat index): as {@link CounterState}. */

@@ -73,6 +73,10 @@ interface WindowEntry extends Counter {
 
 interface GaugeEntry {
   kind: "gauge";
+  /** The gauge's base key and name (its LRU key is prefix + base + ":" + name). */
+  readonly base: string;
+  readonly name: string;
+  touched: number;
   dead: boolean;
   leases: Map<string, number>;
 }
@@ -181,7 +185,7 @@ export class MemoryStore implements CounterStore, FlatCounterStore {
   private readonly cache: LRUCache<string, Entry>;
   /**
    * LRU operations so far (each moves one entry to the most-recent end), and how many may pass before a window
-   * reached through a handle is moved again (see {@link windowByHandle}).
+   * reached through a handle is moved again (see {@link byHandle}).
    */
   private ops = 0;
   private readonly refreshAfter: number;
@@ -261,9 +265,7 @@ export class MemoryStore implements CounterStore, FlatCounterStore {
       const sliding = b.sliding[i]!;
       const hint = b.handles[i] as WindowEntry | undefined;
       const entry =
-        hint !== undefined && !hint.dead && hint.key === b.keys[i]
-          ? this.windowByHandle(hint)
-          : this.windowEntry(b.keys[i]!);
+        hint !== undefined && !hint.dead && hint.key === b.keys[i] ? this.byHandle(hint) : this.windowEntry(b.keys[i]!);
       const roll = rollOf(entry, windowMs, sliding, now);
       const start = startAfter(roll, entry, windowMs, now);
       entries[i] = entry;
@@ -296,7 +298,8 @@ export class MemoryStore implements CounterStore, FlatCounterStore {
       }
     }
     for (let g = 0; g < b.gaugeCount; g++) {
-      const entry = this.gaugeEntry(b.gaugeKeys[g]!, b.gaugeNames[g]!);
+      const hint = liveGauge(b.gaugeHandles[g], b.gaugeKeys[g]!, b.gaugeNames[g]!);
+      const entry = hint !== undefined ? this.byHandle(hint) : this.gaugeEntry(b.gaugeKeys[g]!, b.gaugeNames[g]!);
       this.gauges[g] = entry;
       const state = liveLeases(entry, now, true);
       r.inFlight[g] = state.inFlight;
@@ -341,12 +344,15 @@ export class MemoryStore implements CounterStore, FlatCounterStore {
     for (let g = 0; g < b.gaugeCount; g++) {
       let entry = this.gauges[g];
       if (entry === undefined) {
-        entry = { kind: "gauge", dead: false, leases: new Map() };
-        this.ops++;
-        this.cache.set(`${this.prefix}${b.gaugeKeys[g]}:${b.gaugeNames[g]}`, entry);
+        const base = b.gaugeKeys[g]!;
+        const name = b.gaugeNames[g]!;
+        entry = { kind: "gauge", base, name, touched: ++this.ops, dead: false, leases: new Map() };
+        this.cache.set(`${this.prefix}${base}:${name}`, entry);
       }
-      if (!entry.leases.has(leaseId)) r.inFlight[g]!++;
+      r.gaugeHandles[g] = entry;
+      const before = entry.leases.size;
       entry.leases.set(leaseId, expiry);
+      if (entry.leases.size !== before) r.inFlight[g]!++; // a new lease (not the batch's own, taken again)
       const earliest = r.earliest[g]!;
       if (earliest === null || expiry < earliest) r.earliest[g] = expiry;
     }
@@ -385,7 +391,7 @@ export class MemoryStore implements CounterStore, FlatCounterStore {
       c = end;
       entries[i] = entry;
     }
-    r.released = b.release ? this.releaseLease(b.release, now) : 0;
+    r.released = b.release ? this.releaseLease(b.release, now, b.gaugeHandles) : 0;
     if (!b.readBack) return;
     // values after the whole call
     c = 0;
@@ -451,13 +457,19 @@ export class MemoryStore implements CounterStore, FlatCounterStore {
     this.cache.clear();
   }
 
-  private releaseLease(ref: LeaseRef, now: number): number {
+  private releaseLease(ref: LeaseRef, now: number, handles?: readonly unknown[]): number {
     let removed = 0;
-    for (const g of ref.gauges) {
-      const entry = this.peekGauge(g.key, g.name);
-      const expiry = entry?.leases.get(ref.id);
+    for (let i = 0; i < ref.gauges.length; i++) {
+      const g = ref.gauges[i]!;
+      const entry = liveGauge(handles?.[i], g.key, g.name) ?? this.peekGauge(g.key, g.name);
+      if (entry === undefined) continue;
+      if (Number.isNaN(now)) {
+        entry.leases.delete(ref.id); // no clock (see clockFree): the count is not read
+        continue;
+      }
+      const expiry = entry.leases.get(ref.id);
       if (expiry !== undefined) {
-        entry!.leases.delete(ref.id);
+        entry.leases.delete(ref.id);
         if (expiry > now) removed++;
       }
     }
@@ -489,9 +501,9 @@ export class MemoryStore implements CounterStore, FlatCounterStore {
    * approximate among recently used windows: a window used at least once every maxEntries / 2 operations is never
    * evicted (with a strict order: every maxEntries - 1).
    */
-  private windowByHandle(entry: WindowEntry): WindowEntry {
+  private byHandle<E extends WindowEntry | GaugeEntry>(entry: E): E {
     if (this.ops - entry.touched >= this.refreshAfter) {
-      this.cache.get(this.prefix + entry.key);
+      this.cache.get(entry.kind === "window" ? this.prefix + entry.key : `${this.prefix}${entry.base}:${entry.name}`);
       entry.touched = ++this.ops;
     }
     return entry;
@@ -503,7 +515,7 @@ export class MemoryStore implements CounterStore, FlatCounterStore {
 
   private gaugeEntry(key: string, name: string): GaugeEntry | undefined {
     const entry = asGauge(this.cache.get(`${this.prefix}${key}:${name}`), key);
-    if (entry !== undefined) this.ops++;
+    if (entry !== undefined) entry.touched = ++this.ops;
     return entry;
   }
 
@@ -547,6 +559,12 @@ function viewInto(r: FlatResult, c: number, counter: Counter | undefined, roll: 
 function asWindow(e: Entry | undefined, key: string): WindowEntry | undefined {
   if (e === undefined || e.kind === "window") return e;
   throw new TollgateError("STORE_DATA_CORRUPT", `[memory] ${key} holds a gauge, not a window`);
+}
+
+/** `handle` when it is a live gauge entry of this base key and name (a hint), else undefined. */
+function liveGauge(handle: unknown, base: string, name: string): GaugeEntry | undefined {
+  const g = handle as GaugeEntry | undefined;
+  return g !== undefined && !g.dead && g.base === base && g.name === name ? g : undefined;
 }
 
 function asGauge(e: Entry | undefined, key: string): GaugeEntry | undefined {

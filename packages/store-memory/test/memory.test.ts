@@ -98,6 +98,25 @@ describe("memory store", () => {
       expect(store.size).toBe(10);
     });
 
+    it("in-flight gauges reached through handles stay exact, also after the LRU dropped them", async () => {
+      const store = createMemoryStore({ maxEntries: 4 });
+      const limiter = createLimiter({ store });
+      const key: Descriptor = { scope: "api_key", value: "k", maxParallel: 2 };
+      const first = await limiter.admit([key]);
+      const second = await limiter.admit([key]);
+      expect([first.ok, second.ok, (await limiter.admit([key])).ok]).toEqual([true, true, false]);
+      if (!first.ok || !second.ok) throw new Error("unreachable");
+      await limiter.settle(first.reservation, { tokens: 0 }); // released through the gauge's handle
+      const third = await limiter.admit([key]);
+      expect(third.ok).toBe(true);
+      expect((await limiter.admit([key])).ok).toBe(false);
+      // push the gauge out of the store: its leases are forgotten, the handles are dead
+      for (let i = 0; i < 8; i++) await limiter.admit([{ scope: "user", value: `u${i}`, maxParallel: 5 }]);
+      await limiter.settle(second.reservation, { tokens: 0 }); // releases nothing that exists any more
+      const again = await Promise.all([limiter.admit([key]), limiter.admit([key]), limiter.admit([key])]);
+      expect(again.map((a) => a.ok)).toEqual([true, true, false]);
+    });
+
     it("handles of two limiters sharing one store count in the same windows", async () => {
       const store = createMemoryStore({ maxEntries: 3 });
       const one = createLimiter({ store });
