@@ -34,7 +34,9 @@ export interface MemoryStoreOptions {
   /**
    * Maximum number of entries (one per window, one per gauge). The least recently used entry is evicted
    * beyond it, so memory stays bounded however many distinct scopes arrive. Evicting a live window forgets
-   * its counts, so size it above the number of scopes active within one window. @default 100000
+   * its counts. Recency of entries the engine reaches through handles is refreshed at most once every
+   * maxEntries / 2 operations, so size it above twice the number of scopes active within one window.
+   * @default 100000
    */
   maxEntries?: number;
   /** The store's clock in ms since epoch; inject one in tests. @default Date.now */
