@@ -60,6 +60,36 @@ function allCalls(a: Map<string, number>, b: Map<string, number>, exclude: strin
   return n;
 }
 
+/** Redis server CPU seconds (user + sys) so far, from `INFO cpu`. */
+async function redisCpu(admin: Redis): Promise<number> {
+  const info = await admin.info("cpu");
+  const read = (name: string) => Number(new RegExp(`^${name}:([\\d.]+)`, "m").exec(info)?.[1] ?? Number.NaN);
+  return read("used_cpu_user") + read("used_cpu_sys");
+}
+
+interface WithCpu extends Measured {
+  /** Redis CPU µs per operation, and the share of one core Redis used during the row. */
+  redisUs: number;
+  redisBusy: number;
+  /** This process's CPU µs per operation (engine, client, event loop). */
+  nodeUs: number;
+}
+
+/** Runs a standalone row and accounts the CPU it cost on both sides. */
+async function withCpu(admin: Redis, row: () => Promise<Measured>): Promise<WithCpu> {
+  const r0 = await redisCpu(admin);
+  const n0 = process.cpuUsage();
+  const m = await row();
+  const n = process.cpuUsage(n0);
+  const redis = (await redisCpu(admin)) - r0;
+  return {
+    ...m,
+    redisUs: (redis * 1e6) / m.ops,
+    redisBusy: (redis / m.seconds) * 100,
+    nodeUs: (n.user + n.system) / m.ops,
+  };
+}
+
 function tollgateLimiter(client: Redis | Cluster) {
   return createLimiter({ store: createRedisStore({ client, prefix: `bench:${uid()}:`, timeoutMs: 2000 }) });
 }
@@ -186,7 +216,7 @@ export default async function run(): Promise<string> {
     const rlfCommands = await flexibleCommands(client, admin);
 
     const sa = await commandStats([admin]);
-    const standalone = await admitSettle(client);
+    const standalone = await withCpu(admin, () => admitSettle(client));
     const sb = await commandStats([admin]);
     const standaloneTripsPerSec = scriptCalls(sa, sb) / standalone.seconds;
 
@@ -195,9 +225,9 @@ export default async function run(): Promise<string> {
     const cb = await commandStats(clusterAdmins);
     const clusterTripsPerSec = scriptCalls(ca, cb) / onCluster.seconds;
 
-    const raw = await rawEvalsha(client);
+    const raw = await withCpu(admin, () => rawEvalsha(client));
     const rawCluster = await rawEvalsha(clusterClient);
-    const rlf = await flexible(client);
+    const rlf = await withCpu(admin, () => flexible(client));
     const st = await steady(client);
 
     const ratio = standalone.perSecond / rlf.perSecond;
@@ -224,6 +254,13 @@ export default async function run(): Promise<string> {
         `rate-limiter-flexible: ${fmt(rlfCommands, 1)} commands per admit+settle.`,
       `- **Throughput ratio: ${fmt(ratio, 2)}×** rate-limiter-flexible on admit+settle (target ≥ 6×).`,
       `- **Round trips/s: ${fmt(ceiling, 0)}% of the raw EVALSHA ceiling** on standalone (target ≥ 60%); Cluster: ${fmt(ceilingCluster, 0)}%.`,
+      `- Where the time goes (standalone rows, CPU per operation from \`INFO cpu\` and \`process.cpuUsage\`): Tollgate ` +
+        `${fmt(standalone.redisUs, 1)} µs of Redis CPU per admit+settle (Redis at ${fmt(standalone.redisBusy, 0)}% of one core: the bottleneck) and ` +
+        `${fmt(standalone.nodeUs, 1)} µs in this process; rate-limiter-flexible ${fmt(rlf.redisUs, 1)} µs of Redis CPU ` +
+        `(${fmt(rlf.redisBusy, 0)}% of a core) and ${fmt(rlf.nodeUs, 1)} µs here; a trivial EVALSHA ${fmt(raw.redisUs, 1)} µs of Redis CPU ` +
+        `(${fmt(raw.redisBusy, 0)}% of a core) and ${fmt(raw.nodeUs, 1)} µs here. 6× rate-limiter-flexible on the same Redis core would ` +
+        `leave ${fmt(rlf.redisUs / 6, 1)} µs of Redis CPU per admit+settle, about what ${fmt(rlf.redisUs / 6 / raw.redisUs, 1)} trivial ` +
+        "EVALSHAs cost; an admit+settle writes 6 counters in 9 keys of the LiteLLM layout in 2 scripts.",
       `- **Steady ${fmt(STEADY_RATE)} admissions/s** (open loop, measured ${fmt(st.rate)}/s for ${STEADY_SECONDS} s, each followed by its settle): ` +
         `admission p50 ${ms(st.admit.p50us)} ms, **p99 ${ms(st.admit.p99us)} ms** (target < 2 ms); settle p99 ${ms(st.settle.p99us)} ms.`,
       "",
