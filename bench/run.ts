@@ -52,6 +52,7 @@ const header = [
   `Machine: ${machine()}.`,
   "",
   "This machine is shared and noisy: compare the ratios measured in the same run, not absolute numbers across runs.",
+  "`pnpm bench:lua` (not part of `pnpm bench`) prints where the Redis CPU of one admission goes, phase by phase of the admit script.",
   "",
 ].join("\n");
 const body = ALL.filter((n) => kept.has(n)).map((n) => kept.get(n)!);
