@@ -104,6 +104,12 @@ const SLIDING = 1;
 const HAS_REQUESTS = 2;
 const HAS_TOKENS = 4;
 
+function windowFlags(sliding: boolean, d: Descriptor): number {
+  return (
+    (sliding ? SLIDING : 0) | (d.requests !== undefined ? HAS_REQUESTS : 0) | (d.tokens !== undefined ? HAS_TOKENS : 0)
+  );
+}
+
 /**
  * A reservation. On the flat path it is also the admission itself (`ok`, `now`, `statuses`: one object per
  * admission, built without a derived-class constructor); on the contract path an {@link Admitted} wraps it.
@@ -343,18 +349,31 @@ export class Limiter {
     const r = this.answer;
     this.flat.admitFlat(b, r);
     if (!r.admitted) return this.denied(planOf(b, ws, gs), toAdmitResult(b, r));
+    return this.keepFlat(b, r, ds, tokens, enforced, ws, slots, gslots);
+  }
+
+  /**
+   * The reservation (and admission) of an admitted flat answer: the numbers the statuses and the settle need,
+   * and the store's handles, which the key slots also keep as hints for the next admission of each key.
+   */
+  private keepFlat(
+    b: FlatBatch,
+    r: FlatResult,
+    ds: readonly Descriptor[],
+    tokens: number,
+    enforced: boolean[] | undefined,
+    ws: Descriptor[],
+    slots: KeySlot[],
+    gslots: KeySlot[],
+  ): Held {
     const n = b.windowCount;
     const nums: number[] = new Array(n * STRIDE + 2 * b.gaugeCount);
     for (let i = 0, c = 0, o = 0; i < n; i++, o += STRIDE) {
-      const d = ws[i]!;
       const end = b.counterEnd[i]!;
+      const two = end - c > 1; // a window has one or two counters (requests, tokens)
       nums[o + START] = r.starts[i]!;
       nums[o + WINDOW_MS] = b.windowMs[i]!;
-      nums[o + FLAGS] =
-        (b.sliding[i] ? SLIDING : 0) |
-        (d.requests !== undefined ? HAS_REQUESTS : 0) |
-        (d.tokens !== undefined ? HAS_TOKENS : 0);
-      const two = end - c > 1;
+      nums[o + FLAGS] = windowFlags(b.sliding[i]!, ws[i]!);
       nums[o + COUNTERS] = r.values[c]! + r.held[c]!;
       nums[o + COUNTERS + 1] = r.previous[c]!;
       nums[o + COUNTERS + 2] = two ? r.values[c + 1]! + r.held[c + 1]! : 0;
@@ -365,8 +384,7 @@ export class Limiter {
       nums[o] = r.inFlight[g]!;
       nums[o + 1] = r.earliest[g] ?? -1;
     }
-    // window handles, then gauge handles; the next admission of each key hands them back to the store as hints
-    const handles: unknown[] = new Array(n + b.gaugeCount);
+    const handles: unknown[] = new Array(n + b.gaugeCount); // windows, then gauges
     for (let i = 0; i < n; i++) {
       handles[i] = r.handles[i];
       slots[i]!.handle = r.handles[i];
@@ -391,10 +409,7 @@ export class Limiter {
       keys[i] = w.key;
       nums[o + START] = result.windows[i]!.start;
       nums[o + WINDOW_MS] = w.windowMs;
-      nums[o + FLAGS] =
-        (w.algorithm === "sliding" ? SLIDING : 0) |
-        (d.requests !== undefined ? HAS_REQUESTS : 0) |
-        (d.tokens !== undefined ? HAS_TOKENS : 0);
+      nums[o + FLAGS] = windowFlags(w.algorithm === "sliding", d);
       for (let k = COUNTERS; k < STRIDE; k++) nums[o + k] = 0; // statuses come from `result` on this path
     }
     const ref =
