@@ -156,6 +156,28 @@ describe.each([
       expect((await limiter.status([key])).map((s) => s.used)).toEqual([1, 300, 1]);
     });
 
+    it("a late settle or release of an expired window that nothing rolled yet leaves the next window alone", async () => {
+      const k: Descriptor = { scope: "api_key", value: "late", requests: 10, tokens: 1_000 };
+      const over = admitted(await limiter.admit([k], { tokens: 100 }));
+      const under = admitted(await limiter.admit([k], { tokens: 100 }));
+      const failed = admitted(await limiter.admit([k], { tokens: 100 }));
+      now += 60_000; // the window has expired; no call has touched the key since
+      await limiter.settle(over.reservation, { tokens: 900 }); // +800 belongs to the old window
+      await limiter.settle(under.reservation, { tokens: 0 }); // -100 too
+      await limiter.release(failed.reservation); // -1 request, -100 tokens too
+      expect((await limiter.status([k])).map((st) => st.used)).toEqual([0, 0]);
+      admitted(await limiter.admit([k], { tokens: 50 }));
+      expect((await limiter.status([k])).map((st) => st.used)).toEqual([1, 50]);
+    });
+
+    it("a late settle of a sliding window does not lower what the next window weighs of it", async () => {
+      const k: Descriptor = { scope: "api_key", value: "slide", tokens: 1_000, windowMs: 60_000, algorithm: "sliding" };
+      const a = admitted(await limiter.admit([k], { tokens: 400 }));
+      now += 60_000 + 30_000; // half of the previous window still weighs
+      await limiter.settle(a.reservation, { tokens: 0 }); // the refund belonged to the previous window
+      expect((await limiter.status([k]))[0]!.used).toBe(200);
+    });
+
     it("unreserved scopes are charged the full actual in their current window", async () => {
       const org: Descriptor = { scope: "organization", value: "o", tokens: 5_000 };
       const a = admitted(await limiter.admit([key], { tokens: 100 }));
