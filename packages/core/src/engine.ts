@@ -149,7 +149,9 @@ class Held implements Reservation {
   get statuses(): LimitStatus[] {
     if (this.cached === undefined) {
       if (this.limiter === undefined || this.descriptors === undefined) return [];
-      const plan = this.limiter.planOf(this.descriptors, this.tokens, this.enforced);
+      // undefined flags mean every descriptor was enforced at admission (conditions are not evaluated again)
+      const enforced = this.enforced ?? new Array<boolean>(this.descriptors.length).fill(true);
+      const plan = this.limiter.planOf(this.descriptors, this.tokens, enforced);
       this.cached = this.limiter.statuses(plan, fromHeld(plan, this.now, this));
     }
     return this.cached;
@@ -221,9 +223,10 @@ function dedupe(descriptors: readonly Descriptor[]): readonly Descriptor[] {
   let out: Descriptor[] | undefined;
   for (let i = 1; i < n; i++) {
     const d = descriptors[i]!;
+    if (typeof d !== "object" || d === null) continue; // not a descriptor: validation names it
     for (let j = 0; j < i; j++) {
       const e = descriptors[j]!;
-      if (e.value === d.value && e.scope === d.scope) {
+      if (typeof e === "object" && e !== null && e.value === d.value && e.scope === d.scope) {
         out ??= descriptors.slice();
         out[i] = undefined as unknown as Descriptor;
         // merge into the first occurrence still present
@@ -598,12 +601,15 @@ export class Limiter {
     return enforced;
   }
 
-  /** @internal The object form of an admission of `ds` (no lease id). */
+  /**
+   * @internal The object form of an admission of `ds` (no lease id). With `enforced` undefined, each descriptor's
+   * shadow flag and condition are evaluated now.
+   */
   planOf(ds: readonly Descriptor[], tokens: number, enforced: boolean[] | undefined): Plan {
     const b = new FlatBatch();
     const ws: Descriptor[] = [];
     const gs: Descriptor[] = [];
-    this.fill(b, ds, tokens, ws, gs, [], [], enforced ?? new Array<boolean>(ds.length).fill(true));
+    this.fill(b, ds, tokens, ws, gs, [], [], enforced);
     return planOf(b, ws, gs);
   }
 

@@ -235,6 +235,19 @@ describe.each([
       expect(denied(await limiter.admit([key])).denial).toMatchObject({ used: 3, enforced: true });
     });
 
+    it("status() reports shadow and switched-off limits as not enforced", async () => {
+      const shadow: Descriptor = { scope: "api_key", value: "s", requests: 1, shadow: true };
+      const off: Descriptor = { scope: "team", value: "t", requests: 1, enforceWhen: () => false };
+      const on: Descriptor = { scope: "user", value: "u", requests: 1 };
+      for (let i = 0; i < 2; i++) admitted(await limiter.admit([shadow, off]));
+      const statuses = await limiter.status([shadow, off, on]);
+      expect(statuses.map((st) => [st.enforced, st.wouldDeny])).toEqual([
+        [false, true],
+        [false, true],
+        [true, false],
+      ]);
+    });
+
     it("enforceWhen that throws enforces (fail-safe)", async () => {
       const key: Descriptor = {
         scope: "api_key",
@@ -332,7 +345,9 @@ describe.each([
       await limiter.settle(a.reservation, { tokens: 11 });
       await new Promise((r) => setImmediate(r));
       expect(innerAdmissions).toBe(1);
-      expect((await limiter.status([team, outer])).map((st) => st.used)).toEqual([1, 11, 1, 11]);
+      // read through a copy without the condition: status() evaluates conditions, and this one admits
+      const outerPlain: Descriptor = { scope: "api_key", value: "outer", requests: 5, tokens: 100 };
+      expect((await limiter.status([team, outerPlain])).map((st) => st.used)).toEqual([1, 11, 1, 11]);
       expect((await limiter.status([inner])).map((st) => st.used)).toEqual([1, 3]);
     });
 
@@ -384,6 +399,14 @@ describe.each([
     ] as Array<[Descriptor, string]>)("%o -> %s, nothing written", async (d, code) => {
       const good: Descriptor = { scope: "team", value: "t", requests: 5 };
       await expect(limiter.admit([good, d])).rejects.toMatchObject({ code });
+      expect(store.size).toBe(0);
+    });
+
+    it("a non-object among several descriptors is a typed error, not a crash", async () => {
+      const good: Descriptor = { scope: "team", value: "t", requests: 5 };
+      await expect(limiter.admit([good, null as unknown as Descriptor])).rejects.toMatchObject({
+        code: "INVALID_ARGUMENT",
+      });
       expect(store.size).toBe(0);
     });
 
