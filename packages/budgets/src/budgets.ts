@@ -198,6 +198,21 @@ function roomOf(
   return b.limit - (s?.value ?? 0) - (s?.held ?? 0);
 }
 
+/** Whether two budgets count in the same store window (same identity and schedule, hence the same period keys). */
+function sameWindow(a: CompiledBudget, b: CompiledBudget): boolean {
+  return a === b || (a.base === b.base && a.schedule.tag === b.schedule.tag);
+}
+
+/**
+ * A budget given twice in one request, as one: the strictest maximum (an enforced one before a count-only one, then
+ * the smallest), with the first occurrence's other properties (alias, soft budget). Requests carry a handful of
+ * budgets, so callers find duplicates with a pairwise scan; this allocates only when the later one is stricter.
+ */
+function mergeBudget(first: CompiledBudget, b: CompiledBudget): CompiledBudget {
+  const stricter = b.enforce === first.enforce ? b.limit < first.limit : b.enforce;
+  return stricter ? { ...first, max: b.max, limit: b.limit, enforce: b.enforce } : first;
+}
+
 class BudgetEngine implements Budgets, ReservationHost {
   private readonly store: CounterStore;
   private readonly sync: SyncCounterStore | undefined;
@@ -335,7 +350,12 @@ class BudgetEngine implements Budgets, ReservationHost {
     const list: CompiledBudget[] = [];
     for (const spec of req.budgets) {
       if (spec.model !== undefined && !modelMatches(spec.model, req.model)) continue;
-      list.push(this.compile(spec));
+      const b = this.compile(spec);
+      // A budget given twice would put its window twice in one batch: merge it into its first occurrence.
+      let j = 0;
+      while (j < list.length && !sameWindow(list[j] as CompiledBudget, b)) j++;
+      if (j === list.length) list.push(b);
+      else list[j] = mergeBudget(list[j] as CompiledBudget, b);
     }
     const inputTokens = req.inputTokens ?? 0;
     let maxTokens: number | null = null;

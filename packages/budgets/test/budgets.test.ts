@@ -93,6 +93,57 @@ describe.each(STORES)("budgets on the $name store", ({ create }) => {
     for (const s of await budgets.status(spec)) expect(s.reserved).toBe(CENT);
   });
 
+  it("a budget given twice in one request is counted once, with the strictest limit", async () => {
+    const { budgets, events, records } = setup();
+    const team: BudgetSpec = { scope: "team", id: "t1", maxBudget: "10" };
+    const spec = [key("0.05", { softBudget: "0.005" }), team, key("0.015", { softBudget: "0.001" })];
+    const r = await budgets.reserve(req(spec));
+    if (!r.ok) throw new Error("denied");
+    expect(r.reservation.budgets).toEqual([
+      { scope: "key", id: "k1" },
+      { scope: "team", id: "t1" },
+    ]);
+    expect(await budgets.status([key("0.05"), team])).toMatchObject([{ reserved: CENT }, { reserved: CENT }]);
+    const settled = await r.reservation.settle({ inputTokens: 1500, outputTokens: 3000 });
+    expect(settled.cost).toBe(7_500_000);
+    expect(settled.spend).toEqual([7_500_000, 7_500_000]);
+    expect(records.map((x) => x.scopes)).toEqual([
+      [
+        { scope: "key", id: "k1" },
+        { scope: "team", id: "t1" },
+      ],
+    ]);
+    expect(await budgets.status([key("0.05"), team])).toMatchObject([
+      { spend: 7_500_000, reserved: 0 },
+      { spend: 7_500_000, reserved: 0 },
+    ]);
+    // Alerts follow the strictest maximum and the first occurrence's soft budget, once each.
+    const keyAlerts = events.filter(
+      (e) => e.type !== "unknown_model" && e.type !== "sink_error" && e.budget.id === "k1",
+    );
+    expect(keyAlerts).toMatchObject([
+      { type: "soft_budget", spend: 7_500_000, softBudget: 5_000_000 },
+      { type: "threshold", threshold: 0.5, spend: 7_500_000, max: 15_000_000 },
+    ]);
+    // $0.0075 + $0.01 fits $0.05 but not $0.015: the smaller limit binds, whichever order the specs come in.
+    for (const order of [spec, [...spec].reverse()]) {
+      const denied = await budgets.reserve(req(order));
+      expect(denied.ok).toBe(false);
+      if (denied.ok) return;
+      expect(denied.denial).toMatchObject({ budget: { scope: "key", id: "k1" }, spend: 7_500_000, max: 15_000_000 });
+      expect(denied.denial.message).toBe("Budget has been exceeded! Current cost: 0.0075, Max budget: 0.015");
+    }
+  });
+
+  it("a count-only copy of a budget neither loosens nor tightens its enforced copy", async () => {
+    const { budgets } = setup();
+    const spec = [key("0.001", { shadow: true }), key(null), key("0.015")];
+    const first = await budgets.reserve(req(spec));
+    expect(first.ok && first.reservation.budgets).toEqual([{ scope: "key", id: "k1" }]);
+    const second = await budgets.reserve(req(spec));
+    expect(!second.ok && second.denial).toMatchObject({ reserved: CENT, max: 15_000_000 });
+  });
+
   it("settles to the actual cost in one call and releases the hold; settle and release are idempotent", async () => {
     const { budgets, records } = setup();
     const r = await budgets.reserve(req([key("1")]));
