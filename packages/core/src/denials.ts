@@ -1,11 +1,8 @@
 import { TollgateError } from "./errors.js";
 import type { Denial, LimitStatus, LimitType } from "./types.js";
 
-/** A status as header builders read it; `windowMs` (when the engine provides it) adds the IETF `w` parameter. */
-export type HeaderStatus = LimitStatus & {
-  /** Window length of the status' descriptor in ms; absent for gauges. */
-  windowMs?: number;
-};
+/** A status as header builders read it; its `windowMs` (when the engine provides it) adds the IETF `w` parameter. */
+export type HeaderStatus = LimitStatus;
 
 /** Which header families {@link rateLimitHeaders} writes. Every family is on by default. */
 export interface RateLimitHeaderOptions {
@@ -172,7 +169,7 @@ function pick(current: HeaderStatus | undefined, s: HeaderStatus, denial: Denial
  */
 export function rateLimitHeaders(
   statuses: readonly HeaderStatus[],
-  denial?: Denial & { windowMs?: number },
+  denial?: Denial,
   options?: RateLimitHeaderOptions,
 ): Record<string, string> {
   const now = options?.now ?? denial?.now ?? Date.now();

@@ -12,35 +12,17 @@ import { createIdGenerator } from "./ids.js";
 import { DEFAULT_WINDOW_MS, descriptorKey, validateDescriptor, validateIdentity, validateLimits } from "./scopes.js";
 import type {
   AdjustBatch,
-  AdjustResult,
   AdmitBatch,
   AdmitResult,
   CounterState,
   CounterStore,
   GaugeState,
   LeaseRef,
-  WindowAlgorithm,
   WindowSpec,
   WindowState,
 } from "./store.js";
 import { STORE_CONTRACT_VERSION } from "./store.js";
 import type { Denial, Descriptor, LimitStatus, LimitType } from "./types.js";
-
-/**
- * Optional capability of in-process stores (the memory store has it): synchronous forms of `admit` and `adjust`
- * with the same semantics. The engine uses them when present, saving a promise per store call. `trusted` is true
- * only for batches the engine built from validated descriptors, which the store may then skip re-validating.
- */
-export interface SyncCounterStore {
-  admitSync(batch: AdmitBatch, trusted?: boolean): AdmitResult;
-  adjustSync(batch: AdjustBatch, trusted?: boolean): AdjustResult;
-}
-
-/** The store's {@link SyncCounterStore} capability, when it has one. */
-export function syncStoreOf(store: CounterStore): SyncCounterStore | undefined {
-  const s = store as CounterStore & Partial<SyncCounterStore>;
-  return typeof s.admitSync === "function" && typeof s.adjustSync === "function" ? (s as SyncCounterStore) : undefined;
-}
 
 /** Options of {@link createLimiter}. */
 export interface LimiterOptions {
@@ -229,11 +211,9 @@ function dedupe(descriptors: readonly Descriptor[]): readonly Descriptor[] {
       if (typeof e === "object" && e !== null && e.value === d.value && e.scope === d.scope) {
         out ??= descriptors.slice();
         out[i] = undefined as unknown as Descriptor;
-        // merge into the first occurrence still present
-        let k = j;
-        while (out[k] === undefined) k--;
-        const prev = out[k]!;
-        out[k] = {
+        // j is the first occurrence (the scan stops at the first match), so it is still present
+        const prev = out[j]!;
+        out[j] = {
           ...prev,
           requests: minDefined(prev.requests, d.requests),
           tokens: minDefined(prev.tokens, d.tokens),
@@ -347,7 +327,7 @@ export class Limiter {
       b.leaseId = this.createId();
       b.leaseTtlMs = this.leaseTtlMs;
     }
-    if (this.flat === undefined) return this.admitObject(planOf(b, ws, gs), tokens);
+    if (this.flat === undefined) return this.admitObject(planOf(b, ws, gs), tokens, leaseOf(b));
 
     const r = this.answer;
     this.flat.admitFlat(b, r);
@@ -400,25 +380,20 @@ export class Limiter {
   }
 
   /** The object-form admission, for stores without the flat capability. */
-  private async admitObject(plan: Plan, tokens: number): Promise<Admission> {
+  private async admitObject(plan: Plan, tokens: number, lease: LeaseRef | undefined): Promise<Admission> {
     const result = await this.store.admit(plan.batch);
     if (!result.admitted) return this.denied(plan, result);
-    const { windows: ops, gauges, lease } = plan.batch;
+    const ops = plan.batch.windows;
+    // statuses come from `result` on this path: only the window part of each STRIDE is written
     const nums: number[] = new Array(ops.length * STRIDE);
     const keys: string[] = new Array(ops.length);
     for (let i = 0, o = 0; i < ops.length; i++, o += STRIDE) {
       const w = ops[i]!;
-      const d = plan.windowSources[i]!;
       keys[i] = w.key;
       nums[o + START] = result.windows[i]!.start;
       nums[o + WINDOW_MS] = w.windowMs;
-      nums[o + FLAGS] = windowFlags(w.algorithm === "sliding", d);
-      for (let k = COUNTERS; k < STRIDE; k++) nums[o + k] = 0; // statuses come from `result` on this path
+      nums[o + FLAGS] = windowFlags(w.algorithm === "sliding", plan.windowSources[i]!);
     }
-    const ref =
-      lease !== undefined
-        ? { id: lease.id, gauges: gauges.map((g) => ({ key: g.key, name: g.name })), holds: [] }
-        : undefined;
     const held = new Held(
       lease?.id ?? "",
       tokens,
@@ -426,7 +401,7 @@ export class Limiter {
       keys,
       undefined,
       nums,
-      ref,
+      lease,
       result.now,
       undefined,
       undefined,
@@ -467,9 +442,9 @@ export class Limiter {
     const b = this.filling ? new FlatBatch() : this.scratch.reset();
     const delta = usage.tokens - r.tokens;
     const nums = r.nums;
-    for (let i = 0, o = 0; i < r.count; i++, o += STRIDE) {
+    for (let i = 0, o = 0; delta !== 0 && i < r.count; i++, o += STRIDE) {
       const flags = nums[o + FLAGS]!;
-      if ((flags & HAS_TOKENS) === 0 || delta === 0) continue;
+      if ((flags & HAS_TOKENS) === 0) continue;
       b.window(r.windowKey(i), nums[o + WINDOW_MS]!, (flags & SLIDING) !== 0, r.handles?.[i], nums[o + START]!);
       b.counter("tokens", 0, delta, 0, true);
     }
@@ -524,7 +499,12 @@ export class Limiter {
   async status(descriptors: readonly Descriptor[]): Promise<LimitStatus[]> {
     const plan = this.planOf(dedupe(descriptors), 0, undefined);
     const result = await this.store.read({
-      windows: plan.batch.windows.map((w) => ({ ...spec(w), counters: w.counters.map((c) => c.name) })),
+      windows: plan.batch.windows.map((w) => ({
+        key: w.key,
+        windowMs: w.windowMs,
+        algorithm: w.algorithm,
+        counters: w.counters.map((c) => c.name),
+      })),
       gauges: plan.batch.gauges.map((g) => ({ key: g.key, name: g.name })),
     });
     return this.statuses(plan, { admitted: true, now: result.now, windows: result.windows, gauges: result.gauges });
@@ -666,15 +646,7 @@ export class Limiter {
       for (let j = 0; j < w.counters.length; j++) {
         const c = w.counters[j]!;
         const used = usedOf(state.counters[j]!, w, state.start, result.now);
-        const st = status(
-          d,
-          c.name as LimitType,
-          c.limit,
-          used,
-          state.start + w.windowMs,
-          w.counters[0]!.enforce,
-          result.admitted,
-        );
+        const st = status(d, c.name as LimitType, c.limit, used, state.start + w.windowMs, c.enforce, result.admitted);
         st.windowMs = w.windowMs;
         out.push(st);
       }
@@ -767,10 +739,6 @@ function fromHeld(plan: Plan, now: number, r: Held): AdmitResult {
     return { inFlight: nums[o]!, earliestExpiry: earliest < 0 ? null : earliest };
   });
   return { admitted: true, now, windows, gauges };
-}
-
-function spec(w: { key: string; windowMs: number; algorithm: WindowAlgorithm }) {
-  return { key: w.key, windowMs: w.windowMs, algorithm: w.algorithm };
 }
 
 function statusIndex(plan: Plan, at: NonNullable<AdmitResult["denied"]>): number {

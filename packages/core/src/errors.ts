@@ -41,11 +41,6 @@ export class StoreUnavailableError extends TollgateError {
   }
 }
 
-/** Small guard used across packages: throws `TollgateError(code)` unless `ok`. */
-export function invariant(ok: unknown, code: TollgateErrorCode, message: string): asserts ok {
-  if (!ok) throw new TollgateError(code, message);
-}
-
 /** Non-negative safe integer check shared by validators. */
 export function isNonNegativeInteger(n: unknown): n is number {
   return typeof n === "number" && Number.isSafeInteger(n) && n >= 0;

@@ -20,6 +20,7 @@ import type {
   CounterDelta,
   CounterOp,
   CounterState,
+  CounterStore,
   DeniedAt,
   GaugeOp,
   GaugeState,
@@ -203,6 +204,22 @@ export interface FlatCounterStore {
 export function flatStoreOf(store: unknown): FlatCounterStore | undefined {
   const s = store as Partial<FlatCounterStore> | undefined;
   return typeof s?.admitFlat === "function" && typeof s.adjustFlat === "function" ? (s as FlatCounterStore) : undefined;
+}
+
+/**
+ * The other optional capability of in-process stores (the memory store has it): synchronous forms of `admit` and
+ * `adjust` in the contract's object form, same semantics, no promise. `@tollgate/budgets` uses them when present.
+ * `trusted` is true only for batches built from validated input, which the store may then skip re-validating.
+ */
+export interface SyncCounterStore {
+  admitSync(batch: AdmitBatch, trusted?: boolean): AdmitResult;
+  adjustSync(batch: AdjustBatch, trusted?: boolean): AdjustResult;
+}
+
+/** The store's {@link SyncCounterStore} capability, when it has one. */
+export function syncStoreOf(store: CounterStore): SyncCounterStore | undefined {
+  const s = store as CounterStore & Partial<SyncCounterStore>;
+  return typeof s.admitSync === "function" && typeof s.adjustSync === "function" ? (s as SyncCounterStore) : undefined;
 }
 
 function windowStates(batch: FlatBatch, r: FlatResult): WindowState[] {

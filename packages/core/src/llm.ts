@@ -1,4 +1,4 @@
-import { TollgateError } from "./errors.js";
+import { isNonNegativeInteger, TollgateError } from "./errors.js";
 
 /**
  * Which OpenAI-style endpoint a request body is for. It decides which field holds the content and which
@@ -71,7 +71,7 @@ function asBody(body: unknown): Json {
 function optCount(obj: Json, field: string, where: string): number | undefined {
   const v = obj[field];
   if (v === undefined || v === null) return undefined;
-  if (typeof v !== "number" || !Number.isSafeInteger(v) || v < 0) {
+  if (!isNonNegativeInteger(v)) {
     throw bad(`${where}${field} must be a non-negative integer, got ${JSON.stringify(v)}`);
   }
   return v;
@@ -83,7 +83,7 @@ function checkOptions(options: TokenEstimateOptions | undefined): LlmCallType {
   if (!CALL_TYPES.has(callType)) throw bad(`unknown callType ${JSON.stringify(callType)}`);
   for (const field of ["minTpmLimit", "configuredOutputTokens"] as const) {
     const v = options[field];
-    if (v !== undefined && (typeof v !== "number" || !Number.isSafeInteger(v) || v < 0)) {
+    if (v !== undefined && !isNonNegativeInteger(v)) {
       throw bad(`${field} must be a non-negative integer, got ${JSON.stringify(v)}`);
     }
   }
@@ -222,9 +222,9 @@ export function applyImplicitOutputCap<T>(body: T, options?: TokenEstimateOption
   const callType = checkOptions(options);
   const req = asBody(body);
   if (callType === "embedding") return body;
-  const rawFloor = floorFor(options?.minTpmLimit, "unknown");
-  if (rawFloor >= MAX_OUTPUT_FLOOR || explicitCap(req, callType) !== undefined) return body;
-  const floor = callType === "responses" ? Math.max(RESPONSES_MIN_OUTPUT, rawFloor) : rawFloor;
+  // the responses minimum (16) is below MAX_OUTPUT_FLOOR, so it never decides the first test
+  const floor = floorFor(options?.minTpmLimit, callType);
+  if (floor >= MAX_OUTPUT_FLOOR || explicitCap(req, callType) !== undefined) return body;
   const cap = Math.max(floor, options?.configuredOutputTokens ?? 0);
   const field = callType === "responses" ? "max_output_tokens" : "max_tokens";
   return { ...req, [field]: cap } as T;

@@ -1,5 +1,6 @@
-import { isSafeInteger, TollgateError } from "./errors.js";
+import { isNonNegativeInteger, isSafeInteger, TollgateError } from "./errors.js";
 import type { Descriptor } from "./types.js";
+import { isName } from "./validate.js";
 
 /** Default window length of a descriptor: one minute, like LiteLLM's `LITELLM_RATE_LIMIT_WINDOW_SIZE`. */
 export const DEFAULT_WINDOW_MS = 60_000;
@@ -22,10 +23,6 @@ export type StandardScope =
   | "agent"
   | "agent_session";
 
-const SCOPE_NAME = /^[A-Za-z0-9_]+$/;
-/** Scope names already seen valid (bounded), so the hot path skips the regex. */
-const knownScopes = new Set<string>();
-
 function show(v: unknown): string {
   return typeof v === "string" ? JSON.stringify(v) : String(v);
 }
@@ -46,7 +43,7 @@ function checkPart(part: unknown, what: string): asserts part is string {
 /** Checks a limit; the message is only built on failure (this runs for every descriptor of every request). */
 function checkLimit(n: unknown, limit: string, scope: string): void {
   if (n === undefined) return;
-  if (typeof n !== "number" || !Number.isSafeInteger(n) || n < 0) {
+  if (!isNonNegativeInteger(n)) {
     throw new TollgateError(
       "INVALID_LIMIT",
       `${limit} limit of ${scope} must be a non-negative integer (omit it for no limit), got ${show(n)}`,
@@ -80,11 +77,8 @@ export function validateIdentity(d: Descriptor): void {
   if (typeof d !== "object" || d === null) {
     throw new TollgateError("INVALID_ARGUMENT", `a descriptor must be an object, got ${show(d)}`);
   }
-  if (!knownScopes.has(d.scope)) {
-    if (typeof d.scope !== "string" || !SCOPE_NAME.test(d.scope)) {
-      throw new TollgateError("INVALID_SCOPE", `descriptor scope must match [A-Za-z0-9_]+, got ${show(d.scope)}`);
-    }
-    if (knownScopes.size < 1024) knownScopes.add(d.scope);
+  if (!isName(d.scope)) {
+    throw new TollgateError("INVALID_SCOPE", `descriptor scope must match [A-Za-z0-9_]+, got ${show(d.scope)}`);
   }
   checkPart(d.value, `value of scope ${d.scope}`);
 }

@@ -67,7 +67,7 @@ export interface GaugeOp {
 
 /** A lease taken by an admission on its gauges and holds. */
 export interface LeaseSpec {
-  /** Unique id (the engine uses a random UUID). */
+  /** Unique across every process sharing the store (the engine uses `createIdGenerator`). */
   id: string;
   /** Time to live in ms; renew before it passes. Positive safe integer. */
   ttlMs: number;

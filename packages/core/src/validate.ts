@@ -5,12 +5,20 @@ const NAME = /^[A-Za-z0-9_]+$/;
 /** Names already seen valid: the hot path checks a Set instead of running the regex (bounded). */
 const validNames = new Set<string>(["requests", "tokens", "max_parallel_requests"]);
 
+/**
+ * True when `name` matches `[A-Za-z0-9_]+` (counter, gauge and scope names). @internal
+ */
+export function isName(name: unknown): name is string {
+  if (validNames.has(name as string)) return true;
+  if (typeof name !== "string" || !NAME.test(name)) return false;
+  if (validNames.size < 1024) validNames.add(name);
+  return true;
+}
+
 function checkName(name: unknown, what: string): void {
-  if (validNames.has(name as string)) return;
-  if (typeof name !== "string" || !NAME.test(name)) {
+  if (!isName(name)) {
     throw new TollgateError("INVALID_ARGUMENT", `${what} must match [A-Za-z0-9_]+, got ${JSON.stringify(name)}`);
   }
-  if (validNames.size < 1024) validNames.add(name);
 }
 
 /** Counter names: as other names, but `window` is the window's own key (`{scope:value}:window`). */
@@ -46,7 +54,12 @@ function checkLeaseRef(ref: LeaseRef): void {
   if (typeof ref.id !== "string" || ref.id.length === 0) {
     throw new TollgateError("INVALID_ARGUMENT", "lease id must be a non-empty string");
   }
-  for (const g of [...ref.gauges, ...ref.holds]) {
+  checkLeaseEntries(ref.gauges);
+  checkLeaseEntries(ref.holds);
+}
+
+function checkLeaseEntries(entries: LeaseRef["gauges"]): void {
+  for (const g of entries) {
     checkKey(g.key, "lease entry key");
     checkName(g.name, "lease entry name");
   }

@@ -265,9 +265,8 @@ export class MemoryStore implements CounterStore, FlatCounterStore {
     for (let i = 0; i < b.windowCount; i++) {
       const windowMs = b.windowMs[i]!;
       const sliding = b.sliding[i]!;
-      const hint = b.handles[i] as WindowEntry | undefined;
-      const entry =
-        hint !== undefined && !hint.dead && hint.key === b.keys[i] ? this.byHandle(hint) : this.windowEntry(b.keys[i]!);
+      const hint = liveWindow(b.handles[i], b.keys[i]!);
+      const entry = hint !== undefined ? this.byHandle(hint) : this.windowEntry(b.keys[i]!);
       const roll = rollOf(entry, windowMs, sliding, now);
       const start = startAfter(roll, entry, windowMs, now);
       entries[i] = entry;
@@ -277,14 +276,8 @@ export class MemoryStore implements CounterStore, FlatCounterStore {
         const counter = entry === undefined ? undefined : findCounter(entry, b.names[c]!);
         found[c] = counter;
         const held = heldOf(counter, now, true);
-        let value = 0;
-        let previous = 0;
-        if (counter !== undefined && roll !== RESET) {
-          if (roll === KEEP) {
-            value = counter.value;
-            previous = counter.previous;
-          } else previous = counter.value;
-        }
+        const value = valueAt(counter, roll);
+        const previous = previousAt(counter, roll);
         r.values[c] = value;
         r.previous[c] = previous;
         r.held[c] = held;
@@ -337,9 +330,10 @@ export class MemoryStore implements CounterStore, FlatCounterStore {
         const hold = b.holds[c]!;
         if (hold > 0) {
           counter.holds ??= new Map();
-          const prior = counter.holds.get(leaseId);
+          // the check pass pruned expired holds, so a prior hold of this lease is live
+          const prior = counter.holds.get(leaseId)?.amount ?? 0;
           counter.holds.set(leaseId, { amount: hold, expiry });
-          r.held[c]! += hold - (prior !== undefined && prior.expiry > now ? prior.amount : 0);
+          r.held[c]! += hold - prior;
         }
       }
     }
@@ -443,10 +437,11 @@ export class MemoryStore implements CounterStore, FlatCounterStore {
       const roll = rollOf(entry, w.windowMs, w.algorithm === "sliding", now);
       const counters = w.counters.map((name): CounterState => {
         const counter = entry === undefined ? undefined : findCounter(entry, name);
-        const held = heldOf(counter, now, false);
-        if (counter === undefined || roll === RESET) return { value: 0, previous: 0, held };
-        if (roll === SHIFT) return { value: 0, previous: counter.value, held };
-        return { value: counter.value, previous: counter.previous, held };
+        return {
+          value: valueAt(counter, roll),
+          previous: previousAt(counter, roll),
+          held: heldOf(counter, now, false),
+        };
       });
       return { start: startAfter(roll, entry, w.windowMs, now), counters };
     });
@@ -543,24 +538,33 @@ function clockFree(b: FlatBatch): boolean {
   return true;
 }
 
+/** A counter's value in the window as rolled: 0 in a fresh or shifted window. */
+function valueAt(counter: Counter | undefined, roll: Roll): number {
+  return counter !== undefined && roll === KEEP ? counter.value : 0;
+}
+
+/** The previous window's value as rolled: after a shift, the value of the window that just ended. */
+function previousAt(counter: Counter | undefined, roll: Roll): number {
+  if (counter === undefined || roll === RESET) return 0;
+  return roll === SHIFT ? counter.value : counter.previous;
+}
+
 /** Writes a counter's state as seen at `now` into the result slot `c`. */
 function viewInto(r: FlatResult, c: number, counter: Counter | undefined, roll: Roll, held: number): void {
+  r.values[c] = valueAt(counter, roll);
+  r.previous[c] = previousAt(counter, roll);
   r.held[c] = held;
-  if (counter === undefined || roll === RESET) {
-    r.values[c] = 0;
-    r.previous[c] = 0;
-  } else if (roll === SHIFT) {
-    r.values[c] = 0;
-    r.previous[c] = counter.value;
-  } else {
-    r.values[c] = counter.value;
-    r.previous[c] = counter.previous;
-  }
 }
 
 function asWindow(e: Entry | undefined, key: string): WindowEntry | undefined {
   if (e === undefined || e.kind === "window") return e;
   throw new TollgateError("STORE_DATA_CORRUPT", `[memory] ${key} holds a gauge, not a window`);
+}
+
+/** `handle` when it is a live window entry of this key (a hint), else undefined. */
+function liveWindow(handle: unknown, key: string): WindowEntry | undefined {
+  const w = handle as WindowEntry | undefined;
+  return w !== undefined && !w.dead && w.key === key ? w : undefined;
 }
 
 /** `handle` when it is a live gauge entry of this base key and name (a hint), else undefined. */
