@@ -6,12 +6,7 @@
  */
 import { createLimiter } from "@tollgate/core";
 import { createRedisStore } from "@tollgate/store-redis";
-import {
-  type RedisClusterHandle,
-  type RedisServerHandle,
-  startRedisCluster,
-  startRedisServer,
-} from "@tollgate/test-servers";
+import { startRedisCluster, startRedisServer } from "@tollgate/test-servers";
 import { Cluster, Redis } from "ioredis";
 import { RateLimiterRedis } from "rate-limiter-flexible";
 import {
@@ -201,11 +196,15 @@ async function steady(
 }
 
 export default async function run(): Promise<string> {
-  let server: RedisServerHandle | undefined;
-  let cluster: RedisClusterHandle | undefined;
+  // allSettled, so that when one start fails the one that did start is still stopped below.
+  const [serverStart, clusterStart] = await Promise.allSettled([startRedisServer(), startRedisCluster()]);
+  const server = serverStart.status === "fulfilled" ? serverStart.value : undefined;
+  const cluster = clusterStart.status === "fulfilled" ? clusterStart.value : undefined;
   const clients: Array<Redis | Cluster> = [];
   try {
-    [server, cluster] = await Promise.all([startRedisServer(), startRedisCluster()]);
+    if (!server || !cluster) {
+      throw serverStart.status === "rejected" ? serverStart.reason : (clusterStart as PromiseRejectedResult).reason;
+    }
     // One client configuration for every row (Tollgate, raw ceiling, rate-limiter-flexible).
     const client = new Redis(server.url, { enableAutoPipelining: AUTO_PIPELINING });
     const admin = new Redis(server.url);

@@ -83,6 +83,45 @@ export interface ResilientStore extends CounterStore {
   onHealthChange(listener: Listener<StoreHealthEvent>): () => void;
 }
 
+/** The settings of {@link FailurePolicyOptions} that take a default, resolved and validated. */
+export interface ResolvedFailurePolicyOptions {
+  policy: FailurePolicy;
+  timeoutMs: number;
+  retryIntervalMs: number;
+  instances: number;
+}
+
+/**
+ * Applies the defaults of {@link FailurePolicyOptions} and validates them, throwing what {@link withFailurePolicy}
+ * throws for bad options (`INVALID_DURATION` for `timeoutMs` / `retryIntervalMs`, `INVALID_ARGUMENT` for
+ * `instances` / `policy`). Stores call it before acquiring anything (e.g. opening a client) that bad options
+ * would otherwise leak.
+ */
+export function resolveFailurePolicyOptions(o: FailurePolicyOptions = {}): ResolvedFailurePolicyOptions {
+  const resolved: ResolvedFailurePolicyOptions = {
+    policy: o.policy ?? "closed",
+    timeoutMs: o.timeoutMs ?? 100,
+    retryIntervalMs: o.retryIntervalMs ?? 1000,
+    instances: o.instances ?? 1,
+  };
+  if (!Number.isSafeInteger(resolved.timeoutMs) || resolved.timeoutMs <= 0) {
+    throw new TollgateError("INVALID_DURATION", `timeoutMs must be a positive integer, got ${o.timeoutMs}`);
+  }
+  if (!Number.isSafeInteger(resolved.retryIntervalMs) || resolved.retryIntervalMs < 0) {
+    throw new TollgateError(
+      "INVALID_DURATION",
+      `retryIntervalMs must be a non-negative integer, got ${o.retryIntervalMs}`,
+    );
+  }
+  if (!Number.isSafeInteger(resolved.instances) || resolved.instances < 1) {
+    throw new TollgateError("INVALID_ARGUMENT", `instances must be a positive integer, got ${o.instances}`);
+  }
+  if (!["closed", "open", "fallback"].includes(resolved.policy)) {
+    throw new TollgateError("INVALID_ARGUMENT", `policy must be "closed", "open" or "fallback", got ${o.policy}`);
+  }
+  return resolved;
+}
+
 const isUnavailable = (err: unknown): err is TollgateError =>
   err instanceof TollgateError && err.code === "STORE_UNAVAILABLE";
 
@@ -133,28 +172,14 @@ class FailurePolicyStore implements ResilientStore {
     o: FailurePolicyOptions,
   ) {
     this.name = backend.name;
-    this.policy = o.policy ?? "closed";
-    this.timeoutMs = o.timeoutMs ?? 100;
-    this.retryIntervalMs = o.retryIntervalMs ?? 1000;
-    this.instances = o.instances ?? 1;
+    const resolved = resolveFailurePolicyOptions(o);
+    this.policy = resolved.policy;
+    this.timeoutMs = resolved.timeoutMs;
+    this.retryIntervalMs = resolved.retryIntervalMs;
+    this.instances = resolved.instances;
     this.now = o.now ?? Date.now;
     this.fallback = o.fallbackStore;
     this.ownsFallback = o.fallbackStore === undefined;
-    if (!Number.isSafeInteger(this.timeoutMs) || this.timeoutMs <= 0) {
-      throw new TollgateError("INVALID_DURATION", `timeoutMs must be a positive integer, got ${o.timeoutMs}`);
-    }
-    if (!Number.isSafeInteger(this.retryIntervalMs) || this.retryIntervalMs < 0) {
-      throw new TollgateError(
-        "INVALID_DURATION",
-        `retryIntervalMs must be a non-negative integer, got ${o.retryIntervalMs}`,
-      );
-    }
-    if (!Number.isSafeInteger(this.instances) || this.instances < 1) {
-      throw new TollgateError("INVALID_ARGUMENT", `instances must be a positive integer, got ${o.instances}`);
-    }
-    if (!["closed", "open", "fallback"].includes(this.policy)) {
-      throw new TollgateError("INVALID_ARGUMENT", `policy must be "closed", "open" or "fallback", got ${o.policy}`);
-    }
   }
 
   get health(): StoreHealth {

@@ -23,6 +23,8 @@ export {
   type FailurePolicyOptions,
   perInstanceLimit,
   type ResilientStore,
+  type ResolvedFailurePolicyOptions,
+  resolveFailurePolicyOptions,
   type StoreHealth,
   type StoreHealthEvent,
   withFailurePolicy,

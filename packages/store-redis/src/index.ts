@@ -9,6 +9,7 @@ import {
   evalshaWithFallback,
   type FailurePolicy,
   type ResilientStore,
+  resolveFailurePolicyOptions,
   type ScriptExecutor,
   withFailurePolicy,
 } from "@tollgate/redis-scripts";
@@ -92,7 +93,14 @@ export function createRedisStore(options: RedisStoreOptions): ResilientStore {
   if (given !== 1) {
     throw new TollgateError("INVALID_ARGUMENT", "createRedisStore needs exactly one of client, connection or cluster");
   }
-  const timeoutMs = options.timeoutMs ?? 100;
+  // Bad failure-policy options must throw before a client exists: a created client connects at once and
+  // would reconnect forever with nothing left to close it.
+  const { timeoutMs } = resolveFailurePolicyOptions({
+    policy: options.failurePolicy,
+    timeoutMs: options.timeoutMs,
+    retryIntervalMs: options.retryIntervalMs,
+    instances: options.fallbackInstances,
+  });
   let client: Redis | Cluster;
   let owned = false;
   if (options.client) {

@@ -5,6 +5,7 @@ import {
   DEFAULT_PREFIX,
   type FailurePolicy,
   type ResilientStore,
+  resolveFailurePolicyOptions,
   withFailurePolicy,
 } from "@tollgate/redis-scripts";
 import { Redis } from "@upstash/redis";
@@ -102,9 +103,13 @@ function clientFrom(options: UpstashStoreOptions): Redis {
  */
 export function createUpstashStore(options: UpstashStoreOptions = {}): ResilientStore {
   const timeoutMs = options.timeoutMs ?? DEFAULT_UPSTASH_TIMEOUT_MS;
-  if (!Number.isSafeInteger(timeoutMs) || timeoutMs <= 0) {
-    throw new TollgateError("INVALID_DURATION", `[upstash] timeoutMs must be a positive integer, got ${timeoutMs}`);
-  }
+  // The failure policy's own checks (INVALID_DURATION for timeoutMs), before the executor is built on timeoutMs.
+  resolveFailurePolicyOptions({
+    policy: options.failurePolicy,
+    timeoutMs,
+    retryIntervalMs: options.retryIntervalMs,
+    instances: options.fallbackInstances,
+  });
   const prefix = options.prefix ?? DEFAULT_PREFIX;
   if (typeof prefix !== "string") {
     throw new TollgateError("INVALID_ARGUMENT", "[upstash] prefix must be a string");

@@ -149,6 +149,22 @@ describe("HTTP requests per operation", () => {
     expect(() => createUpstashStore({ url: "http://127.0.0.1:1" })).toThrow(TollgateError);
     expect(() => createUpstashStore({ client: h.client(), timeoutMs: 0 })).toThrow(/timeoutMs/);
   });
+
+  it("bad failure-policy options are rejected with their codes, timeoutMs included", () => {
+    const code = (options: UpstashStoreOptions) => {
+      try {
+        createUpstashStore({ client: h.client(), ...options });
+      } catch (err) {
+        return (err as TollgateError).code;
+      }
+      return undefined;
+    };
+    expect(code({ timeoutMs: 0 })).toBe("INVALID_DURATION");
+    expect(code({ timeoutMs: 1.5 })).toBe("INVALID_DURATION");
+    expect(code({ retryIntervalMs: -1 })).toBe("INVALID_DURATION");
+    expect(code({ fallbackInstances: 0 })).toBe("INVALID_ARGUMENT");
+    expect(code({ failurePolicy: "maybe" as never })).toBe("INVALID_ARGUMENT");
+  });
 });
 
 describe("wire format", () => {

@@ -4,7 +4,7 @@
  * Tests isolate themselves by random key prefixes; nothing ever flushes these servers.
  */
 import type { TestProject } from "vitest/node";
-import { type RedisClusterHandle, type RedisServerHandle, startRedisCluster, startRedisServer } from "./redis.js";
+import { startRedisCluster, startRedisServer } from "./redis.js";
 
 /** Serializable address of the shared standalone server. */
 export interface ProvidedRedis {
@@ -26,18 +26,19 @@ declare module "vitest" {
 }
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
-  let server: RedisServerHandle | undefined;
-  let cluster: RedisClusterHandle | undefined;
-  try {
-    [server, cluster] = await Promise.all([startRedisServer(), startRedisCluster()]);
-  } catch (err) {
-    await server?.stop();
-    await cluster?.stop();
-    throw err;
+  const [serverStart, clusterStart] = await Promise.allSettled([startRedisServer(), startRedisCluster()]);
+  if (serverStart.status === "rejected" || clusterStart.status === "rejected") {
+    // Stop whichever did start (its process and temp dir would outlive the run), then fail with the first error.
+    await Promise.allSettled(
+      [serverStart, clusterStart].map((s) => (s.status === "fulfilled" ? s.value.stop() : undefined)),
+    );
+    throw serverStart.status === "rejected" ? serverStart.reason : (clusterStart as PromiseRejectedResult).reason;
   }
+  const server = serverStart.value;
+  const cluster = clusterStart.value;
   project.provide("redis", { host: server.host, port: server.port, url: server.url });
   project.provide("redisCluster", { nodes: cluster.nodes });
   return async () => {
-    await Promise.all([server?.stop(), cluster?.stop()]);
+    await Promise.all([server.stop(), cluster.stop()]);
   };
 }
