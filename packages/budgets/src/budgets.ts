@@ -19,11 +19,11 @@ import {
   compileBudget,
   fingerprint,
   modelMatches,
-  periodKey,
   sameSpec,
+  windowOf,
 } from "./compile.js";
 import { formatBudgetExceeded } from "./messages.js";
-import { formatUsd, type Nano, parseUsd, type Usd } from "./money.js";
+import { formatUsd, type Nano, nonNegativeInt, parseUsd, type Usd } from "./money.js";
 import { DEFAULT_PRICES } from "./prices.js";
 import {
   createPriceBook,
@@ -178,11 +178,9 @@ interface Plan {
   attempts: number;
 }
 
-/** One admission attempt of a plan. */
+/** One admission attempt of a plan: the period clock it used and its batch. */
 interface Attempt {
   t: number;
-  windows: WindowOp[];
-  lease: { id: string; ttlMs: number } | undefined;
   batch: AdmitBatch;
 }
 
@@ -362,9 +360,8 @@ class BudgetEngine implements Budgets, ReservationHost {
     let hold = 0;
     if (this.mode === "reserve" && price !== undefined) {
       const requested = req.maxTokens ?? null;
-      if (requested !== null && !isNonNegativeInteger(requested)) {
-        throw new TollgateError("INVALID_AMOUNT", `maxTokens must be a non-negative integer, got ${requested}`);
-      }
+      // Checked here as well: an embedding model reserves no output tokens, so worstCaseCost never sees it.
+      if (requested !== null) nonNegativeInt(requested, "maxTokens");
       maxTokens = price.mode === "embedding" ? 0 : (requested ?? price.maxOutputTokens ?? this.defaultMaxTokens);
       hold = worstCaseCost(price, inputTokens, maxTokens);
     }
@@ -378,15 +375,10 @@ class BudgetEngine implements Budgets, ReservationHost {
     const windows: WindowOp[] = new Array(list.length);
     for (let i = 0; i < list.length; i++) {
       const b = list[i] as CompiledBudget;
-      windows[i] = {
-        key: periodKey(b, t),
-        windowMs: b.schedule.windowMs,
-        algorithm: "fixed",
-        counters: [{ name: SPEND, limit: b.limit, amount: 0, hold, enforce: b.enforce }],
-      };
+      windows[i] = windowOf(b, t, [{ name: SPEND, limit: b.limit, amount: 0, hold, enforce: b.enforce }]);
     }
     const lease = hold > 0 ? { id: this.createId(), ttlMs: this.ttlMs } : undefined;
-    return { t, windows, lease, batch: lease === undefined ? { windows, gauges: [] } : { windows, gauges: [], lease } };
+    return { t, batch: lease === undefined ? { windows, gauges: [] } : { windows, gauges: [], lease } };
   }
 
   /** The outcome of an attempt, or undefined to try again with a shrunk reservation. */
@@ -394,11 +386,11 @@ class BudgetEngine implements Budgets, ReservationHost {
     this.observe(res.now);
     const { list, price, maxTokens } = plan;
     if (res.admitted) {
-      const lease = attempt.lease;
+      const { windows, lease } = attempt.batch;
       let ref: LeaseRef | undefined;
       if (lease !== undefined) {
         const holds = new Array<{ key: string; name: string }>(list.length);
-        for (let i = 0; i < list.length; i++) holds[i] = { key: (attempt.windows[i] as WindowOp).key, name: SPEND };
+        for (let i = 0; i < list.length; i++) holds[i] = { key: (windows[i] as WindowOp).key, name: SPEND };
         ref = { id: lease.id, gauges: [], holds };
       }
       return this.admitted(plan, ref);
@@ -457,7 +449,7 @@ class BudgetEngine implements Budgets, ReservationHost {
     const b = list[i] as CompiledBudget;
     const state = res.windows[i]?.counters[0];
     const spend = state?.value ?? 0;
-    const max = b.max ?? b.limit;
+    const max = b.limit; // = b.max ?? b.limit: a budget's limit is its max when it has one
     return {
       budget: b.ref,
       spend,
@@ -475,20 +467,15 @@ class BudgetEngine implements Budgets, ReservationHost {
     const list = r.list;
     const lease = r.lease;
     const t = this.clock();
-    if (list.length === 0 || (cost === 0 && lease === undefined)) return this.finish(r, usage, cost, t, t, undefined);
+    if (list.length === 0 || (cost === 0 && lease === undefined)) return this.finish(r, usage, cost, t, undefined);
     const windows: AdjustWindowOp[] = new Array(list.length);
     for (let i = 0; i < list.length; i++) {
       const b = list[i] as CompiledBudget;
-      windows[i] = {
-        key: periodKey(b, t),
-        windowMs: b.schedule.windowMs,
-        algorithm: "fixed",
-        counters: [{ name: SPEND, delta: cost }],
-      };
+      windows[i] = windowOf(b, t, [{ name: SPEND, delta: cost }]);
     }
     const batch = lease === undefined ? { windows } : { windows, release: lease };
-    if (this.sync !== undefined) return this.finish(r, usage, cost, t, undefined, this.sync.adjustSync(batch, true));
-    return this.store.adjust(batch).then((res) => this.finish(r, usage, cost, t, undefined, res));
+    if (this.sync !== undefined) return this.finish(r, usage, cost, t, this.sync.adjustSync(batch, true));
+    return this.store.adjust(batch).then((res) => this.finish(r, usage, cost, t, res));
   }
 
   /** Alerts, spend record and sink after a charge (`res` undefined when nothing had to be written). */
@@ -497,7 +484,6 @@ class BudgetEngine implements Budgets, ReservationHost {
     usage: Usage,
     cost: Nano,
     t: number,
-    at: number | undefined,
     res: AdjustResult | undefined,
   ): SettleResult | Promise<SettleResult> {
     const list = r.list;
@@ -517,7 +503,7 @@ class BudgetEngine implements Budgets, ReservationHost {
       usage,
       cost,
       costUsd: formatUsd(cost),
-      time: res === undefined ? (at ?? t) : res.now,
+      time: res === undefined ? t : res.now,
     };
     const result: SettleResult = { cost, record, spend };
     if (this.sink === undefined) return result;
@@ -577,12 +563,7 @@ class BudgetEngine implements Budgets, ReservationHost {
     if (list.length === 0) return [];
     const t = this.clock();
     const res = await this.store.read({
-      windows: list.map((b) => ({
-        key: periodKey(b, t),
-        windowMs: b.schedule.windowMs,
-        algorithm: "fixed" as const,
-        counters: [SPEND],
-      })),
+      windows: list.map((b) => windowOf(b, t, [SPEND])),
       gauges: [],
     });
     this.observe(res.now);
@@ -621,10 +602,7 @@ class BudgetEngine implements Budgets, ReservationHost {
     for (const total of input.totals ?? []) {
       const entry = add(total.budget);
       if (total.spendNano !== undefined) {
-        if (!isNonNegativeInteger(total.spendNano)) {
-          throw new TollgateError("INVALID_AMOUNT", `spendNano must be a non-negative integer, got ${total.spendNano}`);
-        }
-        entry.sum += total.spendNano;
+        entry.sum += nonNegativeInt(total.spendNano, "spendNano");
       } else if (total.spend !== undefined) {
         entry.sum += parseUsd(total.spend, `spend of ${entry.b.base}`, { subNano: "ceil" });
       }
@@ -643,12 +621,7 @@ class BudgetEngine implements Budgets, ReservationHost {
       if (!Number.isSafeInteger(sum)) {
         throw new TollgateError("INVALID_AMOUNT", `restored spend of ${b.base} exceeds the exact range of one counter`);
       }
-      windows.push({
-        key: periodKey(b, t),
-        windowMs: b.schedule.windowMs,
-        algorithm: "fixed",
-        counters: [{ name: SPEND, delta: sum }],
-      });
+      windows.push(windowOf(b, t, [{ name: SPEND, delta: sum }]));
     }
     if (windows.length > 0) this.observe((await this.store.adjust({ windows })).now);
     return this.status([...sums.values()].map((x) => x.spec));

@@ -1,4 +1,4 @@
-import { TollgateError } from "@tollgate/core";
+import { TollgateError, type WindowSpec } from "@tollgate/core";
 import { parseDuration } from "./duration.js";
 import { MAX_NANO, type Nano, parseUsd } from "./money.js";
 import { createSchedule, type Period, type ResetMode, type Schedule } from "./schedule.js";
@@ -37,6 +37,11 @@ export function periodKey(b: CompiledBudget, t: number): string {
     b.lastKey = `${b.base}:${p.id}`;
   }
   return b.lastKey;
+}
+
+/** The store window of a compiled budget's period containing `t`, with `counters` (admit, adjust or read form). */
+export function windowOf<C>(b: CompiledBudget, t: number, counters: C[]): WindowSpec & { counters: C[] } {
+  return { key: periodKey(b, t), windowMs: b.schedule.windowMs, algorithm: "fixed", counters };
 }
 
 /** Whether a spec still has every field a compiled budget was built from. */

@@ -1,4 +1,4 @@
-import { TollgateError, type TollgateErrorCode } from "@tollgate/core";
+import { isNonNegativeInteger, TollgateError, type TollgateErrorCode } from "@tollgate/core";
 
 /**
  * Money is an integer number of nano-USD (1 nano-USD = 1e-9 USD) held in a JS number.
@@ -123,20 +123,40 @@ export function pythonFloat(x: number): string {
   return `${sign}${intPart}.${fracPart === "" ? "0" : fracPart}`;
 }
 
-/** `a * b` for non-negative safe integers, or a TollgateError when the exact product leaves the safe range. */
-export function mulNano(a: number, b: number, what: string): Nano {
+/**
+ * `n` itself when it is a non-negative safe integer (a token count, an amount of nano-USD).
+ * @throws TollgateError `INVALID_AMOUNT` otherwise, naming it `what`.
+ */
+export function nonNegativeInt(n: unknown, what: string): number {
+  if (!isNonNegativeInteger(n)) {
+    throw new TollgateError("INVALID_AMOUNT", `${what} must be a non-negative integer, got ${n}`);
+  }
+  return n;
+}
+
+/**
+ * `a * b` for non-negative safe integers, or a TollgateError when the exact product leaves the safe range.
+ * `what` and `model` name the amount in the error (`<what> of <model>`); the message is built only on failure.
+ */
+export function mulNano(a: number, b: number, what: string, model: string): Nano {
   const p = a * b;
   if (!Number.isSafeInteger(p)) {
-    throw new TollgateError("INVALID_AMOUNT", `${what} (${a} x ${b} nano-USD) exceeds the exact range of one counter`);
+    throw new TollgateError(
+      "INVALID_AMOUNT",
+      `${what} of ${model} (${a} x ${b} nano-USD) exceeds the exact range of one counter`,
+    );
   }
   return p;
 }
 
-/** `a + b` for non-negative safe integers, or a TollgateError when the sum leaves the safe range. */
-export function addNano(a: number, b: number, what: string): Nano {
+/**
+ * `a + b` for non-negative safe integers, or a TollgateError when the sum leaves the safe range.
+ * `what` and `model` as in {@link mulNano}.
+ */
+export function addNano(a: number, b: number, what: string, model: string): Nano {
   const s = a + b;
   if (!Number.isSafeInteger(s)) {
-    throw new TollgateError("INVALID_AMOUNT", `${what} exceeds the exact range of one counter`);
+    throw new TollgateError("INVALID_AMOUNT", `${what} of ${model} exceeds the exact range of one counter`);
   }
   return s;
 }

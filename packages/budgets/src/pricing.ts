@@ -1,5 +1,5 @@
 import { isNonNegativeInteger, TollgateError } from "@tollgate/core";
-import { addNano, mulNano, type Nano, parseUsd, type Usd } from "./money.js";
+import { addNano, mulNano, type Nano, nonNegativeInt, parseUsd, type Usd } from "./money.js";
 
 /**
  * One model's prices, with LiteLLM's field names (`model_prices_and_context_window.json`). Prices are USD per
@@ -93,11 +93,7 @@ export function compilePrice(model: string, p: ModelPriceInput): ModelPrice {
 }
 
 function tokens(n: number | undefined, what: string): number {
-  if (n === undefined) return 0;
-  if (!isNonNegativeInteger(n)) {
-    throw new TollgateError("INVALID_AMOUNT", `${what} must be a non-negative integer, got ${n}`);
-  }
-  return n;
+  return n === undefined ? 0 : nonNegativeInt(n, what);
 }
 
 /**
@@ -121,21 +117,22 @@ export function costOf(p: ModelPrice, usage: Usage): Nano {
   if (reasoning > output) {
     throw new TollgateError("INVALID_AMOUNT", `reasoningTokens (${reasoning}) exceed outputTokens (${output})`);
   }
-  const what = `cost of ${p.model}`;
-  let cost = mulNano(input - cached - created, p.input, what);
-  cost = addNano(cost, mulNano(cached, p.cacheRead, what), what);
-  cost = addNano(cost, mulNano(created, p.cacheCreation, what), what);
-  cost = addNano(cost, mulNano(output - reasoning, p.output, what), what);
-  return addNano(cost, mulNano(reasoning, p.reasoning, what), what);
+  const m = p.model;
+  let cost = mulNano(input - cached - created, p.input, "cost", m);
+  cost = addNano(cost, mulNano(cached, p.cacheRead, "cost", m), "cost", m);
+  cost = addNano(cost, mulNano(created, p.cacheCreation, "cost", m), "cost", m);
+  cost = addNano(cost, mulNano(output - reasoning, p.output, "cost", m), "cost", m);
+  return addNano(cost, mulNano(reasoning, p.reasoning, "cost", m), "cost", m);
 }
 
 /** Worst-case cost of a request: every prompt token uncached, every output token at the worst output price. */
 export function worstCaseCost(p: ModelPrice, inputTokens: number, maxOutputTokens: number): Nano {
-  const what = `worst-case cost of ${p.model}`;
+  const m = p.model;
   return addNano(
-    mulNano(tokens(inputTokens, "inputTokens"), p.input, what),
-    mulNano(tokens(maxOutputTokens, "maxTokens"), p.worstOutput, what),
-    what,
+    mulNano(tokens(inputTokens, "inputTokens"), p.input, "worst-case cost", m),
+    mulNano(tokens(maxOutputTokens, "maxTokens"), p.worstOutput, "worst-case cost", m),
+    "worst-case cost",
+    m,
   );
 }
 

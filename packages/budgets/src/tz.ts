@@ -64,11 +64,6 @@ export function offsetAt(t: number, timeZone: string): number {
   return local - floored;
 }
 
-/** Wall-clock time of instant `t` as local ms. */
-export function wallAt(t: number, timeZone: string): number {
-  return t + offsetAt(t, timeZone);
-}
-
 /**
  * The first instant `u >= from` at which the local clock shows `target` or later, assuming it shows an earlier
  * time at `from`. Handles one offset change in between: a wall time skipped by a spring-forward change is reached
@@ -89,6 +84,3 @@ export function firstReach(target: number, from: number, timeZone: string): numb
   const o2 = offsetAt(hi, timeZone);
   return hi + o2 >= target ? hi : target - o2;
 }
-
-/** Largest possible distance between UTC and a local clock, with margin (zones span -12h to +14h). */
-export const MAX_OFFSET_MS = 16 * 3_600_000;

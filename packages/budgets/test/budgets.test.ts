@@ -411,6 +411,9 @@ describe.each(STORES)("budgets on the $name store", ({ create }) => {
     expect(await codeOf(budgets.reserve(req([key("-1")])))).toBe("INVALID_AMOUNT");
     expect(await codeOf(budgets.reserve(req([key("1", { timeZone: "Nowhere/City" })])))).toBe("INVALID_ARGUMENT");
     expect(await codeOf(budgets.reserve(req([key("1")], { maxTokens: -5 })))).toBe("INVALID_AMOUNT");
+    expect(await codeOf(budgets.reserve(req([key("1")], { model: "test-embed", maxTokens: 1.5 })))).toBe(
+      "INVALID_AMOUNT",
+    );
     expect(await codeOf(budgets.reserve(req([{ scope: "team_member", id: "u", maxBudget: "1" }])))).toBe(
       "INVALID_SCOPE",
     );
