@@ -5,9 +5,9 @@
 import { TollgateError } from "@tollgate/core";
 import {
   createScriptStore,
-  DEFAULT_PREFIX,
   evalshaWithFallback,
   type FailurePolicy,
+  type FailurePolicyOptions,
   type ResilientStore,
   resolveFailurePolicyOptions,
   type ScriptExecutor,
@@ -93,54 +93,53 @@ export function createRedisStore(options: RedisStoreOptions): ResilientStore {
   if (given !== 1) {
     throw new TollgateError("INVALID_ARGUMENT", "createRedisStore needs exactly one of client, connection or cluster");
   }
-  // Bad failure-policy options must throw before a client exists: a created client connects at once and
-  // would reconnect forever with nothing left to close it.
-  const { timeoutMs } = resolveFailurePolicyOptions({
+  const policyOptions: FailurePolicyOptions = {
     policy: options.failurePolicy,
     timeoutMs: options.timeoutMs,
     retryIntervalMs: options.retryIntervalMs,
     instances: options.fallbackInstances,
-  });
+  };
+  // Bad failure-policy options must throw before a client exists: a created client connects at once and
+  // would reconnect forever with nothing left to close it.
+  const { timeoutMs } = resolveFailurePolicyOptions(policyOptions);
+  const owned = !options.client;
   let client: Redis | Cluster;
-  let owned = false;
   if (options.client) {
     client = options.client;
-  } else if (options.cluster) {
-    const defaults = ownedClientDefaults(timeoutMs);
-    client = new Cluster(options.cluster.nodes, {
-      clusterRetryStrategy: defaults.retryStrategy,
-      ...options.cluster.options,
-      redisOptions: { ...defaults, ...options.cluster.options?.redisOptions },
-    });
-    owned = true;
   } else {
-    const conn = options.connection!;
     const defaults = ownedClientDefaults(timeoutMs);
-    client = typeof conn === "string" ? new Redis(conn, defaults) : new Redis({ ...defaults, ...conn });
-    owned = true;
-  }
-  if (owned) {
+    if (options.cluster) {
+      client = new Cluster(options.cluster.nodes, {
+        clusterRetryStrategy: defaults.retryStrategy,
+        ...options.cluster.options,
+        redisOptions: { ...defaults, ...options.cluster.options?.redisOptions },
+      });
+    } else {
+      const conn = options.connection!;
+      client = typeof conn === "string" ? new Redis(conn, defaults) : new Redis({ ...defaults, ...conn });
+    }
     // Connection errors surface through calls (as STORE_UNAVAILABLE) and health events, not as unhandled events.
     client.on("error", () => {});
   }
   const core = createScriptStore({
     name: "redis",
     exec: ioredisExecutor(client),
-    prefix: options.prefix ?? DEFAULT_PREFIX,
-    slotOf: isCluster(client) ? (key) => calculateSlot(key) : undefined,
+    prefix: options.prefix,
+    slotOf: isCluster(client) ? calculateSlot : undefined,
     testClock: options.testClock,
     onClose: owned
       ? async () => {
           // QUIT lets pending replies arrive; a dead server cannot answer it, so bound the wait.
-          await Promise.race([client.quit().catch(() => undefined), new Promise((r) => setTimeout(r, timeoutMs))]);
+          // The bound is cleared once QUIT answers, so close() never keeps the process alive for it.
+          let timer: ReturnType<typeof setTimeout> | undefined;
+          const bound = new Promise((r) => {
+            timer = setTimeout(r, timeoutMs);
+          });
+          await Promise.race([client.quit().catch(() => undefined), bound]);
+          clearTimeout(timer);
           client.disconnect();
         }
       : undefined,
   });
-  return withFailurePolicy(core, {
-    policy: options.failurePolicy ?? "closed",
-    timeoutMs,
-    retryIntervalMs: options.retryIntervalMs,
-    instances: options.fallbackInstances,
-  });
+  return withFailurePolicy(core, policyOptions);
 }

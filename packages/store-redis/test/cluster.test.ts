@@ -1,3 +1,4 @@
+import type { ReadResult } from "@tollgate/core";
 import calculateSlot from "cluster-key-slot";
 import { Cluster } from "ioredis";
 import { afterAll, describe, expect, inject, it } from "vitest";
@@ -48,34 +49,27 @@ describe("redis cluster: requests spanning hash slots", () => {
         gauges: [{ key: gaugeKey, name: "max_parallel_requests" }],
       });
 
+    /** Two admitted requests on each of a, b and c (requests, tokens), and both their leases on the gauge. */
+    const expectTwoAdmitted = (r: ReadResult) => {
+      expect(r.windows.map((w) => w.counters.map((x) => x.value))).toEqual([
+        [2, 20],
+        [2, 20],
+        [2, 20],
+      ]);
+      expect(r.gauges[0]!.inFlight).toBe(2);
+    };
+
     expect((await store.admit(batch("r1"))).admitted).toBe(true);
     expect((await store.admit(batch("r2"))).admitted).toBe(true);
-    const before = await read();
-    expect(before.windows.map((w) => w.counters.map((x) => x.value))).toEqual([
-      [2, 20],
-      [2, 20],
-      [2, 20],
-    ]);
-    expect(before.gauges[0]!.inFlight).toBe(2);
+    expectTwoAdmitted(await read());
 
     // c's requests limit (2) is exhausted: the groups of a and b apply, then must be compensated.
     const denied = await store.admit(batch("r3"));
     expect(denied.admitted).toBe(false);
     expect(denied.denied).toEqual({ type: "counter", window: 2, counter: 0 });
-    expect(denied.windows.map((w) => w.counters.map((x) => x.value))).toEqual([
-      [2, 20],
-      [2, 20],
-      [2, 20],
-    ]);
-    expect(denied.gauges[0]!.inFlight).toBe(2);
+    expectTwoAdmitted(denied);
 
-    const after = await read();
-    expect(after.windows.map((w) => w.counters.map((x) => x.value))).toEqual([
-      [2, 20],
-      [2, 20],
-      [2, 20],
-    ]);
-    expect(after.gauges[0]!.inFlight).toBe(2);
+    expectTwoAdmitted(await read());
     // The denied request's lease is nowhere: releasing it frees nothing.
     const rel = await store.adjust({
       windows: [],

@@ -45,16 +45,17 @@ function serverError(err: unknown): unknown {
  * they have not answered in time, so a backend that stops answering does not leave requests piling up.
  */
 export function upstashExecutor(requester: UpstashRequester, timeoutMs: number): ScriptExecutor {
+  const noAnswer = () => new StoreUnavailableError("upstash", `no answer within ${timeoutMs} ms`);
   const send = async (command: string, first: string, keys: string[], args: string[], signal: AbortSignal) => {
     let reply: { result?: unknown; error?: string };
     try {
       reply = await requester.request({ body: [command, first, String(keys.length), ...keys, ...args], signal });
     } catch (err) {
-      if (signal.aborted) throw new StoreUnavailableError("upstash", `no answer within ${timeoutMs} ms`);
+      if (signal.aborted) throw noAnswer();
       throw serverError(err);
     }
     // On abort the client may resolve with a placeholder instead of throwing: never decode that.
-    if (signal.aborted) throw new StoreUnavailableError("upstash", `no answer within ${timeoutMs} ms`);
+    if (signal.aborted) throw noAnswer();
     if (reply.error !== undefined) throw new Error(reply.error);
     return reply.result;
   };

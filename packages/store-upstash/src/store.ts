@@ -2,8 +2,8 @@ import type { CounterStore } from "@tollgate/core";
 import { TollgateError } from "@tollgate/core";
 import {
   createScriptStore,
-  DEFAULT_PREFIX,
   type FailurePolicy,
+  type FailurePolicyOptions,
   type ResilientStore,
   resolveFailurePolicyOptions,
   withFailurePolicy,
@@ -102,30 +102,25 @@ function clientFrom(options: UpstashStoreOptions): Redis {
  * const store = createUpstashStore({ client: Redis.fromEnv(), failurePolicy: "fallback" });
  */
 export function createUpstashStore(options: UpstashStoreOptions = {}): ResilientStore {
-  const timeoutMs = options.timeoutMs ?? DEFAULT_UPSTASH_TIMEOUT_MS;
-  // The failure policy's own checks (INVALID_DURATION for timeoutMs), before the executor is built on timeoutMs.
-  resolveFailurePolicyOptions({
+  const policyOptions: FailurePolicyOptions = {
     policy: options.failurePolicy,
-    timeoutMs,
+    timeoutMs: options.timeoutMs ?? DEFAULT_UPSTASH_TIMEOUT_MS,
     retryIntervalMs: options.retryIntervalMs,
     instances: options.fallbackInstances,
-  });
-  const prefix = options.prefix ?? DEFAULT_PREFIX;
-  if (typeof prefix !== "string") {
+    fallbackStore: options.fallbackStore,
+    now: options.now,
+  };
+  // The failure policy's own checks (INVALID_DURATION for timeoutMs), before the executor is built on timeoutMs.
+  const { timeoutMs } = resolveFailurePolicyOptions(policyOptions);
+  // null and undefined both mean the default prefix (applied by createScriptStore).
+  if (options.prefix != null && typeof options.prefix !== "string") {
     throw new TollgateError("INVALID_ARGUMENT", "[upstash] prefix must be a string");
   }
   const backend = createScriptStore({
     name: "upstash",
     exec: upstashExecutor(requesterOf(clientFrom(options)), timeoutMs),
-    prefix,
+    prefix: options.prefix,
     testClock: options.testClock,
   });
-  return withFailurePolicy(backend, {
-    policy: options.failurePolicy ?? "closed",
-    timeoutMs,
-    retryIntervalMs: options.retryIntervalMs,
-    instances: options.fallbackInstances,
-    fallbackStore: options.fallbackStore,
-    now: options.now,
-  });
+  return withFailurePolicy(backend, policyOptions);
 }

@@ -8,8 +8,7 @@ import { startRedisCluster, startRedisServer } from "./redis.js";
 
 /** Serializable address of the shared standalone server. */
 export interface ProvidedRedis {
-  host: string;
-  port: number;
+  /** `redis://127.0.0.1:<port>` */
   url: string;
 }
 
@@ -36,7 +35,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
   }
   const server = serverStart.value;
   const cluster = clusterStart.value;
-  project.provide("redis", { host: server.host, port: server.port, url: server.url });
+  project.provide("redis", { url: server.url });
   project.provide("redisCluster", { nodes: cluster.nodes });
   return async () => {
     await Promise.all([server.stop(), cluster.stop()]);

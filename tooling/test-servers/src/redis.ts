@@ -35,7 +35,7 @@ export interface RedisClusterHandle {
 }
 
 /** Throws a clear, actionable error when a binary is missing; never a silent skip. */
-export function assertBinary(name: "redis-server" | "redis-cli"): void {
+function assertBinary(name: "redis-server" | "redis-cli"): void {
   const probe = spawnSync(name, ["--version"], { encoding: "utf8" });
   if (probe.error || probe.status !== 0) {
     throw new Error(`${name} was not found on PATH. ${INSTALL_HINT}`);
@@ -43,7 +43,7 @@ export function assertBinary(name: "redis-server" | "redis-cli"): void {
 }
 
 /** Asks the OS for a free loopback TCP port. */
-export async function freePort(): Promise<number> {
+async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = createServer();
     srv.once("error", reject);
@@ -142,7 +142,7 @@ interface Proc {
   exited: Promise<void>;
 }
 
-function spawnServer(port: number, dir: string, extra: string[]): Proc {
+function spawnServer(port: number, dir: string, extra: string[] = []): Proc {
   const child = spawn("redis-server", serverArgs(port, dir, extra), { stdio: ["ignore", "ignore", "pipe"] });
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
   child.stderr?.resume();
@@ -166,12 +166,11 @@ async function waitForPing(port: number): Promise<void> {
  * const client = new Redis(redis.url);
  * await redis.stop();
  */
-export async function startRedisServer(options: { extraArgs?: string[] } = {}): Promise<RedisServerHandle> {
+export async function startRedisServer(): Promise<RedisServerHandle> {
   assertBinary("redis-server");
   const dir = mkdtempSync(join(tmpdir(), "tollgate-redis-"));
   const port = await freePort();
-  const extra = options.extraArgs ?? [];
-  let proc: Proc | undefined = spawnServer(port, dir, extra);
+  let proc: Proc | undefined = spawnServer(port, dir);
   let stopped = false;
   await waitForPing(port);
   return {
@@ -193,7 +192,7 @@ export async function startRedisServer(options: { extraArgs?: string[] } = {}): 
       await killProc(proc, "SIGKILL");
       // The port is ours until someone else grabs it; retry briefly while the old socket closes.
       await waitFor(`port ${port} to be free`, () => isPortFree(port));
-      proc = spawnServer(port, dir, extra);
+      proc = spawnServer(port, dir);
       await waitForPing(port);
     },
   };
@@ -208,22 +207,25 @@ function runCli(args: string[]): Promise<string> {
   });
 }
 
+/** Masters of the test cluster (no replicas). */
+const CLUSTER_MASTERS = 3;
+
 /**
- * Starts a cluster of `masters` (default 3) `redis-server --cluster-enabled yes` nodes, joins them with
+ * Starts a cluster of 3 `redis-server --cluster-enabled yes` masters, joins them with
  * `redis-cli --cluster create ... --cluster-replicas 0 --cluster-yes` and waits for `cluster_state:ok` on every node.
  */
-export async function startRedisCluster(options: { masters?: number } = {}): Promise<RedisClusterHandle> {
+export async function startRedisCluster(): Promise<RedisClusterHandle> {
   assertBinary("redis-server");
   assertBinary("redis-cli");
-  const masters = options.masters ?? 3;
   const taken = new Set<number>();
   const nodes: Array<{ port: number; dir: string; proc: Proc }> = [];
-  const stopAll = async () => {
-    await Promise.all(nodes.map((n) => killProc(n.proc, "SIGKILL")));
+  /** Stops every node started so far with `signal` and removes the temporary directories. */
+  const stopAll = async (signal: NodeJS.Signals) => {
+    await Promise.all(nodes.map((n) => killProc(n.proc, signal)));
     for (const n of nodes) rmSync(n.dir, { recursive: true, force: true });
   };
   try {
-    for (let i = 0; i < masters; i++) {
+    for (let i = 0; i < CLUSTER_MASTERS; i++) {
       const port = await freeClusterPort(taken);
       taken.add(port);
       const dir = mkdtempSync(join(tmpdir(), `tollgate-cluster-${port}-`));
@@ -255,7 +257,7 @@ export async function startRedisCluster(options: { masters?: number } = {}): Pro
       30_000,
     );
   } catch (err) {
-    await stopAll();
+    await stopAll("SIGKILL");
     throw err;
   }
   let stopped = false;
@@ -264,8 +266,7 @@ export async function startRedisCluster(options: { masters?: number } = {}): Pro
     async stop() {
       if (stopped) return;
       stopped = true;
-      await Promise.all(nodes.map((n) => killProc(n.proc, "SIGTERM")));
-      for (const n of nodes) rmSync(n.dir, { recursive: true, force: true });
+      await stopAll("SIGTERM");
     },
   };
 }
