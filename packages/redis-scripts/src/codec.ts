@@ -16,7 +16,7 @@ import {
   TollgateError,
   type WindowState,
 } from "@tollgate/core";
-import { counterKeys, gaugeKey, windowKey } from "./keys.js";
+import { counterKeys, gaugeKey, holdKeys, windowKey } from "./keys.js";
 import { ADJUST_SCRIPT, ADMIT_SCRIPT, type LuaScript, READ_SCRIPT, RENEW_SCRIPT } from "./scripts.js";
 
 /** One script invocation: what EVALSHA/EVAL receive. */
@@ -41,6 +41,15 @@ const flag = (b: boolean): string => (b ? "1" : "0");
 function pushCounterKeys(keys: string[], prefix: string, base: string, name: string): void {
   const [v, p, h, d] = counterKeys(prefix, base, name);
   keys.push(v, p, h, d);
+}
+
+/** The keys of a lease's entries, as `adjust` (release) and `renew` expect them: gauges, then holds/held pairs. */
+function pushLeaseKeys(keys: string[], prefix: string, lease: LeaseRef): void {
+  for (const g of lease.gauges) keys.push(gaugeKey(prefix, g.key, g.name));
+  for (const h of lease.holds) {
+    const [holds, held] = holdKeys(prefix, h.key, h.name);
+    keys.push(holds, held);
+  }
 }
 
 /** Encodes an admission for {@link ADMIT_SCRIPT}. The batch must already be validated. */
@@ -97,13 +106,7 @@ export function encodeAdjust(batch: AdjustBatch, opts: EncodeOptions): ScriptCal
       args.push(String(c.delta));
     }
   }
-  if (rel) {
-    for (const g of rel.gauges) keys.push(gaugeKey(prefix, g.key, g.name));
-    for (const h of rel.holds) {
-      const [, , holds, held] = counterKeys(prefix, h.key, h.name);
-      keys.push(holds, held);
-    }
-  }
+  if (rel) pushLeaseKeys(keys, prefix, rel);
   return { script: ADJUST_SCRIPT, keys, args };
 }
 
@@ -111,11 +114,7 @@ export function encodeAdjust(batch: AdjustBatch, opts: EncodeOptions): ScriptCal
 export function encodeRenew(lease: LeaseRef, ttlMs: number, opts: EncodeOptions): ScriptCall {
   const { prefix } = opts;
   const keys: string[] = [];
-  for (const g of lease.gauges) keys.push(gaugeKey(prefix, g.key, g.name));
-  for (const h of lease.holds) {
-    const [, , holds, held] = counterKeys(prefix, h.key, h.name);
-    keys.push(holds, held);
-  }
+  pushLeaseKeys(keys, prefix, lease);
   const args = [clockArg(opts), lease.id, String(ttlMs), String(lease.gauges.length), String(lease.holds.length)];
   return { script: RENEW_SCRIPT, keys, args };
 }

@@ -34,6 +34,12 @@ export function counterKeys(prefix: string, base: string, name: string): [string
   return [c, `${c}:prev`, `${c}:holds`, `${c}:held`];
 }
 
+/** The two hold keys of one counter (the last two of {@link counterKeys}): holds, held. */
+export function holdKeys(prefix: string, base: string, name: string): [string, string] {
+  const c = `${baseKey(prefix, base)}:${name}`;
+  return [`${c}:holds`, `${c}:held`];
+}
+
 /** The key of a gauge (sorted set lease id -> expiry ms). */
 export function gaugeKey(prefix: string, base: string, name: string): string {
   return `${baseKey(prefix, base)}:${name}`;

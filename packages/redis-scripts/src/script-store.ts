@@ -33,7 +33,7 @@ import {
 } from "./codec.js";
 import { toStoreError } from "./errors.js";
 import type { ScriptExecutor } from "./executor.js";
-import { counterKeys, DEFAULT_PREFIX, gaugeKey, windowKey } from "./keys.js";
+import { DEFAULT_PREFIX, gaugeKey, holdKeys, windowKey } from "./keys.js";
 
 /** Options of {@link createScriptStore}. */
 export interface ScriptStoreOptions {
@@ -77,6 +77,13 @@ function groupBySlot(slotOf: (key: string) => number, lists: string[][]): number
 
 const pick = <T>(items: T[], idx: number[]): T[] => idx.map((i) => items[i]!);
 
+/** Copies a slot group's results back to their places in the whole batch: `into[idx[j]] = from[j]`. */
+function scatter<T>(idx: number[], from: readonly T[], into: T[]): void {
+  idx.forEach((i, j) => {
+    into[i] = from[j]!;
+  });
+}
+
 /** Orders denials the way the contract checks them: windows in order, then gauges. */
 function deniedRank(d: DeniedAt): number {
   return d.type === "counter" ? d.window * 1e6 + d.counter : 1e15 + d.gauge;
@@ -109,6 +116,16 @@ class ScriptStore implements CounterStore {
     if (this.closed) throw new TollgateError("STORE_CLOSED", `[${this.name}] the store is closed`);
   }
 
+  /**
+   * Cluster only: the slot groups of a batch (see {@link groupBySlot}), or `undefined` when the store is not
+   * clustered or the batch fits one slot. `lists` is only called for a clustered store.
+   */
+  private slotGroups(lists: () => string[][]): number[][][] | undefined {
+    if (!this.slotOf) return undefined;
+    const groups = groupBySlot(this.slotOf, lists());
+    return groups.length > 1 ? groups : undefined;
+  }
+
   private async run(call: ScriptCall): Promise<unknown> {
     try {
       return await this.exec(call.script, call.keys, call.args);
@@ -120,14 +137,11 @@ class ScriptStore implements CounterStore {
   async admit(batch: AdmitBatch): Promise<AdmitResult> {
     this.checkOpen();
     validateAdmitBatch(batch);
-    if (this.slotOf) {
-      const groups = groupBySlot(this.slotOf, [
-        batch.windows.map((w) => windowKey(this.prefix, w.key)),
-        batch.gauges.map((g) => gaugeKey(this.prefix, g.key, g.name)),
-      ]);
-      if (groups.length > 1) return this.admitAcrossSlots(batch, groups);
-    }
-    return this.admitOne(batch);
+    const groups = this.slotGroups(() => [
+      batch.windows.map((w) => windowKey(this.prefix, w.key)),
+      batch.gauges.map((g) => gaugeKey(this.prefix, g.key, g.name)),
+    ]);
+    return groups ? this.admitAcrossSlots(batch, groups) : this.admitOne(batch);
   }
 
   private async admitOne(batch: AdmitBatch): Promise<AdmitResult> {
@@ -160,12 +174,8 @@ class ScriptStore implements CounterStore {
       settled.forEach((s, gi) => {
         const r = (s as PromiseFulfilledResult<AdmitResult>).value;
         now = Math.max(now, r.now);
-        groups[gi]![0]!.forEach((wi, j) => {
-          windows[wi] = r.windows[j]!;
-        });
-        groups[gi]![1]!.forEach((gIdx, j) => {
-          gauges[gIdx] = r.gauges[j]!;
-        });
+        scatter(groups[gi]![0]!, r.windows, windows);
+        scatter(groups[gi]![1]!, r.gauges, gauges);
       });
       return { admitted: true, now, windows, gauges };
     }
@@ -197,12 +207,8 @@ class ScriptStore implements CounterStore {
           gauges[gIdx[j]!] = { inFlight, earliestExpiry: inFlight > 0 ? gs.earliestExpiry : null };
         });
       } else {
-        r.windows.forEach((ws, j) => {
-          windows[wIdx[j]!] = ws;
-        });
-        r.gauges.forEach((gs, j) => {
-          gauges[gIdx[j]!] = gs;
-        });
+        scatter(wIdx, r.windows, windows);
+        scatter(gIdx, r.gauges, gauges);
         const d = r.denied!;
         const global: DeniedAt =
           d.type === "counter"
@@ -243,41 +249,35 @@ class ScriptStore implements CounterStore {
     this.checkOpen();
     validateAdjustBatch(batch);
     const rel = batch.release;
-    if (this.slotOf) {
-      const groups = groupBySlot(this.slotOf, [
-        batch.windows.map((w) => windowKey(this.prefix, w.key)),
-        rel ? rel.gauges.map((g) => gaugeKey(this.prefix, g.key, g.name)) : [],
-        rel ? rel.holds.map((h) => counterKeys(this.prefix, h.key, h.name)[2]) : [],
-      ]);
-      if (groups.length > 1) {
-        // Not atomic across slots (nothing can be); each slot group is atomic on its own.
-        const results = await Promise.all(
-          groups.map(([w, g, h]) => {
-            const sub: AdjustBatch = { windows: pick(batch.windows, w!) };
-            if (rel && (g!.length > 0 || h!.length > 0)) {
-              sub.release = { id: rel.id, gauges: pick(rel.gauges, g!), holds: pick(rel.holds, h!) };
-            }
-            return this.adjustOne(sub);
-          }),
-        );
-        const out: AdjustResult = {
-          now: 0,
-          applied: new Array(batch.windows.length),
-          windows: new Array(batch.windows.length),
-          released: 0,
-        };
-        results.forEach((r, gi) => {
-          out.now = Math.max(out.now, r.now);
-          out.released += r.released;
-          groups[gi]![0]!.forEach((wi, j) => {
-            out.applied[wi] = r.applied[j]!;
-            out.windows[wi] = r.windows[j]!;
-          });
-        });
-        return out;
-      }
-    }
-    return this.adjustOne(batch);
+    const groups = this.slotGroups(() => [
+      batch.windows.map((w) => windowKey(this.prefix, w.key)),
+      rel ? rel.gauges.map((g) => gaugeKey(this.prefix, g.key, g.name)) : [],
+      rel ? rel.holds.map((h) => holdKeys(this.prefix, h.key, h.name)[0]) : [],
+    ]);
+    if (!groups) return this.adjustOne(batch);
+    // Not atomic across slots (nothing can be); each slot group is atomic on its own.
+    const results = await Promise.all(
+      groups.map(([w, g, h]) => {
+        const sub: AdjustBatch = { windows: pick(batch.windows, w!) };
+        if (rel && (g!.length > 0 || h!.length > 0)) {
+          sub.release = { id: rel.id, gauges: pick(rel.gauges, g!), holds: pick(rel.holds, h!) };
+        }
+        return this.adjustOne(sub);
+      }),
+    );
+    const out: AdjustResult = {
+      now: 0,
+      applied: new Array(batch.windows.length),
+      windows: new Array(batch.windows.length),
+      released: 0,
+    };
+    results.forEach((r, gi) => {
+      out.now = Math.max(out.now, r.now);
+      out.released += r.released;
+      scatter(groups[gi]![0]!, r.applied, out.applied);
+      scatter(groups[gi]![0]!, r.windows, out.windows);
+    });
+    return out;
   }
 
   private async adjustOne(batch: AdjustBatch): Promise<AdjustResult> {
@@ -287,21 +287,17 @@ class ScriptStore implements CounterStore {
   async renew(lease: LeaseRef, ttlMs: number): Promise<number> {
     this.checkOpen();
     validateRenew(lease, ttlMs);
-    if (this.slotOf) {
-      const groups = groupBySlot(this.slotOf, [
-        lease.gauges.map((g) => gaugeKey(this.prefix, g.key, g.name)),
-        lease.holds.map((h) => counterKeys(this.prefix, h.key, h.name)[2]),
-      ]);
-      if (groups.length > 1) {
-        const counts = await Promise.all(
-          groups.map(([g, h]) =>
-            this.renewOne({ id: lease.id, gauges: pick(lease.gauges, g!), holds: pick(lease.holds, h!) }, ttlMs),
-          ),
-        );
-        return counts.reduce((a, b) => a + b, 0);
-      }
-    }
-    return this.renewOne(lease, ttlMs);
+    const groups = this.slotGroups(() => [
+      lease.gauges.map((g) => gaugeKey(this.prefix, g.key, g.name)),
+      lease.holds.map((h) => holdKeys(this.prefix, h.key, h.name)[0]),
+    ]);
+    if (!groups) return this.renewOne(lease, ttlMs);
+    const counts = await Promise.all(
+      groups.map(([g, h]) =>
+        this.renewOne({ id: lease.id, gauges: pick(lease.gauges, g!), holds: pick(lease.holds, h!) }, ttlMs),
+      ),
+    );
+    return counts.reduce((a, b) => a + b, 0);
   }
 
   private async renewOne(lease: LeaseRef, ttlMs: number): Promise<number> {
@@ -311,33 +307,25 @@ class ScriptStore implements CounterStore {
   async read(query: ReadQuery): Promise<ReadResult> {
     this.checkOpen();
     validateReadQuery(query);
-    if (this.slotOf) {
-      const groups = groupBySlot(this.slotOf, [
-        query.windows.map((w) => windowKey(this.prefix, w.key)),
-        query.gauges.map((g) => gaugeKey(this.prefix, g.key, g.name)),
-      ]);
-      if (groups.length > 1) {
-        const results = await Promise.all(
-          groups.map(([w, g]) => this.readOne({ windows: pick(query.windows, w!), gauges: pick(query.gauges, g!) })),
-        );
-        const out: ReadResult = {
-          now: 0,
-          windows: new Array(query.windows.length),
-          gauges: new Array(query.gauges.length),
-        };
-        results.forEach((r, gi) => {
-          out.now = Math.max(out.now, r.now);
-          groups[gi]![0]!.forEach((wi, j) => {
-            out.windows[wi] = r.windows[j]!;
-          });
-          groups[gi]![1]!.forEach((gIdx, j) => {
-            out.gauges[gIdx] = r.gauges[j]!;
-          });
-        });
-        return out;
-      }
-    }
-    return this.readOne(query);
+    const groups = this.slotGroups(() => [
+      query.windows.map((w) => windowKey(this.prefix, w.key)),
+      query.gauges.map((g) => gaugeKey(this.prefix, g.key, g.name)),
+    ]);
+    if (!groups) return this.readOne(query);
+    const results = await Promise.all(
+      groups.map(([w, g]) => this.readOne({ windows: pick(query.windows, w!), gauges: pick(query.gauges, g!) })),
+    );
+    const out: ReadResult = {
+      now: 0,
+      windows: new Array(query.windows.length),
+      gauges: new Array(query.gauges.length),
+    };
+    results.forEach((r, gi) => {
+      out.now = Math.max(out.now, r.now);
+      scatter(groups[gi]![0]!, r.windows, out.windows);
+      scatter(groups[gi]![1]!, r.gauges, out.gauges);
+    });
+    return out;
   }
 
   private async readOne(query: ReadQuery): Promise<ReadResult> {

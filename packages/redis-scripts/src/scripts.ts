@@ -22,10 +22,10 @@ export type ScriptName = "admit" | "adjust" | "renew" | "read";
  */
 // BEGIN SHAS
 const SHAS = {
-  admit: "c99e2fe73e8edc44c3059edfaeeb9c34323db3c0",
-  adjust: "6442b065950edb8e6485d38e6ded7f99c45d8180",
-  renew: "04e57a389c36bec77ded593732d0d0dca1ba7222",
-  read: "92ad4fa6c0a99c33a5daf41f0ea79c15b1a2bf41",
+  admit: "4b40ff4d8fe7fa06e7d3469edb15878afdbde315",
+  adjust: "dbbecd1dfcdc2d4fcf074b7d9783f53062740600",
+  renew: "316d79fe599804177d7038efb5097d45a2e71fe2",
+  read: "8d9e0b9ef7300e398ce849758150d4c12dab4f2a",
 } as const;
 // END SHAS
 

@@ -48,6 +48,9 @@ local vals = load(skeys)
 local holds_in_use = any_exists(hkeys)
 local starts, kinds, applied = {}, {}, {}
 local value, prev, held, mine, existed = {}, {}, {}, {}, {}
+-- Holds key -> held key of every counter read here: read_counter pruned (and type-checked) the pair, or found
+-- that neither key exists, so the release below need not prune it again.
+local checked = {}
 local si, n = 1, 0
 for w = 1, nw do
   local W = tonumber(ARGV[wa[w]])
@@ -64,17 +67,18 @@ for w = 1, nw do
     local v, p, h, m
     v, p, h, m, existed[n], si = read_counter(kk, vals, si, sliding, kind, holds_in_use, now, id)
     value[n], prev[n], held[n], mine[n] = v, p, h, m
+    checked[KEYS[kk + 2]] = KEYS[kk + 3]
   end
 end
 
--- Type-check and prune the release keys too, still before the first write.
+-- Type-check and prune the release keys the read phase did not, still before the first write.
 local rk = k
 for g = 1, nrg do
   call('ZREMRANGEBYSCORE', KEYS[rk], '-inf', fmt(now))
   rk = rk + 1
 end
 for h = 1, nrh do
-  held_pruned(KEYS[rk], KEYS[rk + 1], now, id)
+  if checked[KEYS[rk]] ~= KEYS[rk + 1] then held_pruned(KEYS[rk], KEYS[rk + 1], now, id) end
   rk = rk + 2
 end
 

@@ -1,3 +1,5 @@
+import { CORRUPT_MARKER } from "../errors.js";
+
 /**
  * Lua helpers shared by every script. Each script is `PRELUDE + body`, so every script is self-contained
  * (Redis caches scripts by SHA1 of their full text) and the helpers are written once.
@@ -5,7 +7,8 @@
  * Conventions:
  * - Every number written to Redis goes through `fmt` (`%d`), so large integers never turn into `1e+15`.
  * - `int(key, raw)` parses a stored integer strictly (`^-?%d+$`); anything else raises
- *   `TOLLGATE_CORRUPT <key>`, which the TypeScript side maps to `TollgateError("STORE_DATA_CORRUPT")`.
+ *   `TOLLGATE_CORRUPT <key>` (`CORRUPT_MARKER`), which the TypeScript side maps to
+ *   `TollgateError("STORE_DATA_CORRUPT")`.
  *   A key of the wrong type makes `redis.call` raise `WRONGTYPE`, mapped the same way.
  * - Scripts read (and validate) everything before their first observable write, so an error never
  *   leaves a half-applied batch. Only prunes of expired entries may happen before an error.
@@ -19,7 +22,7 @@ local function fmt(n)
 end
 
 local function corrupt(key, why)
-  error({ err = 'TOLLGATE_CORRUPT ' .. key .. ' ' .. why })
+  error({ err = '${CORRUPT_MARKER} ' .. key .. ' ' .. why })
 end
 
 -- Strict integer parse of a stored value; nil when the key is absent.
@@ -114,7 +117,7 @@ local function held_pruned(holds, held, now, id)
   return sum, mine
 end
 
--- Layout of one window in KEYS (admit and adjust): its start key at KEYS[k], then four keys per counter
+-- Layout of one window in KEYS (admit, adjust, read): its start key at KEYS[k], then four keys per counter
 -- (value, previous, holds, held). Appends the keys read by MGET (start, values, and previous values of a
 -- sliding window) to skeys and the hold keys to hkeys; answers the index after the window's keys.
 local function window_keys(k, nc, sliding, skeys, hkeys)
@@ -128,12 +131,10 @@ local function window_keys(k, nc, sliding, skeys, hkeys)
   return k + 1 + 4 * nc
 end
 
--- One counter's state, from the MGET answer at vals[si] (and vals[si + 1] for a sliding window) and its holds
--- (pruned), after the window's roll kind. Answers value, previous, live held total, amount held by lease id,
--- whether the value key existed, and the next index into vals.
-local function read_counter(kk, vals, si, sliding, kind, holds_in_use, now, id)
-  local raw = vals[si]
-  local v = count(KEYS[kk], raw)
+-- One counter's value and previous value, from the MGET answer at vals[si] (and vals[si + 1] for a sliding
+-- window), after the window's roll kind. Answers value, previous, and the next index into vals.
+local function counter_values(kk, vals, si, sliding, kind)
+  local v = count(KEYS[kk], vals[si])
   si = si + 1
   local p = 0
   if sliding then
@@ -145,6 +146,15 @@ local function read_counter(kk, vals, si, sliding, kind, holds_in_use, now, id)
   elseif kind == 2 then
     v, p = 0, v
   end
+  return v, p, si
+end
+
+-- One counter's state: its values (see counter_values) and its holds (pruned). Answers value, previous, live
+-- held total, amount held by lease id, whether the value key existed, and the next index into vals.
+local function read_counter(kk, vals, si, sliding, kind, holds_in_use, now, id)
+  local raw = vals[si]
+  local v, p
+  v, p, si = counter_values(kk, vals, si, sliding, kind)
   local h, m = 0, 0
   if holds_in_use and call('EXISTS', KEYS[kk + 2], KEYS[kk + 3]) > 0 then
     h, m = held_pruned(KEYS[kk + 2], KEYS[kk + 3], now, id)

@@ -21,49 +21,34 @@ export const READ_LUA = `${PRELUDE}
 local now = clock(ARGV[1])
 local nw = tonumber(ARGV[2])
 local ng = tonumber(ARGV[3])
-local a, k = 4, 1
-local out = { now }
-local wins, skeys, hkeys = {}, {}, {}
 
+-- Layout pass (see admit): window w's keys start at KEYS[wk[w]], its arguments at ARGV[wa[w]].
+local wk, wa, wn = {}, {}, {}
+local skeys, hkeys = {}, {}
+local a, k = 4, 1
 for w = 1, nw do
-  local win = { W = tonumber(ARGV[a]), sliding = ARGV[a + 1] == '1', wk = KEYS[k], counters = {} }
   local nc = tonumber(ARGV[a + 2])
+  wk[w], wa[w], wn[w] = k, a, nc
+  k = window_keys(k, nc, ARGV[a + 1] == '1', skeys, hkeys)
   a = a + 3
-  k = k + 1
-  skeys[#skeys + 1] = win.wk
-  win.si = #skeys
-  for c = 1, nc do
-    local ctr = { vk = KEYS[k], pk = KEYS[k + 1], hk = KEYS[k + 2], dk = KEYS[k + 3] }
-    k = k + 4
-    skeys[#skeys + 1] = ctr.vk
-    ctr.vi = #skeys
-    if win.sliding then
-      skeys[#skeys + 1] = ctr.pk
-      ctr.pi = #skeys
-    end
-    hkeys[#hkeys + 1] = ctr.hk
-    win.counters[c] = ctr
-  end
-  wins[w] = win
 end
 
 local vals = load(skeys)
 local holds_in_use = any_exists(hkeys)
-for _, win in ipairs(wins) do
-  local start, kind = roll(int(win.wk, vals[win.si]), win.W, win.sliding, now)
+local out = { now }
+local si = 1
+for w = 1, nw do
+  local W = tonumber(ARGV[wa[w]])
+  local sliding = ARGV[wa[w] + 1] == '1'
+  local start, kind = roll(int(KEYS[wk[w]], vals[si]), W, sliding, now)
+  si = si + 1
   out[#out + 1] = start
-  for _, ctr in ipairs(win.counters) do
-    local v = count(ctr.vk, vals[ctr.vi])
-    local p = 0
-    if win.sliding then p = count(ctr.pk, vals[ctr.pi]) end
-    if kind == 1 then
-      v, p = 0, 0
-    elseif kind == 2 then
-      v, p = 0, v
-    end
+  for kk = wk[w] + 1, wk[w] + 4 * wn[w], 4 do
+    local v, p
+    v, p, si = counter_values(kk, vals, si, sliding, kind)
     out[#out + 1] = v
     out[#out + 1] = p
-    if holds_in_use then out[#out + 1] = held_live(ctr.hk, ctr.dk, now) else out[#out + 1] = 0 end
+    if holds_in_use then out[#out + 1] = held_live(KEYS[kk + 2], KEYS[kk + 3], now) else out[#out + 1] = 0 end
   end
 end
 
