@@ -397,6 +397,60 @@ export function runStoreContract(options: StoreContractOptions): void {
         expect((await store.admit(hold("c", 1))).admitted).toBe(false);
       });
 
+      it("holds in a sliding window of several counters stay on their own counter", async () => {
+        const { store, key, W } = await setup();
+        const batch = (id: string, hold: number): AdmitBatch => ({
+          windows: [
+            {
+              key,
+              windowMs: W,
+              algorithm: "sliding",
+              counters: [
+                { name: "requests", limit: 10, amount: 1, enforce: true },
+                { name: "spend", limit: 100, amount: 0, hold, enforce: true },
+              ],
+            },
+          ],
+          gauges: [],
+          lease: { id, ttlMs: 60_000 },
+        });
+        const a = await store.admit(batch("a", 70));
+        expect(a.admitted).toBe(true);
+        expect(a.windows[0]!.counters).toEqual([
+          { value: 1, previous: 0, held: 0 },
+          { value: 0, previous: 0, held: 70 },
+        ]);
+        const denied = await store.admit(batch("b", 40));
+        expect(denied.admitted).toBe(false);
+        expect(denied.denied).toEqual({ type: "counter", window: 0, counter: 1 });
+        const query = {
+          windows: [{ key, windowMs: W, algorithm: "sliding" as const, counters: ["requests", "spend"] }],
+          gauges: [],
+        };
+        expect((await store.read(query)).windows[0]!.counters.map((c) => [c.value, c.held])).toEqual([
+          [1, 0],
+          [0, 70],
+        ]);
+        const settled = await store.adjust({
+          windows: [
+            {
+              key,
+              windowMs: W,
+              algorithm: "sliding",
+              expectStart: a.windows[0]!.start,
+              counters: [{ name: "spend", delta: 55 }],
+            },
+          ],
+          release: { id: "a", gauges: [], holds: [{ key, name: "spend" }] },
+        });
+        expect(settled.released).toBe(1);
+        expect(settled.windows[0]!.counters[0]).toMatchObject({ value: 55, held: 0 });
+        expect((await store.read(query)).windows[0]!.counters.map((c) => [c.value, c.held])).toEqual([
+          [1, 0],
+          [55, 0],
+        ]);
+      });
+
       it("an unreleased hold expires after its lease TTL", async () => {
         const { store, key, W, tick, injected } = await setup();
         const ttl = injected ? 30_000 : 300;
