@@ -38,9 +38,11 @@ const clockArg = (opts: EncodeOptions): string => (opts.testNowMs === undefined 
 
 const flag = (b: boolean): string => (b ? "1" : "0");
 
-function pushCounterKeys(keys: string[], prefix: string, base: string, name: string): void {
+/** A counter's keys as the scripts expect them: value, previous value (sliding windows only), holds, held. */
+function pushCounterKeys(keys: string[], prefix: string, base: string, name: string, sliding: boolean): void {
   const [v, p, h, d] = counterKeys(prefix, base, name);
-  keys.push(v, p, h, d);
+  if (sliding) keys.push(v, p, h, d);
+  else keys.push(v, h, d);
 }
 
 /** The keys of a lease's entries, as `adjust` (release) and `renew` expect them: gauges, then holds/held pairs. */
@@ -66,9 +68,10 @@ export function encodeAdmit(batch: AdmitBatch, opts: EncodeOptions): ScriptCall 
   ];
   for (const w of batch.windows) {
     keys.push(windowKey(prefix, w.key));
-    args.push(String(w.windowMs), flag(w.algorithm === "sliding"), String(w.counters.length));
+    const sliding = w.algorithm === "sliding";
+    args.push(String(w.windowMs), flag(sliding), String(w.counters.length));
     for (const c of w.counters) {
-      pushCounterKeys(keys, prefix, w.key, c.name);
+      pushCounterKeys(keys, prefix, w.key, c.name, sliding);
       args.push(String(c.limit), String(c.amount), String(c.hold ?? 0), flag(c.enforce));
     }
   }
@@ -94,15 +97,16 @@ export function encodeAdjust(batch: AdjustBatch, opts: EncodeOptions): ScriptCal
   for (const w of batch.windows) {
     keys.push(windowKey(prefix, w.key));
     const guarded = w.expectStart !== undefined;
+    const sliding = w.algorithm === "sliding";
     args.push(
       String(w.windowMs),
-      flag(w.algorithm === "sliding"),
+      flag(sliding),
       flag(guarded),
       guarded ? String(w.expectStart) : "0",
       String(w.counters.length),
     );
     for (const c of w.counters) {
-      pushCounterKeys(keys, prefix, w.key, c.name);
+      pushCounterKeys(keys, prefix, w.key, c.name, sliding);
       args.push(String(c.delta));
     }
   }
@@ -126,8 +130,9 @@ export function encodeRead(query: ReadQuery, opts: EncodeOptions): ScriptCall {
   const args: string[] = [clockArg(opts), String(query.windows.length), String(query.gauges.length)];
   for (const w of query.windows) {
     keys.push(windowKey(prefix, w.key));
-    args.push(String(w.windowMs), flag(w.algorithm === "sliding"), String(w.counters.length));
-    for (const name of w.counters) pushCounterKeys(keys, prefix, w.key, name);
+    const sliding = w.algorithm === "sliding";
+    args.push(String(w.windowMs), flag(sliding), String(w.counters.length));
+    for (const name of w.counters) pushCounterKeys(keys, prefix, w.key, name, sliding);
   }
   for (const g of query.gauges) keys.push(gaugeKey(prefix, g.key, g.name));
   return { script: READ_SCRIPT, keys, args };

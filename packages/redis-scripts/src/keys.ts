@@ -28,7 +28,10 @@ export function windowKey(prefix: string, base: string): string {
   return `${baseKey(prefix, base)}:window`;
 }
 
-/** The four keys of one counter, in the order every script expects them: value, prev, holds, held. */
+/**
+ * The four keys of one counter: value, prev, holds, held. The scripts take them in this order, without `prev`
+ * for a fixed window.
+ */
 export function counterKeys(prefix: string, base: string, name: string): [string, string, string, string] {
   const c = `${baseKey(prefix, base)}:${name}`;
   return [c, `${c}:prev`, `${c}:holds`, `${c}:held`];

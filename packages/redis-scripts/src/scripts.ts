@@ -22,10 +22,10 @@ export type ScriptName = "admit" | "adjust" | "renew" | "read";
  */
 // BEGIN SHAS
 const SHAS = {
-  admit: "4b40ff4d8fe7fa06e7d3469edb15878afdbde315",
-  adjust: "dbbecd1dfcdc2d4fcf074b7d9783f53062740600",
-  renew: "316d79fe599804177d7038efb5097d45a2e71fe2",
-  read: "8d9e0b9ef7300e398ce849758150d4c12dab4f2a",
+  admit: "8c8263e14ee5de574f7cc55da81ecbb1eac4692b",
+  adjust: "a2fdda14dcdc0b1e4187b4cf3482778228dedc68",
+  renew: "ebcaa348a8e4711fcc2d62e28c6c1468e9ff044f",
+  read: "91ec6c39f4a7bf5561924acfa6659424ada53c85",
 } as const;
 // END SHAS
 

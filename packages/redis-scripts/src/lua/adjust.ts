@@ -5,8 +5,8 @@ import { PRELUDE } from "./prelude.js";
  * (docs/store-contract.md, "adjust"). The release runs first, so the answered `held` reflects it.
  *
  * KEYS, in order:
- * - per window w: `P{base}:window`, then per counter four keys `P{base}:<name>`, `...:<name>:prev`,
- *   `...:<name>:holds`, `...:<name>:held` (as in `admit`)
+ * - per window w: `P{base}:window`, then per counter `P{base}:<name>`, `...:<name>:prev` (sliding windows
+ *   only), `...:<name>:holds`, `...:<name>:held` (as in `admit`)
  * - per released gauge: `P{base}:<name>` (sorted set lease id -> expiry)
  * - per released hold: `P{base}:<name>:holds`, `P{base}:<name>:held`
  *
@@ -63,11 +63,12 @@ for w = 1, nw do
   if ARGV[wa[w] + 2] == '1' then applied[w] = stored ~= nil and kind == 0 and stored == tonumber(ARGV[wa[w] + 3]) end
   for c = 0, wn[w] - 1 do
     n = n + 1
-    local kk = wk[w] + 1 + 4 * c
+    local kk = wk[w] + 1 + stride(sliding) * c
+    local hk = kk + stride(sliding) - 2
     local v, p, h, m
     v, p, h, m, existed[n], si = read_counter(kk, vals, si, sliding, kind, holds_in_use, now, id)
     value[n], prev[n], held[n], mine[n] = v, p, h, m
-    checked[KEYS[kk + 2]] = KEYS[kk + 3]
+    checked[KEYS[hk]] = KEYS[hk + 1]
   end
 end
 
@@ -111,7 +112,7 @@ for w = 1, nw do
   if applied[w] and kind ~= 0 then call('SET', KEYS[wk[w]], fmt(start), 'PX', fmt(px)) end
   for c = 0, wn[w] - 1 do
     n = n + 1
-    local kk = wk[w] + 1 + 4 * c
+    local kk = wk[w] + 1 + stride(sliding) * c
     local nv = value[n]
     if applied[w] then
       local delta = tonumber(ARGV[wa[w] + 5 + c])
@@ -130,7 +131,7 @@ for w = 1, nw do
       end
     end
     local h = held[n]
-    if freed[KEYS[kk + 2]] then h = h - mine[n] end
+    if freed[KEYS[kk + stride(sliding) - 2]] then h = h - mine[n] end
     out[#out + 1] = nv
     out[#out + 1] = prev[n]
     out[#out + 1] = h

@@ -5,9 +5,9 @@ import { PRELUDE } from "./prelude.js";
  *
  * KEYS, in order, for each window w (then for each gauge):
  * - `KEYS[k]`      `P{base}:window`       window start (integer ms)
- * - per counter c of w, four keys:
+ * - per counter c of w, four keys (three in a fixed window, which has no `:prev`):
  *   - `P{base}:<name>`        committed value (integer)
- *   - `P{base}:<name>:prev`   previous window's value (sliding; unused but passed for fixed windows)
+ *   - `P{base}:<name>:prev`   previous window's value (sliding windows only)
  *   - `P{base}:<name>:holds`  sorted set lease id -> expiry ms
  *   - `P{base}:<name>:held`   hash lease id -> held amount
  * - per gauge g: `P{base}:<name>` sorted set lease id -> expiry ms
@@ -36,16 +36,31 @@ local ttl = tonumber(ARGV[3])
 local nw = tonumber(ARGV[4])
 local ng = tonumber(ARGV[5])
 
--- Layout pass: where each window's keys and arguments start. No per-counter tables: counters are addressed by
--- index (KEYS[kk..kk+3], ARGV[ca..ca+3]) and their state lives in flat arrays, which keeps the script cheap.
-local wk, wa, wn = {}, {}, {}
-local skeys, hkeys = {}, {}
+-- Layout pass: per window, its first key (wk), first argument (wa), number of counters (wn), length (ww) and
+-- whether it slides (wsl); the keys MGET reads (skeys) and the hold keys (hkeys), in KEYS order. Counters are
+-- addressed by index (KEYS[kk..], ARGV[ca..ca+3]) and their state lives in one flat array (cs), which keeps
+-- the script cheap.
+local wk, wa, wn, ww, wsl = {}, {}, {}, {}, {}
+local skeys, hkeys, ns, nh = {}, {}, 0, 0
 local a, k = 6, 1
 for w = 1, nw do
-  local nc = tonumber(ARGV[a + 2])
-  local sliding = ARGV[a + 1] == '1'
-  wk[w], wa[w], wn[w] = k, a, nc
-  k = window_keys(k, nc, sliding, skeys, hkeys)
+  local nc, sliding = tonumber(ARGV[a + 2]), ARGV[a + 1] == '1'
+  wk[w], wa[w], wn[w], ww[w], wsl[w] = k, a, nc, tonumber(ARGV[a]), sliding
+  ns = ns + 1
+  skeys[ns] = KEYS[k]
+  k = k + 1
+  for _ = 1, nc do
+    ns = ns + 1
+    skeys[ns] = KEYS[k]
+    if sliding then
+      ns = ns + 1
+      skeys[ns] = KEYS[k + 1]
+      k = k + 1
+    end
+    hkeys[nh + 1], hkeys[nh + 2] = KEYS[k + 1], KEYS[k + 2]
+    nh = nh + 2
+    k = k + 3
+  end
   a = a + 3 + 4 * nc
 end
 local gk0, ga0 = k, a
@@ -54,24 +69,38 @@ local gk0, ga0 = k, a
 local vals = load(skeys)
 local holds_in_use = any_exists(hkeys)
 
+-- Per counter, five entries of cs: value, previous, held, held by this lease, whether the value key existed.
 local dkind, da, db = 0, 0, 0
-local starts, kinds = {}, {}
-local value, prev, held, mine, existed = {}, {}, {}, {}, {}
+local starts, kinds, cs = {}, {}, {}
 local si, n = 1, 0
 for w = 1, nw do
-  local W = tonumber(ARGV[wa[w]])
-  local sliding = ARGV[wa[w] + 1] == '1'
+  local W, sliding = ww[w], wsl[w]
   local start, kind = roll(int(KEYS[wk[w]], vals[si]), W, sliding, now)
   si = si + 1
   starts[w], kinds[w] = start, kind
   local el = now - start
+  local kk, ca = wk[w] + 1, wa[w] + 3
   for c = 0, wn[w] - 1 do
-    n = n + 1
-    local kk = wk[w] + 1 + 4 * c
-    local ca = wa[w] + 3 + 4 * c
-    local v, p, h, m
-    v, p, h, m, existed[n], si = read_counter(kk, vals, si, sliding, kind, holds_in_use, now, id)
-    value[n], prev[n], held[n], mine[n] = v, p, h, m
+    local raw = vals[si]
+    local v, p = count(KEYS[kk], raw), 0
+    if sliding then
+      p = count(KEYS[kk + 1], vals[si + 1])
+      si, kk = si + 2, kk + 1
+    else
+      si = si + 1
+    end
+    if kind == 1 then
+      v, p = 0, 0
+    elseif kind == 2 then
+      v, p = 0, v
+    end
+    -- Here KEYS[kk + 1] is the counter's holds key and KEYS[kk + 2] its held key.
+    local h, m = 0, 0
+    if holds_in_use and call('EXISTS', KEYS[kk + 1], KEYS[kk + 2]) > 0 then
+      h, m = held_pruned(KEYS[kk + 1], KEYS[kk + 2], now, id)
+    end
+    cs[n + 1], cs[n + 2], cs[n + 3], cs[n + 4], cs[n + 5] = v, p, h, m, raw ~= false
+    n = n + 5
     if dkind == 0 and ARGV[ca + 3] == '1' then
       local limit = tonumber(ARGV[ca])
       local add = tonumber(ARGV[ca + 1]) + tonumber(ARGV[ca + 2])
@@ -86,6 +115,7 @@ for w = 1, nw do
       end
       if over then dkind, da, db = 1, w - 1, c end
     end
+    kk, ca = kk + 3, ca + 4
   end
 end
 
@@ -103,40 +133,51 @@ end
 -- and leases only when admitted.
 local admitted = dkind == 0
 local out = { admitted and 1 or 0, now, dkind, da, db }
+local o = 5
 n = 0
 for w = 1, nw do
-  local W = tonumber(ARGV[wa[w]])
-  local sliding = ARGV[wa[w] + 1] == '1'
+  local W, sliding = ww[w], wsl[w]
   local start, kind = starts[w], kinds[w]
-  local px = window_ttl(start, W, sliding, now)
-  if kind ~= 0 then call('SET', KEYS[wk[w]], fmt(start), 'PX', fmt(px)) end
-  out[#out + 1] = start
+  -- The keys' TTL as a string, computed when first needed.
+  local px
+  if kind ~= 0 then
+    px = fmt(window_ttl(start, W, sliding, now))
+    call('SET', KEYS[wk[w]], fmt(start), 'PX', px)
+  end
+  o = o + 1
+  out[o] = start
+  local kk, ca = wk[w] + 1, wa[w] + 3
   for c = 0, wn[w] - 1 do
-    n = n + 1
-    local kk = wk[w] + 1 + 4 * c
-    local ca = wa[w] + 3 + 4 * c
+    local value, prev = cs[n + 1], cs[n + 2]
     local amount = 0
     if admitted then amount = tonumber(ARGV[ca + 1]) end
-    local nv = value[n] + amount
+    local nv = value + amount
     if kind ~= 0 then
-      call('SET', KEYS[kk], fmt(nv), 'PX', fmt(px))
-      if sliding then call('SET', KEYS[kk + 1], fmt(prev[n]), 'PX', fmt(px)) end
+      call('SET', KEYS[kk], fmt(nv), 'PX', px)
+      if sliding then call('SET', KEYS[kk + 1], fmt(prev), 'PX', px) end
     elseif amount > 0 then
       -- Current window: INCRBY keeps the key's TTL; a key missing from a live window gets one.
-      if existed[n] then call('INCRBY', KEYS[kk], ARGV[ca + 1]) else call('SET', KEYS[kk], fmt(nv), 'PX', fmt(px)) end
+      if cs[n + 5] then
+        call('INCRBY', KEYS[kk], ARGV[ca + 1])
+      else
+        px = px or fmt(window_ttl(start, W, sliding, now))
+        call('SET', KEYS[kk], fmt(nv), 'PX', px)
+      end
     end
-    local h = held[n]
-    local hold = tonumber(ARGV[ca + 2])
-    if admitted and hold > 0 then
-      call('ZADD', KEYS[kk + 2], fmt(now + ttl), id)
-      call('HSET', KEYS[kk + 3], id, ARGV[ca + 2])
-      extend(KEYS[kk + 2], ttl)
-      extend(KEYS[kk + 3], ttl)
-      h = h - mine[n] + hold
+    if sliding then kk = kk + 1 end
+    local h = cs[n + 3]
+    if admitted then
+      local hold = tonumber(ARGV[ca + 2])
+      if hold > 0 then
+        call('ZADD', KEYS[kk + 1], fmt(now + ttl), id)
+        call('HSET', KEYS[kk + 2], id, ARGV[ca + 2])
+        extend(KEYS[kk + 1], ttl)
+        extend(KEYS[kk + 2], ttl)
+        h = h - cs[n + 4] + hold
+      end
     end
-    out[#out + 1] = nv
-    out[#out + 1] = prev[n]
-    out[#out + 1] = h
+    out[o + 1], out[o + 2], out[o + 3] = nv, prev, h
+    o, n, kk, ca = o + 3, n + 5, kk + 3, ca + 4
   end
 end
 
@@ -147,8 +188,8 @@ for g = 1, ng do
     count_ = count_ + call('ZADD', key, fmt(now + ttl), id)
     extend(key, ttl)
   end
-  out[#out + 1] = count_
-  out[#out + 1] = earliest(key)
+  out[o + 1], out[o + 2] = count_, earliest(key)
+  o = o + 2
 end
 
 return out

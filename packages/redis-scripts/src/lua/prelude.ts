@@ -117,18 +117,26 @@ local function held_pruned(holds, held, now, id)
   return sum, mine
 end
 
--- Layout of one window in KEYS (admit, adjust, read): its start key at KEYS[k], then four keys per counter
--- (value, previous, holds, held). Appends the keys read by MGET (start, values, and previous values of a
--- sliding window) to skeys and the hold keys to hkeys; answers the index after the window's keys.
+-- Keys per counter in KEYS: value, previous value (sliding windows only), holds, held. A counter's keys start at
+-- kk; its holds key is at kk + stride - 2 and its held key right after.
+local function stride(sliding)
+  if sliding then return 4 end
+  return 3
+end
+
+-- Layout of one window in KEYS (admit, adjust, read): its start key at KEYS[k], then each counter's keys (see
+-- stride). Appends the keys read by MGET (start, values, and previous values of a sliding window) to skeys
+-- and the hold keys to hkeys; answers the index after the window's keys.
 local function window_keys(k, nc, sliding, skeys, hkeys)
+  local st = stride(sliding)
   skeys[#skeys + 1] = KEYS[k]
-  for kk = k + 1, k + 4 * nc, 4 do
+  for kk = k + 1, k + st * nc, st do
     skeys[#skeys + 1] = KEYS[kk]
     if sliding then skeys[#skeys + 1] = KEYS[kk + 1] end
-    hkeys[#hkeys + 1] = KEYS[kk + 2]
-    hkeys[#hkeys + 1] = KEYS[kk + 3]
+    hkeys[#hkeys + 1] = KEYS[kk + st - 2]
+    hkeys[#hkeys + 1] = KEYS[kk + st - 1]
   end
-  return k + 1 + 4 * nc
+  return k + 1 + st * nc
 end
 
 -- One counter's value and previous value, from the MGET answer at vals[si] (and vals[si + 1] for a sliding
@@ -156,8 +164,9 @@ local function read_counter(kk, vals, si, sliding, kind, holds_in_use, now, id)
   local v, p
   v, p, si = counter_values(kk, vals, si, sliding, kind)
   local h, m = 0, 0
-  if holds_in_use and call('EXISTS', KEYS[kk + 2], KEYS[kk + 3]) > 0 then
-    h, m = held_pruned(KEYS[kk + 2], KEYS[kk + 3], now, id)
+  local hk = kk + stride(sliding) - 2
+  if holds_in_use and call('EXISTS', KEYS[hk], KEYS[hk + 1]) > 0 then
+    h, m = held_pruned(KEYS[hk], KEYS[hk + 1], now, id)
   end
   return v, p, h, m, raw ~= false, si
 end

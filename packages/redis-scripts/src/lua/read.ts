@@ -5,8 +5,8 @@ import { PRELUDE } from "./prelude.js";
  * Expired or absent windows read as zero with start = now; expired holds and gauge entries are skipped.
  *
  * KEYS, in order:
- * - per window: `P{base}:window`, then per counter four keys `P{base}:<name>`, `...:<name>:prev`,
- *   `...:<name>:holds`, `...:<name>:held` (as in `admit`)
+ * - per window: `P{base}:window`, then per counter `P{base}:<name>`, `...:<name>:prev` (sliding windows
+ *   only), `...:<name>:holds`, `...:<name>:held` (as in `admit`)
  * - per gauge: `P{base}:<name>` (sorted set lease id -> expiry)
  *
  * ARGV:
@@ -43,12 +43,13 @@ for w = 1, nw do
   local start, kind = roll(int(KEYS[wk[w]], vals[si]), W, sliding, now)
   si = si + 1
   out[#out + 1] = start
-  for kk = wk[w] + 1, wk[w] + 4 * wn[w], 4 do
+  local st = stride(sliding)
+  for kk = wk[w] + 1, wk[w] + st * wn[w], st do
     local v, p
     v, p, si = counter_values(kk, vals, si, sliding, kind)
     out[#out + 1] = v
     out[#out + 1] = p
-    if holds_in_use then out[#out + 1] = held_live(KEYS[kk + 2], KEYS[kk + 3], now) else out[#out + 1] = 0 end
+    if holds_in_use then out[#out + 1] = held_live(KEYS[kk + st - 2], KEYS[kk + st - 1], now) else out[#out + 1] = 0 end
   end
 end
 
