@@ -141,6 +141,75 @@ async function rawEvalsha(client: Redis | Cluster): Promise<Measured> {
   return measureConcurrent(once, CONCURRENCY, SECONDS);
 }
 
+/**
+ * A lower bound, not a limiter: the least any implementation of the LiteLLM key layout can ask of Redis for
+ * this admit+settle. The admission reads the 9 keys with one MGET, compares, and INCRBYs the 6 counters (SET
+ * with PX when a window starts); the settle compares the 3 window starts and INCRBYs the 3 token counters.
+ * Nothing else: no value validation, no holds, no leases, no statuses in the reply, no sliding windows.
+ */
+const FLOOR_ADMIT = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local vals = redis.call('MGET', unpack(KEYS))
+local W = tonumber(ARGV[1])
+local n = #KEYS / 3
+local starts = {}
+for w = 0, n - 1 do
+  local s = tonumber(vals[3 * w + 1])
+  if not s or now - s >= W then s = false end
+  starts[w + 1] = s
+  local r = s and tonumber(vals[3 * w + 2]) or 0
+  local tk = s and tonumber(vals[3 * w + 3]) or 0
+  local a = 2 + 4 * w
+  if r + tonumber(ARGV[a + 1]) > tonumber(ARGV[a]) or tk + tonumber(ARGV[a + 3]) > tonumber(ARGV[a + 2]) then return {0} end
+end
+for w = 0, n - 1 do
+  local k, a = 3 * w + 1, 2 + 4 * w
+  if starts[w + 1] then
+    redis.call('INCRBY', KEYS[k + 1], ARGV[a + 1])
+    redis.call('INCRBY', KEYS[k + 2], ARGV[a + 3])
+  else
+    starts[w + 1] = now
+    redis.call('SET', KEYS[k], now, 'PX', W)
+    redis.call('SET', KEYS[k + 1], ARGV[a + 1], 'PX', W)
+    redis.call('SET', KEYS[k + 2], ARGV[a + 3], 'PX', W)
+  end
+end
+return { 1, unpack(starts) }
+`;
+const FLOOR_SETTLE = `
+local n = #KEYS / 2
+local starts = redis.call('MGET', unpack(KEYS, 1, n))
+for w = 1, n do
+  if starts[w] == ARGV[w] then redis.call('INCRBY', KEYS[n + w], ARGV[n + 1]) end
+end
+return 1
+`;
+
+async function floor(client: Redis): Promise<Measured> {
+  const [admitSha, settleSha] = (await Promise.all([
+    client.script("LOAD", FLOOR_ADMIT),
+    client.script("LOAD", FLOOR_SETTLE),
+  ])) as [string, string];
+  const prefix = `bench:${uid()}:floor:`;
+  const once = async (i: number) => {
+    const keys: string[] = [];
+    const args: string[] = ["60000"];
+    const bases = descriptors(i).map((d) => `${prefix}{${d.scope}:${d.value}}`);
+    for (const b of bases) {
+      keys.push(`${b}:window`, `${b}:requests`, `${b}:tokens`);
+      args.push(String(HIGH), "1", String(HIGH), "500");
+    }
+    const r = (await client.evalsha(admitSha, keys.length, ...keys, ...args)) as number[];
+    if (r[0] !== 1) throw new Error("bench limits must never deny");
+    const starts = r.slice(1).map(String);
+    const sk = [...bases.map((b) => `${b}:window`), ...bases.map((b) => `${b}:tokens`)];
+    await client.evalsha(settleSha, sk.length, ...sk, ...starts, "-80");
+  };
+  for (let i = 0; i < 2000; i++) await once(i);
+  return measureConcurrent(once, CONCURRENCY, SECONDS);
+}
+
 async function flexible(client: Redis): Promise<Measured> {
   const prefix = `bench:${uid()}:rlf`;
   const opts = { storeClient: client, points: HIGH, duration: 60 };
@@ -228,6 +297,7 @@ export default async function run(): Promise<string> {
     const raw = await withCpu(admin, () => rawEvalsha(client));
     const rawCluster = await rawEvalsha(clusterClient);
     const rlf = await withCpu(admin, () => flexible(client));
+    const low = await withCpu(admin, () => floor(client));
     const st = await steady(client);
 
     const ratio = standalone.perSecond / rlf.perSecond;
@@ -248,6 +318,7 @@ export default async function run(): Promise<string> {
       `| raw ceiling: trivial single-key EVALSHA, standalone | ${fmt(raw.perSecond)} | ${fmt(raw.perSecond)} | ${ms(raw.p50us)} | ${ms(raw.p99us)} |`,
       `| raw ceiling: trivial single-key EVALSHA, Cluster | ${fmt(rawCluster.perSecond)} | ${fmt(rawCluster.perSecond)} | ${ms(rawCluster.p50us)} | ${ms(rawCluster.p99us)} |`,
       `| rate-limiter-flexible RateLimiterRedis, standalone | ${fmt(rlf.perSecond)} | ${fmt(rlf.perSecond * rlfCalls.trips)} (${fmt(rlfCalls.trips, 0)} per op) | ${ms(rlf.p50us)} | ${ms(rlf.p99us)} |`,
+      `| lower bound (not a limiter): stripped LiteLLM-layout scripts, standalone | ${fmt(low.perSecond)} | ${fmt(low.perSecond * 2)} | ${ms(low.p50us)} | ${ms(low.p99us)} |`,
       "",
       `- Round trips (INFO commandstats deltas, 1,000 sequential requests): **${fmt(trips.admit, 2)} per admission, ${fmt(trips.settle, 2)} per settle** (target 1 and 1); ` +
         `Redis commands executed per admit+settle including those inside the scripts: ${fmt(trips.admitCommands + trips.settleCommands, 1)}; ` +
@@ -261,6 +332,11 @@ export default async function run(): Promise<string> {
         `(${fmt(raw.redisBusy, 0)}% of a core) and ${fmt(raw.nodeUs, 1)} µs here. 6× rate-limiter-flexible on the same Redis core would ` +
         `leave ${fmt(rlf.redisUs / 6, 1)} µs of Redis CPU per admit+settle, about what ${fmt(rlf.redisUs / 6 / raw.redisUs, 1)} trivial ` +
         "EVALSHAs cost; an admit+settle writes 6 counters in 9 keys of the LiteLLM layout in 2 scripts.",
+      `- **Lower bound of the LiteLLM layout** (last row: the same admit+settle reduced to one MGET and 6 INCRBY, then 3 INCRBY, ` +
+        "without validation, holds, leases, statuses or sliding windows; not usable as a limiter): " +
+        `${fmt(low.perSecond / rlf.perSecond, 2)}× rate-limiter-flexible, ${fmt(low.redisUs, 1)} µs of Redis CPU per admit+settle ` +
+        `(Redis at ${fmt(low.redisBusy, 0)}% of a core), ${fmt(low.nodeUs, 1)} µs here, round trips at ${fmt(((low.perSecond * 2) / raw.perSecond) * 100, 0)}% of the ceiling. ` +
+        `Tollgate reaches ${fmt((standalone.perSecond / low.perSecond) * 100, 0)}% of this bound's throughput with the full contract.`,
       `- **Steady ${fmt(STEADY_RATE)} admissions/s** (open loop, measured ${fmt(st.rate)}/s for ${STEADY_SECONDS} s, each followed by its settle): ` +
         `admission p50 ${ms(st.admit.p50us)} ms, **p99 ${ms(st.admit.p99us)} ms** (target < 2 ms); settle p99 ${ms(st.settle.p99us)} ms.`,
       "",
