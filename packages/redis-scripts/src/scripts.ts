@@ -22,10 +22,10 @@ export type ScriptName = "admit" | "adjust" | "renew" | "read";
  */
 // BEGIN SHAS
 const SHAS = {
-  admit: "8c8263e14ee5de574f7cc55da81ecbb1eac4692b",
-  adjust: "a2fdda14dcdc0b1e4187b4cf3482778228dedc68",
-  renew: "ebcaa348a8e4711fcc2d62e28c6c1468e9ff044f",
-  read: "91ec6c39f4a7bf5561924acfa6659424ada53c85",
+  admit: "80ef02346be42d2a7794c2fc8dca78c6d6010cee",
+  adjust: "d22ec81b337885d184fb5386890c85ea3bcbb442",
+  renew: "6558a67f4359bb1b5c1098d219883ced03640198",
+  read: "929b7fc2cc4b8bb626ffa3004b005853b4070e53",
 } as const;
 // END SHAS
 

@@ -31,44 +31,34 @@ local nw = tonumber(ARGV[3])
 local nrg = tonumber(ARGV[4])
 local nrh = tonumber(ARGV[5])
 
--- Layout pass (see admit): window w's keys start at KEYS[wk[w]], its arguments at ARGV[wa[w]].
-local wk, wa, wn = {}, {}, {}
-local skeys, hkeys = {}, {}
-local a, k = 6, 1
-for w = 1, nw do
-  local nc = tonumber(ARGV[a + 4])
-  local sliding = ARGV[a + 1] == '1'
-  wk[w], wa[w], wn[w] = k, a, nc
-  k = window_keys(k, nc, sliding, skeys, hkeys)
-  a = a + 5 + nc
-end
+-- Layout pass (see layout in the prelude); release keys follow the window keys, from KEYS[k].
+local wk, wa, wn, ww, wsl, skeys, hkeys, k = layout(nw, 6, 4, 5, 1)
 
--- Read phase, validating everything before the first write.
+-- Read phase, validating everything before the first write. Per counter, five entries of cs: value, previous,
+-- held, held by this lease, whether the value key existed.
 local vals = load(skeys)
 local holds_in_use = any_exists(hkeys)
-local starts, kinds, applied = {}, {}, {}
-local value, prev, held, mine, existed = {}, {}, {}, {}, {}
--- Holds key -> held key of every counter read here: read_counter pruned (and type-checked) the pair, or found
--- that neither key exists, so the release below need not prune it again.
-local checked = {}
+local starts, kinds, applied, cs = {}, {}, {}, {}
+-- Only when holds are released: holds key -> held key of every counter read here. read_counter pruned (and
+-- type-checked) the pair, or found that neither key exists, so the release below need not prune it again.
+local checked
+if nrh > 0 then checked = {} end
 local si, n = 1, 0
 for w = 1, nw do
-  local W = tonumber(ARGV[wa[w]])
-  local sliding = ARGV[wa[w] + 1] == '1'
+  local W, sliding, wa_ = ww[w], wsl[w], wa[w]
   local stored = int(KEYS[wk[w]], vals[si])
   si = si + 1
   local start, kind = roll(stored, W, sliding, now)
   starts[w], kinds[w] = start, kind
-  applied[w] = true
-  if ARGV[wa[w] + 2] == '1' then applied[w] = stored ~= nil and kind == 0 and stored == tonumber(ARGV[wa[w] + 3]) end
-  for c = 0, wn[w] - 1 do
-    n = n + 1
-    local kk = wk[w] + 1 + stride(sliding) * c
-    local hk = kk + stride(sliding) - 2
-    local v, p, h, m
-    v, p, h, m, existed[n], si = read_counter(kk, vals, si, sliding, kind, holds_in_use, now, id)
-    value[n], prev[n], held[n], mine[n] = v, p, h, m
-    checked[KEYS[hk]] = KEYS[hk + 1]
+  applied[w] = ARGV[wa_ + 2] ~= '1' or (stored ~= nil and kind == 0 and stored == tonumber(ARGV[wa_ + 3]))
+  local st = stride(sliding)
+  local kk = wk[w] + 1
+  for _ = 1, wn[w] do
+    local v, p, h, m, existed
+    v, p, h, m, existed, si = read_counter(kk, vals, si, sliding, kind, holds_in_use, now, id)
+    cs[n + 1], cs[n + 2], cs[n + 3], cs[n + 4], cs[n + 5] = v, p, h, m, existed
+    if checked then checked[KEYS[kk + st - 2]] = KEYS[kk + st - 1] end
+    n, kk = n + 5, kk + st
   end
 end
 
@@ -101,40 +91,44 @@ if id ~= '' then
 end
 
 local out = { now, released }
+local o = 2
 n = 0
 for w = 1, nw do
-  local W = tonumber(ARGV[wa[w]])
-  local sliding = ARGV[wa[w] + 1] == '1'
-  local start, kind = starts[w], kinds[w]
-  local px = window_ttl(start, W, sliding, now)
-  out[#out + 1] = applied[w] and 1 or 0
-  out[#out + 1] = start
-  if applied[w] and kind ~= 0 then call('SET', KEYS[wk[w]], fmt(start), 'PX', fmt(px)) end
+  local W, sliding = ww[w], wsl[w]
+  local start, kind, ok = starts[w], kinds[w], applied[w]
+  out[o + 1], out[o + 2] = ok and 1 or 0, start
+  o = o + 2
+  -- The keys' TTL as a string, computed when first needed.
+  local px
+  if ok and kind ~= 0 then
+    px = fmt(window_ttl(start, W, sliding, now))
+    call('SET', KEYS[wk[w]], fmt(start), 'PX', px)
+  end
+  local st = stride(sliding)
+  local kk, da = wk[w] + 1, wa[w] + 5
   for c = 0, wn[w] - 1 do
-    n = n + 1
-    local kk = wk[w] + 1 + stride(sliding) * c
-    local nv = value[n]
-    if applied[w] then
-      local delta = tonumber(ARGV[wa[w] + 5 + c])
-      nv = nv + delta
+    local value, prev = cs[n + 1], cs[n + 2]
+    local nv = value
+    if ok then
+      nv = nv + tonumber(ARGV[da + c])
       if nv < 0 then nv = 0 end
-      if kind ~= 0 or not existed[n] then
-        call('SET', KEYS[kk], fmt(nv), 'PX', fmt(px))
-        if sliding and kind ~= 0 then call('SET', KEYS[kk + 1], fmt(prev[n]), 'PX', fmt(px)) end
-      elseif nv ~= value[n] then
+      if kind ~= 0 or not cs[n + 5] then
+        px = px or fmt(window_ttl(start, W, sliding, now))
+        call('SET', KEYS[kk], fmt(nv), 'PX', px)
+        if sliding and kind ~= 0 then call('SET', KEYS[kk + 1], fmt(prev), 'PX', px) end
+      elseif nv ~= value then
         -- Current window: keep the key's TTL.
         if nv == 0 then
           call('SET', KEYS[kk], '0', 'KEEPTTL')
         else
-          call('INCRBY', KEYS[kk], ARGV[wa[w] + 5 + c])
+          call('INCRBY', KEYS[kk], ARGV[da + c])
         end
       end
     end
-    local h = held[n]
-    if freed[KEYS[kk + stride(sliding) - 2]] then h = h - mine[n] end
-    out[#out + 1] = nv
-    out[#out + 1] = prev[n]
-    out[#out + 1] = h
+    local h = cs[n + 3]
+    if freed[KEYS[kk + st - 2]] then h = h - cs[n + 4] end
+    out[o + 1], out[o + 2], out[o + 3] = nv, prev, h
+    o, n, kk = o + 3, n + 5, kk + st
   end
 end
 

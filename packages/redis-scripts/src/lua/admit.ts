@@ -36,34 +36,9 @@ local ttl = tonumber(ARGV[3])
 local nw = tonumber(ARGV[4])
 local ng = tonumber(ARGV[5])
 
--- Layout pass: per window, its first key (wk), first argument (wa), number of counters (wn), length (ww) and
--- whether it slides (wsl); the keys MGET reads (skeys) and the hold keys (hkeys), in KEYS order. Counters are
--- addressed by index (KEYS[kk..], ARGV[ca..ca+3]) and their state lives in one flat array (cs), which keeps
--- the script cheap.
-local wk, wa, wn, ww, wsl = {}, {}, {}, {}, {}
-local skeys, hkeys, ns, nh = {}, {}, 0, 0
-local a, k = 6, 1
-for w = 1, nw do
-  local nc, sliding = tonumber(ARGV[a + 2]), ARGV[a + 1] == '1'
-  wk[w], wa[w], wn[w], ww[w], wsl[w] = k, a, nc, tonumber(ARGV[a]), sliding
-  ns = ns + 1
-  skeys[ns] = KEYS[k]
-  k = k + 1
-  for _ = 1, nc do
-    ns = ns + 1
-    skeys[ns] = KEYS[k]
-    if sliding then
-      ns = ns + 1
-      skeys[ns] = KEYS[k + 1]
-      k = k + 1
-    end
-    hkeys[nh + 1], hkeys[nh + 2] = KEYS[k + 1], KEYS[k + 2]
-    nh = nh + 2
-    k = k + 3
-  end
-  a = a + 3 + 4 * nc
-end
-local gk0, ga0 = k, a
+-- Layout pass (see layout in the prelude). Counters are addressed by index (KEYS[kk..], ARGV[ca..ca+3]) and
+-- their state lives in one flat array (cs), which keeps the script cheap.
+local wk, wa, wn, ww, wsl, skeys, hkeys, gk0, ga0 = layout(nw, 6, 2, 3, 4)
 
 -- Read phase: one MGET for every window start, value and previous value; one EXISTS for every hold key.
 local vals = load(skeys)
@@ -79,27 +54,12 @@ for w = 1, nw do
   si = si + 1
   starts[w], kinds[w] = start, kind
   local el = now - start
+  local st = stride(sliding)
   local kk, ca = wk[w] + 1, wa[w] + 3
   for c = 0, wn[w] - 1 do
-    local raw = vals[si]
-    local v, p = count(KEYS[kk], raw), 0
-    if sliding then
-      p = count(KEYS[kk + 1], vals[si + 1])
-      si, kk = si + 2, kk + 1
-    else
-      si = si + 1
-    end
-    if kind == 1 then
-      v, p = 0, 0
-    elseif kind == 2 then
-      v, p = 0, v
-    end
-    -- Here KEYS[kk + 1] is the counter's holds key and KEYS[kk + 2] its held key.
-    local h, m = 0, 0
-    if holds_in_use and call('EXISTS', KEYS[kk + 1], KEYS[kk + 2]) > 0 then
-      h, m = held_pruned(KEYS[kk + 1], KEYS[kk + 2], now, id)
-    end
-    cs[n + 1], cs[n + 2], cs[n + 3], cs[n + 4], cs[n + 5] = v, p, h, m, raw ~= false
+    local v, p, h, m, existed
+    v, p, h, m, existed, si = read_counter(kk, vals, si, sliding, kind, holds_in_use, now, id)
+    cs[n + 1], cs[n + 2], cs[n + 3], cs[n + 4], cs[n + 5] = v, p, h, m, existed
     n = n + 5
     if dkind == 0 and ARGV[ca + 3] == '1' then
       local limit = tonumber(ARGV[ca])
@@ -115,7 +75,7 @@ for w = 1, nw do
       end
       if over then dkind, da, db = 1, w - 1, c end
     end
-    kk, ca = kk + 3, ca + 4
+    kk, ca = kk + st, ca + 4
   end
 end
 
@@ -146,6 +106,7 @@ for w = 1, nw do
   end
   o = o + 1
   out[o] = start
+  local st = stride(sliding)
   local kk, ca = wk[w] + 1, wa[w] + 3
   for c = 0, wn[w] - 1 do
     local value, prev = cs[n + 1], cs[n + 2]
@@ -164,20 +125,20 @@ for w = 1, nw do
         call('SET', KEYS[kk], fmt(nv), 'PX', px)
       end
     end
-    if sliding then kk = kk + 1 end
     local h = cs[n + 3]
     if admitted then
       local hold = tonumber(ARGV[ca + 2])
       if hold > 0 then
-        call('ZADD', KEYS[kk + 1], fmt(now + ttl), id)
-        call('HSET', KEYS[kk + 2], id, ARGV[ca + 2])
-        extend(KEYS[kk + 1], ttl)
-        extend(KEYS[kk + 2], ttl)
+        local hk = kk + st - 2
+        call('ZADD', KEYS[hk], fmt(now + ttl), id)
+        call('HSET', KEYS[hk + 1], id, ARGV[ca + 2])
+        extend(KEYS[hk], ttl)
+        extend(KEYS[hk + 1], ttl)
         h = h - cs[n + 4] + hold
       end
     end
     out[o + 1], out[o + 2], out[o + 3] = nv, prev, h
-    o, n, kk, ca = o + 3, n + 5, kk + 3, ca + 4
+    o, n, kk, ca = o + 3, n + 5, kk + st, ca + 4
   end
 end
 

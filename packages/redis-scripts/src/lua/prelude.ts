@@ -124,19 +124,35 @@ local function stride(sliding)
   return 3
 end
 
--- Layout of one window in KEYS (admit, adjust, read): its start key at KEYS[k], then each counter's keys (see
--- stride). Appends the keys read by MGET (start, values, and previous values of a sliding window) to skeys
--- and the hold keys to hkeys; answers the index after the window's keys.
-local function window_keys(k, nc, sliding, skeys, hkeys)
-  local st = stride(sliding)
-  skeys[#skeys + 1] = KEYS[k]
-  for kk = k + 1, k + st * nc, st do
-    skeys[#skeys + 1] = KEYS[kk]
-    if sliding then skeys[#skeys + 1] = KEYS[kk + 1] end
-    hkeys[#hkeys + 1] = KEYS[kk + st - 2]
-    hkeys[#hkeys + 1] = KEYS[kk + st - 1]
+-- Layout pass of admit, adjust and read over the windows described in ARGV from index a: each window has
+-- \`head\` arguments (windowMs first, sliding flag second, number of counters at offset nco), then \`per\`
+-- arguments per counter. Answers one table per window field: first key (wk), first argument (wa), number of
+-- counters (wn), windowMs (ww), sliding (wsl); the keys MGET reads (starts, values, previous values of sliding
+-- windows) and the hold keys, in KEYS order; and the key and argument indices after the windows.
+local function layout(nw, a, nco, head, per)
+  local wk, wa, wn, ww, wsl = {}, {}, {}, {}, {}
+  local skeys, hkeys, ns, nh, k = {}, {}, 0, 0, 1
+  for w = 1, nw do
+    local nc, sliding = tonumber(ARGV[a + nco]), ARGV[a + 1] == '1'
+    wk[w], wa[w], wn[w], ww[w], wsl[w] = k, a, nc, tonumber(ARGV[a]), sliding
+    ns = ns + 1
+    skeys[ns] = KEYS[k]
+    k = k + 1
+    for _ = 1, nc do
+      ns = ns + 1
+      skeys[ns] = KEYS[k]
+      if sliding then
+        ns = ns + 1
+        skeys[ns] = KEYS[k + 1]
+        k = k + 1
+      end
+      hkeys[nh + 1], hkeys[nh + 2] = KEYS[k + 1], KEYS[k + 2]
+      nh = nh + 2
+      k = k + 3
+    end
+    a = a + head + per * nc
   end
-  return k + 1 + st * nc
+  return wk, wa, wn, ww, wsl, skeys, hkeys, k, a
 end
 
 -- One counter's value and previous value, from the MGET answer at vals[si] (and vals[si + 1] for a sliding

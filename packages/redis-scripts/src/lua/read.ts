@@ -22,24 +22,15 @@ local now = clock(ARGV[1])
 local nw = tonumber(ARGV[2])
 local ng = tonumber(ARGV[3])
 
--- Layout pass (see admit): window w's keys start at KEYS[wk[w]], its arguments at ARGV[wa[w]].
-local wk, wa, wn = {}, {}, {}
-local skeys, hkeys = {}, {}
-local a, k = 4, 1
-for w = 1, nw do
-  local nc = tonumber(ARGV[a + 2])
-  wk[w], wa[w], wn[w] = k, a, nc
-  k = window_keys(k, nc, ARGV[a + 1] == '1', skeys, hkeys)
-  a = a + 3
-end
+-- Layout pass (see layout in the prelude); gauge keys follow the window keys, from KEYS[k].
+local wk, _, wn, ww, wsl, skeys, hkeys, k = layout(nw, 4, 2, 3, 0)
 
 local vals = load(skeys)
 local holds_in_use = any_exists(hkeys)
 local out = { now }
 local si = 1
 for w = 1, nw do
-  local W = tonumber(ARGV[wa[w]])
-  local sliding = ARGV[wa[w] + 1] == '1'
+  local W, sliding = ww[w], wsl[w]
   local start, kind = roll(int(KEYS[wk[w]], vals[si]), W, sliding, now)
   si = si + 1
   out[#out + 1] = start
