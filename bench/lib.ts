@@ -85,6 +85,68 @@ export async function measureSequential(
   return { ops, calls: i, seconds: elapsed, perSecond: ops / elapsed, ...percentiles(samples) };
 }
 
+/** Throughput of each side of {@link measureInterleaved}, with the ratio of the first side to the second. */
+export interface Interleaved {
+  /** Per side: calls per second over all its slices, and latency percentiles from a pass after them. */
+  sides: Measured[];
+  /** First side's rate over the second's, one per round (each round runs both sides back to back). */
+  ratios: number[];
+  /** Median of `ratios`. */
+  ratio: number;
+}
+
+/**
+ * Runs two sequential workloads in alternating slices (`rounds` × `sliceSeconds` each, the order flipping every
+ * round), so that both see the same machine: on a shared, noisy host a burst of load then lowers both sides of
+ * one round instead of one side of the comparison. Reports the median of the per-round ratios.
+ */
+export async function measureInterleaved(
+  a: (i: number) => Promise<unknown>,
+  b: (i: number) => Promise<unknown>,
+  rounds: number,
+  sliceSeconds: number,
+  warmup = 20_000,
+): Promise<Interleaved> {
+  const fns = [a, b];
+  const next = [0, 0];
+  for (const [side, fn] of fns.entries()) for (; next[side]! < warmup; next[side]!++) await fn(next[side]!);
+  const ops = [0, 0];
+  const secs = [0, 0];
+  const ratios: number[] = [];
+  const slice = async (side: number): Promise<number> => {
+    const fn = fns[side]!;
+    const t0 = process.hrtime.bigint();
+    const deadline = t0 + BigInt(Math.round(sliceSeconds * 1e9));
+    let n = 0;
+    let now = t0;
+    let i = next[side]!;
+    while (now < deadline) {
+      for (let k = 0; k < 256; k++) await fn(i++);
+      n += 256;
+      now = process.hrtime.bigint();
+    }
+    next[side] = i;
+    const elapsed = Number(now - t0) / 1e9;
+    ops[side]! += n;
+    secs[side]! += elapsed;
+    return n / elapsed;
+  };
+  for (let r = 0; r < rounds; r++) {
+    const order = r % 2 === 0 ? [0, 1] : [1, 0];
+    const rate: number[] = [];
+    for (const side of order) rate[side] = await slice(side);
+    ratios.push(rate[0]! / rate[1]!);
+  }
+  const sides: Measured[] = [];
+  for (const side of [0, 1]) {
+    const base = next[side]!;
+    const lat = await measureSequential((i) => fns[side]!(base + i), sliceSeconds / 2, 0);
+    sides.push({ ...lat, ops: ops[side]!, seconds: secs[side]!, perSecond: ops[side]! / secs[side]! });
+  }
+  const sorted = [...ratios].sort((x, y) => x - y);
+  return { sides, ratios, ratio: sorted[Math.floor(sorted.length / 2)]! };
+}
+
 /** Runs `fn` with `concurrency` workers for about `seconds`, recording each call's latency. */
 export async function measureConcurrent(
   fn: (i: number) => Promise<unknown>,
