@@ -588,13 +588,23 @@ class BudgetEngine implements Budgets, ReservationHost {
     totals?: HydrateTotal[];
   }): Promise<BudgetStatus[]> {
     const t = this.clock();
-    const sums = new Map<string, { b: CompiledBudget; spec: BudgetSpec; sum: Nano }>();
-    const add = (spec: BudgetSpec) => {
+    type Entry = { b: CompiledBudget; spec: BudgetSpec; sum: Nano };
+    // One entry per budget window (identity and schedule, as in `plan`); a ledger record names identities only,
+    // so `byIdentity` finds every budget of one identity (e.g. a daily and a monthly budget of one key).
+    const sums: Entry[] = [];
+    const byIdentity = new Map<string, Entry[]>();
+    const add = (spec: BudgetSpec): Entry => {
       const b = this.compile(spec);
-      let entry = sums.get(b.base);
+      let same = byIdentity.get(b.base);
+      if (same === undefined) {
+        same = [];
+        byIdentity.set(b.base, same);
+      }
+      let entry = same.find((e) => sameWindow(e.b, b));
       if (entry === undefined) {
         entry = { b, spec, sum: 0 };
-        sums.set(b.base, entry);
+        same.push(entry);
+        sums.push(entry);
       }
       return entry;
     };
@@ -608,15 +618,20 @@ class BudgetEngine implements Budgets, ReservationHost {
       }
     }
     for (const record of input.records ?? []) {
+      // A record lists one ref per budget charged, so an identity with two budgets appears twice: count it once.
+      const seen: string[] = [];
       for (const ref of record.scopes) {
-        const entry = sums.get(baseKeyOf(ref, this.defaults.keyPrefix));
-        if (entry === undefined) continue;
-        const p = entry.b.schedule.periodAt(t);
-        if (record.time >= p.start && record.time < p.end) entry.sum += record.cost;
+        const base = baseKeyOf(ref, this.defaults.keyPrefix);
+        if (seen.includes(base)) continue;
+        seen.push(base);
+        for (const entry of byIdentity.get(base) ?? []) {
+          const p = entry.b.schedule.periodAt(t);
+          if (record.time >= p.start && record.time < p.end) entry.sum += record.cost;
+        }
       }
     }
     const windows: AdjustWindowOp[] = [];
-    for (const { b, sum } of sums.values()) {
+    for (const { b, sum } of sums) {
       if (sum === 0) continue;
       if (!Number.isSafeInteger(sum)) {
         throw new TollgateError("INVALID_AMOUNT", `restored spend of ${b.base} exceeds the exact range of one counter`);
@@ -624,7 +639,7 @@ class BudgetEngine implements Budgets, ReservationHost {
       windows.push(windowOf(b, t, [{ name: SPEND, delta: sum }]));
     }
     if (windows.length > 0) this.observe((await this.store.adjust({ windows })).now);
-    return this.status([...sums.values()].map((x) => x.spec));
+    return this.status(sums.map((x) => x.spec));
   }
 }
 

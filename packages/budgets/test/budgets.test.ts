@@ -398,6 +398,32 @@ describe.each(STORES)("budgets on the $name store", ({ create }) => {
     expect((await third.budgets.reserve(req([daily]))).ok).toBe(false);
   });
 
+  it("hydrate keeps two budgets of one key with different durations apart", async () => {
+    const first = setup("2027-06-15T12:00:00Z");
+    const daily = key("0.05", { duration: "1d" });
+    const monthly = key("0.10", { duration: "1mo" });
+    for (const day of ["2027-06-15T12:00:00Z", "2027-06-16T08:00:00Z", "2027-06-16T08:30:00Z"]) {
+      first.clock.t = Date.parse(day);
+      const r = await first.budgets.reserve(req([daily, monthly]));
+      if (!r.ok) throw new Error("denied");
+      await r.reservation.settle(ONE_CENT_USAGE);
+    }
+    const second = setup("2027-06-16T09:00:00Z");
+    const restored = await second.budgets.hydrate({ budgets: [daily, monthly], records: first.records });
+    // The daily budget's period holds today's 2 cents; the monthly one's all 3.
+    expect(restored.map((s) => s.spend)).toEqual([2 * CENT, 3 * CENT]);
+    expect((await second.budgets.status([daily, monthly])).map((s) => s.spend)).toEqual([2 * CENT, 3 * CENT]);
+    // Totals land on their own budget too.
+    const third = setup("2027-06-16T09:00:00Z");
+    await third.budgets.hydrate({
+      totals: [
+        { budget: daily, spend: 0.01 },
+        { budget: monthly, spend: 0.07 },
+      ],
+    });
+    expect((await third.budgets.status([daily, monthly])).map((s) => s.spend)).toEqual([CENT, 7 * CENT]);
+  });
+
   it("rejects bad budgets with typed errors before touching the store", async () => {
     const { budgets } = setup();
     const codeOf = (p: Promise<unknown>) =>
