@@ -80,7 +80,12 @@ interface GaugeEntry {
   readonly name: string;
   touched: number;
   dead: boolean;
+  /** Lease id -> expiry (ms), in expiry order while `ordered` (see {@link setLease}). */
   leases: Map<string, number>;
+  /** Every lease set since the map was last empty expires no earlier than the ones set before it. */
+  ordered: boolean;
+  /** The latest expiry set since the map was last empty. */
+  latest: number;
 }
 
 type Entry = WindowEntry | GaugeEntry;
@@ -148,19 +153,49 @@ function heldOf(c: Counter | undefined, now: number, prune: boolean): number {
   return sum;
 }
 
+/**
+ * Takes or renews a lease: re-inserted at the end of the map, so the map stays in expiry order as long as
+ * expiries only grow (one lease TTL and a clock that does not go back, the usual case). Answers whether the lease
+ * is new.
+ */
+function setLease(g: GaugeEntry, id: string, expiry: number): boolean {
+  const renewed = g.leases.delete(id);
+  if (g.leases.size === 0) {
+    g.ordered = true;
+    g.latest = expiry;
+  } else if (expiry < g.latest) g.ordered = false;
+  else g.latest = expiry;
+  g.leases.set(id, expiry);
+  return !renewed;
+}
+
+/** Puts a gauge's leases back in expiry order (after mixed TTLs or a clock that went back). */
+function reorder(g: GaugeEntry): void {
+  const sorted = [...g.leases].sort((a, b) => a[1] - b[1]);
+  g.leases.clear();
+  for (const [id, expiry] of sorted) g.leases.set(id, expiry);
+  g.ordered = true;
+  g.latest = sorted.length > 0 ? sorted[sorted.length - 1]![1] : 0;
+}
+
+/**
+ * Live leases of a gauge and the earliest expiry among them, dropping expired ones when `prune`. The map is in
+ * expiry order, so only the expired leases at its front and the first live one are visited.
+ */
 function liveLeases(g: GaugeEntry | undefined, now: number, prune: boolean): GaugeState {
   if (g === undefined) return { inFlight: 0, earliestExpiry: null };
-  let inFlight = 0;
+  if (!g.ordered) reorder(g);
+  let expired = 0;
   let earliest: number | null = null;
   for (const [id, expiry] of g.leases) {
-    if (expiry <= now) {
-      if (prune) g.leases.delete(id);
-      continue;
+    if (expiry > now) {
+      earliest = expiry;
+      break;
     }
-    inFlight++;
-    if (earliest === null || expiry < earliest) earliest = expiry;
+    if (prune) g.leases.delete(id);
+    else expired++;
   }
-  return { inFlight, earliestExpiry: earliest };
+  return { inFlight: g.leases.size - expired, earliestExpiry: earliest };
 }
 
 /** Applies a roll to a stored entry in place. */
@@ -342,13 +377,20 @@ export class MemoryStore implements CounterStore, FlatCounterStore {
       if (entry === undefined) {
         const base = b.gaugeKeys[g]!;
         const name = b.gaugeNames[g]!;
-        entry = { kind: "gauge", base, name, touched: ++this.ops, dead: false, leases: new Map() };
+        entry = {
+          kind: "gauge",
+          base,
+          name,
+          touched: ++this.ops,
+          dead: false,
+          leases: new Map(),
+          ordered: true,
+          latest: 0,
+        };
         this.cache.set(`${this.prefix}${base}:${name}`, entry);
       }
       r.gaugeHandles[g] = entry;
-      const before = entry.leases.size;
-      entry.leases.set(leaseId, expiry);
-      if (entry.leases.size !== before) r.inFlight[g]!++; // a new lease (not the batch's own, taken again)
+      if (setLease(entry, leaseId, expiry)) r.inFlight[g]!++; // a new lease (not the batch's own, taken again)
       const earliest = r.earliest[g]!;
       if (earliest === null || expiry < earliest) r.earliest[g] = expiry;
     }
@@ -413,7 +455,7 @@ export class MemoryStore implements CounterStore, FlatCounterStore {
       const entry = this.gaugeEntry(g.key, g.name);
       const current = entry?.leases.get(lease.id);
       if (current !== undefined && current > now) {
-        entry!.leases.set(lease.id, expiry);
+        setLease(entry!, lease.id, expiry);
         renewed++;
       }
     }

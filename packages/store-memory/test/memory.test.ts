@@ -131,4 +131,54 @@ describe("memory store", () => {
       expect(await read(store, "{team:t}")).toBe(7);
     });
   });
+
+  it("gauges count live leases exactly under mixed TTLs, renewals, releases and a clock that goes back", async () => {
+    // Model check: 3,000 random operations on one gauge, each compared with a brute-force count.
+    let now = 1_000_000;
+    const store = createMemoryStore({ now: () => now });
+    const model = new Map<string, number>(); // lease id -> expiry
+    let seed = 42;
+    const rand = (n: number) => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed % n;
+    };
+    const gauge = { key: "{key:k}", name: "max_parallel_requests" };
+    const expected = () => {
+      const live = [...model.values()].filter((e) => e > now);
+      return { inFlight: live.length, earliestExpiry: live.length > 0 ? Math.min(...live) : null };
+    };
+    const ids = Array.from({ length: 40 }, (_, i) => `l${i}`);
+    for (let step = 0; step < 3000; step++) {
+      const op = rand(10);
+      const id = ids[rand(ids.length)]!;
+      const ttl = [100, 500, 2000][rand(3)]!;
+      if (op < 4) {
+        // An admission drops the gauge's expired leases (for good: they stay gone if the clock goes back).
+        for (const [l, e] of model) if (e <= now) model.delete(l);
+        const before = expected();
+        const r = await store.admit({
+          windows: [],
+          gauges: [{ ...gauge, limit: 25, enforce: true }],
+          lease: { id, ttlMs: ttl },
+        });
+        const live = (model.get(id) ?? 0) > now;
+        expect(r.admitted).toBe(live || before.inFlight + 1 <= 25);
+        if (r.admitted) model.set(id, now + ttl);
+        expect(r.gauges[0]!.inFlight).toBe(expected().inFlight);
+      } else if (op < 6) {
+        const renewed = await store.renew({ id, gauges: [gauge], holds: [] }, ttl);
+        const live = (model.get(id) ?? 0) > now;
+        expect(renewed).toBe(live ? 1 : 0);
+        if (live) model.set(id, now + ttl);
+      } else if (op < 8) {
+        const r = await store.adjust({ windows: [], release: { id, gauges: [gauge], holds: [] } });
+        expect(r.released).toBe((model.get(id) ?? 0) > now ? 1 : 0);
+        model.delete(id);
+      } else {
+        now += op === 8 ? rand(300) : -rand(200); // mostly forward, sometimes back
+      }
+      const read = await store.read({ windows: [], gauges: [gauge] });
+      expect(read.gauges[0]).toEqual(expected());
+    }
+  });
 });
