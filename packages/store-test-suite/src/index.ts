@@ -397,6 +397,30 @@ export function runStoreContract(options: StoreContractOptions): void {
         expect((await store.admit(hold("c", 1))).admitted).toBe(false);
       });
 
+      it("a second hold under the same lease id replaces the first", async () => {
+        const { store, key, W } = await setup();
+        const hold = (id: string, amount: number): AdmitBatch => ({
+          windows: [
+            {
+              key,
+              windowMs: W,
+              algorithm: "fixed",
+              counters: [{ name: "spend", limit: 100, amount: 0, hold: amount, enforce: true }],
+            },
+          ],
+          gauges: [],
+          lease: { id, ttlMs: 60_000 },
+        });
+        expect((await store.admit(hold("a", 30))).windows[0]!.counters[0]!.held).toBe(30);
+        const again = await store.admit(hold("a", 50));
+        expect(again.admitted).toBe(true);
+        expect(again.windows[0]!.counters[0]!.held).toBe(50);
+        const query = { windows: [{ key, windowMs: W, algorithm: "fixed" as const, counters: ["spend"] }], gauges: [] };
+        expect((await store.read(query)).windows[0]!.counters[0]!.held).toBe(50);
+        expect((await store.admit(hold("b", 50))).admitted).toBe(true);
+        expect((await store.admit(hold("c", 1))).admitted).toBe(false);
+      });
+
       it("holds in a sliding window of several counters stay on their own counter", async () => {
         const { store, key, W } = await setup();
         const batch = (id: string, hold: number): AdmitBatch => ({
