@@ -22,8 +22,8 @@ export type ScriptName = "admit" | "adjust" | "renew" | "read";
  */
 // BEGIN SHAS
 const SHAS = {
-  admit: "80ef02346be42d2a7794c2fc8dca78c6d6010cee",
-  adjust: "d22ec81b337885d184fb5386890c85ea3bcbb442",
+  admit: "ee8eb924bd09059c0a2274cffe7a14d07b2110d4",
+  adjust: "5cf66d3fd94d8ed98b230a29ca7f72c6326df6ca",
   renew: "6558a67f4359bb1b5c1098d219883ced03640198",
   read: "929b7fc2cc4b8bb626ffa3004b005853b4070e53",
 } as const;

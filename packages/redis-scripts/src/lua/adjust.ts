@@ -34,31 +34,37 @@ local nrh = tonumber(ARGV[5])
 -- Layout pass (see layout in the prelude); release keys follow the window keys, from KEYS[k].
 local wk, wa, wn, ww, wsl, skeys, hkeys, k = layout(nw, 6, 4, 5, 1)
 
--- Read phase, validating everything before the first write. Per counter, five entries of cs: value, previous,
--- held, held by this lease, whether the value key existed.
+-- Read phase, validating everything before the first write. The reply is built as the state is read (applied,
+-- start, then value, previous, held per counter: the state before the call); the write phase updates it. Per
+-- window, its roll kind; per counter, the amount this lease holds (only when some counter has holds).
 local vals = load(skeys)
 local holds_in_use = any_exists(hkeys)
-local starts, kinds, applied, cs = {}, {}, {}, {}
+local out = { now, 0 }
+local kinds, mine = {}, {}
 -- Only when holds are released: holds key -> held key of every counter read here. read_counter pruned (and
 -- type-checked) the pair, or found that neither key exists, so the release below need not prune it again.
 local checked
 if nrh > 0 then checked = {} end
-local si, n = 1, 0
+local si, o, n = 1, 2, 0
 for w = 1, nw do
   local W, sliding, wa_ = ww[w], wsl[w], wa[w]
   local stored = int(KEYS[wk[w]], vals[si])
   si = si + 1
   local start, kind = roll(stored, W, sliding, now)
-  starts[w], kinds[w] = start, kind
-  applied[w] = ARGV[wa_ + 2] ~= '1' or (stored ~= nil and kind == 0 and stored == tonumber(ARGV[wa_ + 3]))
+  kinds[w] = kind
+  local ok = ARGV[wa_ + 2] ~= '1' or (stored ~= nil and kind == 0 and stored == tonumber(ARGV[wa_ + 3]))
+  out[o + 1], out[o + 2] = ok and 1 or 0, start
+  o = o + 2
   local st = stride(sliding)
   local kk = wk[w] + 1
   for _ = 1, wn[w] do
-    local v, p, h, m, existed
-    v, p, h, m, existed, si = read_counter(kk, vals, si, sliding, kind, holds_in_use, now, id)
-    cs[n + 1], cs[n + 2], cs[n + 3], cs[n + 4], cs[n + 5] = v, p, h, m, existed
+    local v, p, h, m, _
+    v, p, h, m, _, si = read_counter(kk, vals, si, sliding, kind, holds_in_use, now, id)
+    out[o + 1], out[o + 2], out[o + 3] = v, p, h
+    o, n = o + 3, n + 1
+    if m > 0 then mine[n] = m end
     if checked then checked[KEYS[kk + st - 2]] = KEYS[kk + st - 1] end
-    n, kk = n + 5, kk + st
+    kk = kk + st
   end
 end
 
@@ -90,14 +96,13 @@ if id ~= '' then
   end
 end
 
-local out = { now, released }
-local o = 2
-n = 0
+out[2] = released
+si, o, n = 1, 2, 0
 for w = 1, nw do
   local W, sliding = ww[w], wsl[w]
-  local start, kind, ok = starts[w], kinds[w], applied[w]
-  out[o + 1], out[o + 2] = ok and 1 or 0, start
+  local ok, start, kind = out[o + 1] == 1, out[o + 2], kinds[w]
   o = o + 2
+  si = si + 1
   -- The keys' TTL as a string, computed when first needed.
   local px
   if ok and kind ~= 0 then
@@ -107,15 +112,15 @@ for w = 1, nw do
   local st = stride(sliding)
   local kk, da = wk[w] + 1, wa[w] + 5
   for c = 0, wn[w] - 1 do
-    local value, prev = cs[n + 1], cs[n + 2]
-    local nv = value
+    n = n + 1
+    local value = out[o + 1]
     if ok then
-      nv = nv + tonumber(ARGV[da + c])
+      local nv = value + tonumber(ARGV[da + c])
       if nv < 0 then nv = 0 end
-      if kind ~= 0 or not cs[n + 5] then
+      if kind ~= 0 or not vals[si] then
         px = px or fmt(window_ttl(start, W, sliding, now))
         call('SET', KEYS[kk], fmt(nv), 'PX', px)
-        if sliding and kind ~= 0 then call('SET', KEYS[kk + 1], fmt(prev), 'PX', px) end
+        if sliding and kind ~= 0 then call('SET', KEYS[kk + 1], fmt(out[o + 2]), 'PX', px) end
       elseif nv ~= value then
         -- Current window: keep the key's TTL.
         if nv == 0 then
@@ -124,11 +129,11 @@ for w = 1, nw do
           call('INCRBY', KEYS[kk], ARGV[da + c])
         end
       end
+      out[o + 1] = nv
     end
-    local h = cs[n + 3]
-    if freed[KEYS[kk + st - 2]] then h = h - cs[n + 4] end
-    out[o + 1], out[o + 2], out[o + 3] = nv, prev, h
-    o, n, kk = o + 3, n + 5, kk + st
+    if freed[KEYS[kk + st - 2]] then out[o + 3] = out[o + 3] - (mine[n] or 0) end
+    if sliding then si = si + 2 else si = si + 1 end
+    o, kk = o + 3, kk + st
   end
 end
 

@@ -36,31 +36,36 @@ local ttl = tonumber(ARGV[3])
 local nw = tonumber(ARGV[4])
 local ng = tonumber(ARGV[5])
 
--- Layout pass (see layout in the prelude). Counters are addressed by index (KEYS[kk..], ARGV[ca..ca+3]) and
--- their state lives in one flat array (cs), which keeps the script cheap.
+-- Layout pass (see layout in the prelude). Counters are addressed by index (KEYS[kk..], ARGV[ca..ca+3]).
 local wk, wa, wn, ww, wsl, skeys, hkeys, gk0, ga0 = layout(nw, 6, 2, 3, 4)
 
 -- Read phase: one MGET for every window start, value and previous value; one EXISTS for every hold key.
 local vals = load(skeys)
 local holds_in_use = any_exists(hkeys)
 
--- Per counter, five entries of cs: value, previous, held, held by this lease, whether the value key existed.
+-- The reply is built as the state is read (value, previous, held per counter: the state before applying), and
+-- the write phase adds what it applies. Per window, its roll kind; per counter, the amount this lease already
+-- holds (only when some counter has holds).
 local dkind, da, db = 0, 0, 0
-local starts, kinds, cs = {}, {}, {}
-local si, n = 1, 0
+local out = { 0, now, 0, 0, 0 }
+local kinds, mine = {}, {}
+local si, o, n = 1, 5, 0
 for w = 1, nw do
   local W, sliding = ww[w], wsl[w]
   local start, kind = roll(int(KEYS[wk[w]], vals[si]), W, sliding, now)
   si = si + 1
-  starts[w], kinds[w] = start, kind
+  kinds[w] = kind
+  o = o + 1
+  out[o] = start
   local el = now - start
   local st = stride(sliding)
   local kk, ca = wk[w] + 1, wa[w] + 3
   for c = 0, wn[w] - 1 do
-    local v, p, h, m, existed
-    v, p, h, m, existed, si = read_counter(kk, vals, si, sliding, kind, holds_in_use, now, id)
-    cs[n + 1], cs[n + 2], cs[n + 3], cs[n + 4], cs[n + 5] = v, p, h, m, existed
-    n = n + 5
+    local v, p, h, m, _
+    v, p, h, m, _, si = read_counter(kk, vals, si, sliding, kind, holds_in_use, now, id)
+    out[o + 1], out[o + 2], out[o + 3] = v, p, h
+    o, n = o + 3, n + 1
+    if m > 0 then mine[n] = m end
     if dkind == 0 and ARGV[ca + 3] == '1' then
       local limit = tonumber(ARGV[ca])
       local add = tonumber(ARGV[ca + 1]) + tonumber(ARGV[ca + 2])
@@ -92,12 +97,12 @@ end
 -- Write phase. Rolled windows are persisted whatever the outcome (nothing observable changes); amounts, holds
 -- and leases only when admitted.
 local admitted = dkind == 0
-local out = { admitted and 1 or 0, now, dkind, da, db }
-local o = 5
-n = 0
+out[1], out[3], out[4], out[5] = admitted and 1 or 0, dkind, da, db
+si, o, n = 1, 5, 0
 for w = 1, nw do
   local W, sliding = ww[w], wsl[w]
-  local start, kind = starts[w], kinds[w]
+  local start, kind = out[o + 1], kinds[w]
+  si = si + 1
   -- The keys' TTL as a string, computed when first needed.
   local px
   if kind ~= 0 then
@@ -105,27 +110,26 @@ for w = 1, nw do
     call('SET', KEYS[wk[w]], fmt(start), 'PX', px)
   end
   o = o + 1
-  out[o] = start
   local st = stride(sliding)
   local kk, ca = wk[w] + 1, wa[w] + 3
   for c = 0, wn[w] - 1 do
-    local value, prev = cs[n + 1], cs[n + 2]
+    n = n + 1
     local amount = 0
     if admitted then amount = tonumber(ARGV[ca + 1]) end
-    local nv = value + amount
+    local nv = out[o + 1] + amount
     if kind ~= 0 then
       call('SET', KEYS[kk], fmt(nv), 'PX', px)
-      if sliding then call('SET', KEYS[kk + 1], fmt(prev), 'PX', px) end
+      if sliding then call('SET', KEYS[kk + 1], fmt(out[o + 2]), 'PX', px) end
     elseif amount > 0 then
       -- Current window: INCRBY keeps the key's TTL; a key missing from a live window gets one.
-      if cs[n + 5] then
+      if vals[si] then
         call('INCRBY', KEYS[kk], ARGV[ca + 1])
       else
         px = px or fmt(window_ttl(start, W, sliding, now))
         call('SET', KEYS[kk], fmt(nv), 'PX', px)
       end
     end
-    local h = cs[n + 3]
+    out[o + 1] = nv
     if admitted then
       local hold = tonumber(ARGV[ca + 2])
       if hold > 0 then
@@ -134,11 +138,11 @@ for w = 1, nw do
         call('HSET', KEYS[hk + 1], id, ARGV[ca + 2])
         extend(KEYS[hk], ttl)
         extend(KEYS[hk + 1], ttl)
-        h = h - cs[n + 4] + hold
+        out[o + 3] = out[o + 3] - (mine[n] or 0) + hold
       end
     end
-    out[o + 1], out[o + 2], out[o + 3] = nv, prev, h
-    o, n, kk, ca = o + 3, n + 5, kk + st, ca + 4
+    if sliding then si = si + 2 else si = si + 1 end
+    o, kk, ca = o + 3, kk + st, ca + 4
   end
 end
 
