@@ -22,10 +22,10 @@ export type ScriptName = "admit" | "adjust" | "renew" | "read";
  */
 // BEGIN SHAS
 const SHAS = {
-  admit: "ee8eb924bd09059c0a2274cffe7a14d07b2110d4",
-  adjust: "5cf66d3fd94d8ed98b230a29ca7f72c6326df6ca",
-  renew: "6558a67f4359bb1b5c1098d219883ced03640198",
-  read: "929b7fc2cc4b8bb626ffa3004b005853b4070e53",
+  admit: "654c1cabfa26f84f6dbd953fe905a256ded1d7b9",
+  adjust: "2d1f2f85bbbe464d4fc6cb08b1554ea1c8b89b3c",
+  renew: "5a3d1bb21eebf2167802ecd676a22ade523e0051",
+  read: "a08d5bf18e70518f3fcb705b4ff83ad1ede3748e",
 } as const;
 // END SHAS
 

@@ -15,7 +15,7 @@ import { CORRUPT_MARKER } from "../errors.js";
  */
 export const PRELUDE = `
 -- Globals read once: local access is cheaper than a global lookup on every use.
-local call, tonumber, format = redis.call, tonumber, string.format
+local call, tonumber, format, match = redis.call, tonumber, string.format, string.match
 
 local function fmt(n)
   return format('%d', n)
@@ -28,7 +28,7 @@ end
 -- Strict integer parse of a stored value; nil when the key is absent.
 local function int(key, raw)
   if not raw then return nil end
-  if type(raw) ~= 'string' or string.len(raw) > 17 or not string.match(raw, '^%-?%d+$') then
+  if type(raw) ~= 'string' or #raw > 17 or not match(raw, '^%-?%d+$') then
     corrupt(key, 'holds a non-integer value')
   end
   return tonumber(raw)
