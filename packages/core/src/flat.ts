@@ -156,6 +156,7 @@ export class FlatBatch {
       for (const c of w.counters) this.counter(c.name, 0, c.delta, 0, true);
     }
     this.releaseLease(batch.release);
+    this.readBack = batch.readBack !== false;
     return this;
   }
 }
@@ -255,7 +256,7 @@ export function toAdjustResult(batch: FlatBatch, r: FlatResult): AdjustResult {
   return {
     now: r.now,
     applied: r.applied.slice(0, batch.windowCount),
-    windows: windowStates(batch, r),
+    windows: batch.readBack ? windowStates(batch, r) : [],
     released: r.released,
   };
 }
@@ -298,5 +299,7 @@ export function toAdjustBatch(b: FlatBatch): AdjustBatch {
     if (!Number.isNaN(b.expectStart[i]!)) op.expectStart = b.expectStart[i]!;
     windows[i] = op;
   }
-  return b.release !== undefined ? { windows, release: b.release } : { windows };
+  const batch: AdjustBatch = b.release !== undefined ? { windows, release: b.release } : { windows };
+  if (!b.readBack) batch.readBack = false;
+  return batch;
 }

@@ -152,13 +152,19 @@ export interface AdjustBatch {
   windows: AdjustWindowOp[];
   /** Release this lease (idempotent) in the same atomic step. */
   release?: LeaseRef;
+  /**
+   * Whether the caller reads the states after the call (`windows` of the answer). With `false` a store may answer
+   * `windows: []` and skip reading them; `now`, `applied` and `released` are answered either way. The engine's
+   * settles and releases pass `false`: they read nothing back. @default true
+   */
+  readBack?: boolean;
 }
 
 export interface AdjustResult {
   now: number;
   /** Per window: whether the deltas were applied (false when the guard did not match). */
   applied: boolean[];
-  /** Values after the whole call (deltas and release), per window and counter. */
+  /** Values after the whole call (deltas and release), per window and counter; may be empty with `readBack: false`. */
   windows: WindowState[];
   /** Number of gauge entries and holds removed by the release (0 when already released). */
   released: number;

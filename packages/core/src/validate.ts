@@ -152,6 +152,9 @@ export function validateAdjustBatch(batch: AdjustBatch): void {
     }
   });
   if (batch.release) checkLeaseRef(batch.release);
+  if (batch.readBack !== undefined && typeof batch.readBack !== "boolean") {
+    throw new TollgateError("INVALID_ARGUMENT", `readBack must be a boolean, got ${String(batch.readBack)}`);
+  }
 }
 
 /** Checks a renew call. */

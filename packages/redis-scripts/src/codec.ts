@@ -38,11 +38,15 @@ const clockArg = (opts: EncodeOptions): string => (opts.testNowMs === undefined 
 
 const flag = (b: boolean): string => (b ? "1" : "0");
 
-/** A counter's keys as the scripts expect them: value, previous value (sliding windows only), holds, held. */
-function pushCounterKeys(keys: string[], prefix: string, base: string, name: string, sliding: boolean): void {
+/**
+ * A counter's keys as the scripts expect them: value, previous value (sliding windows only), then holds and held
+ * (left out where the script reads no holds: `adjust` without read-back).
+ */
+function pushCounterKeys(keys: string[], prefix: string, base: string, name: string, sliding: boolean, holds = true) {
   const [v, p, h, d] = counterKeys(prefix, base, name);
-  if (sliding) keys.push(v, p, h, d);
-  else keys.push(v, h, d);
+  keys.push(v);
+  if (sliding) keys.push(p);
+  if (holds) keys.push(h, d);
 }
 
 /** The keys of a lease's entries, as `adjust` (release) and `renew` expect them: gauges, then holds/held pairs. */
@@ -87,12 +91,14 @@ export function encodeAdjust(batch: AdjustBatch, opts: EncodeOptions): ScriptCal
   const { prefix } = opts;
   const keys: string[] = [];
   const rel = batch.release;
+  const readBack = batch.readBack !== false;
   const args: string[] = [
     clockArg(opts),
     rel ? rel.id : "",
     String(batch.windows.length),
     String(rel ? rel.gauges.length : 0),
     String(rel ? rel.holds.length : 0),
+    flag(readBack),
   ];
   for (const w of batch.windows) {
     keys.push(windowKey(prefix, w.key));
@@ -106,7 +112,7 @@ export function encodeAdjust(batch: AdjustBatch, opts: EncodeOptions): ScriptCal
       String(w.counters.length),
     );
     for (const c of w.counters) {
-      pushCounterKeys(keys, prefix, w.key, c.name, sliding);
+      pushCounterKeys(keys, prefix, w.key, c.name, sliding, readBack);
       args.push(String(c.delta));
     }
   }
@@ -197,16 +203,17 @@ export function decodeAdmit(batch: AdmitBatch, reply: unknown): AdmitResult {
   return result;
 }
 
-/** Decodes the reply of {@link ADJUST_SCRIPT} for `batch`. */
+/** Decodes the reply of {@link ADJUST_SCRIPT} for `batch` (`windows: []` without read-back). */
 export function decodeAdjust(batch: AdjustBatch, reply: unknown): AdjustResult {
   const r = new Reply("adjust", reply);
   const now = r.next();
   const released = r.next();
+  const readBack = batch.readBack !== false;
   const applied: boolean[] = new Array(batch.windows.length);
-  const windows: WindowState[] = new Array(batch.windows.length);
+  const windows: WindowState[] = readBack ? new Array(batch.windows.length) : [];
   batch.windows.forEach((w, i) => {
     applied[i] = r.next() === 1;
-    windows[i] = readWindow(r, w.counters.length);
+    if (readBack) windows[i] = readWindow(r, w.counters.length);
   });
   r.end();
   return { now, applied, windows, released };

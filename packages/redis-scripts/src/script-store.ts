@@ -225,6 +225,7 @@ class ScriptStore implements CounterStore {
   private async compensate(sub: AdmitBatch, applied: AdmitResult): Promise<void> {
     const lease = sub.lease;
     const adjust: AdjustBatch = {
+      readBack: false,
       windows: sub.windows.map((w, j) => ({
         key: w.key,
         windowMs: w.windowMs,
@@ -259,6 +260,7 @@ class ScriptStore implements CounterStore {
     const results = await Promise.all(
       groups.map(([w, g, h]) => {
         const sub: AdjustBatch = { windows: pick(batch.windows, w!) };
+        if (batch.readBack === false) sub.readBack = false;
         if (rel && (g!.length > 0 || h!.length > 0)) {
           sub.release = { id: rel.id, gauges: pick(rel.gauges, g!), holds: pick(rel.holds, h!) };
         }
@@ -277,6 +279,7 @@ class ScriptStore implements CounterStore {
       scatter(groups[gi]![0]!, r.applied, out.applied);
       scatter(groups[gi]![0]!, r.windows, out.windows);
     });
+    if (batch.readBack === false) out.windows = [];
     return out;
   }
 

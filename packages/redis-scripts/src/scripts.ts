@@ -22,10 +22,10 @@ export type ScriptName = "admit" | "adjust" | "renew" | "read";
  */
 // BEGIN SHAS
 const SHAS = {
-  admit: "654c1cabfa26f84f6dbd953fe905a256ded1d7b9",
-  adjust: "2d1f2f85bbbe464d4fc6cb08b1554ea1c8b89b3c",
-  renew: "5a3d1bb21eebf2167802ecd676a22ade523e0051",
-  read: "a08d5bf18e70518f3fcb705b4ff83ad1ede3748e",
+  admit: "71b04a2dc6084efdd33eacda02cc569b17499637",
+  adjust: "e37fc55376c8c1c2e36f4214ce84b1168608b993",
+  renew: "4ae3e55277e40a176e9e67097df27233af4730b2",
+  read: "34e6be8ba3bc483a3727c60aa7a78a7bb8a5dfa5",
 } as const;
 // END SHAS
 

@@ -1,7 +1,8 @@
-import type { AdmitBatch } from "@tollgate/core";
+import type { AdjustBatch, AdmitBatch } from "@tollgate/core";
 import { describe, expect, it } from "vitest";
 import {
   baseKey,
+  decodeAdjust,
   decodeAdmit,
   decodeRead,
   encodeAdjust,
@@ -96,7 +97,29 @@ describe("codec", () => {
       "{b}:h:holds",
       "{b}:h:held",
     ]);
-    expect(adj.args).toEqual(["", "L", "1", "1", "1", "1000", "0", "1", "5", "1", "-2"]);
+    expect(adj.args).toEqual(["", "L", "1", "1", "1", "1", "1000", "0", "1", "5", "1", "-2"]);
+    // Without read-back the adjusted counters take no hold keys (the released ones still do).
+    const leanBatch: AdjustBatch = {
+      readBack: false,
+      windows: [
+        { key: "{a}", windowMs: 1000, algorithm: "fixed", expectStart: 5, counters: [{ name: "t", delta: -2 }] },
+        { key: "{s}", windowMs: 1000, algorithm: "sliding", counters: [{ name: "t", delta: 1 }] },
+      ],
+      release: { id: "L", gauges: [], holds: [{ key: "{b}", name: "h" }] },
+    };
+    const lean = encodeAdjust(leanBatch, { prefix: "" });
+    expect(lean.keys).toEqual([
+      "{a}:window",
+      "{a}:t",
+      "{s}:window",
+      "{s}:t",
+      "{s}:t:prev",
+      "{b}:h:holds",
+      "{b}:h:held",
+    ]);
+    expect(lean.args[5]).toBe("0");
+    // The short reply: now, released, applied per window.
+    expect(decodeAdjust(leanBatch, [7, 1, 1, 0])).toEqual({ now: 7, released: 1, applied: [true, false], windows: [] });
     const ren = encodeRenew({ id: "L", gauges: [{ key: "{a}", name: "g" }], holds: [] }, 500, { prefix: "" });
     expect(ren.keys).toEqual(["{a}:g"]);
     expect(ren.args).toEqual(["", "L", "500", "1", "0"]);

@@ -397,6 +397,72 @@ export function runStoreContract(options: StoreContractOptions): void {
         expect((await store.admit(hold("c", 1))).admitted).toBe(false);
       });
 
+      it("readBack false: deltas, guards and the release behave the same; only the states may be left out", async () => {
+        const { store, key, W } = await setup();
+        const other = `${key}-b`;
+        const a = await store.admit({
+          windows: [
+            {
+              key,
+              windowMs: W,
+              algorithm: "fixed",
+              counters: [
+                { name: "tokens", limit: 1000, amount: 500, enforce: true },
+                { name: "spend", limit: 100, amount: 0, hold: 40, enforce: true },
+              ],
+            },
+            {
+              key: other,
+              windowMs: W,
+              algorithm: "sliding",
+              counters: [{ name: "tokens", limit: 1000, amount: 500, enforce: true }],
+            },
+          ],
+          gauges: [],
+          lease: { id: "L", ttlMs: 60_000 },
+        });
+        expect(a.admitted).toBe(true);
+        const r = await store.adjust({
+          readBack: false,
+          windows: [
+            {
+              key,
+              windowMs: W,
+              algorithm: "fixed",
+              expectStart: a.windows[0]!.start,
+              counters: [{ name: "tokens", delta: -80 }],
+            },
+            // a guard that does not match: nothing applied to this window
+            {
+              key: other,
+              windowMs: W,
+              algorithm: "sliding",
+              expectStart: a.windows[1]!.start - 1,
+              counters: [{ name: "tokens", delta: -80 }],
+            },
+          ],
+          release: { id: "L", gauges: [], holds: [{ key, name: "spend" }] },
+        });
+        expect(r.applied).toEqual([true, false]);
+        expect(r.released).toBe(1);
+        expect(Array.isArray(r.windows)).toBe(true);
+        const after = await store.read({
+          windows: [
+            { key, windowMs: W, algorithm: "fixed", counters: ["tokens", "spend"] },
+            { key: other, windowMs: W, algorithm: "sliding", counters: ["tokens"] },
+          ],
+          gauges: [],
+        });
+        expect(after.windows[0]!.counters.map((c) => [c.value, c.held])).toEqual([
+          [420, 0],
+          [0, 0],
+        ]);
+        expect(after.windows[1]!.counters[0]!.value).toBe(500);
+        await expect(store.adjust({ windows: [], readBack: "no" as unknown as boolean })).rejects.toMatchObject({
+          code: "INVALID_ARGUMENT",
+        });
+      });
+
       it("a second hold under the same lease id replaces the first", async () => {
         const { store, key, W } = await setup();
         const hold = (id: string, amount: number): AdmitBatch => ({

@@ -6,7 +6,7 @@ import { PRELUDE } from "./prelude.js";
  *
  * KEYS, in order:
  * - per window w: `P{base}:window`, then per counter `P{base}:<name>`, `...:<name>:prev` (sliding windows
- *   only), `...:<name>:holds`, `...:<name>:held` (as in `admit`)
+ *   only), `...:<name>:holds`, `...:<name>:held` (as in `admit`; the two hold keys only with read-back)
  * - per released gauge: `P{base}:<name>` (sorted set lease id -> expiry)
  * - per released hold: `P{base}:<name>:holds`, `P{base}:<name>:held`
  *
@@ -14,11 +14,14 @@ import { PRELUDE } from "./prelude.js";
  * - `ARGV[1]` test clock in ms (`""` in production: server TIME)
  * - `ARGV[2]` lease id to release (`""` for none)
  * - `ARGV[3]` number of windows, `ARGV[4]` number of released gauges, `ARGV[5]` number of released holds
+ * - `ARGV[6]` read-back (`1`: answer the states after the call; `0`: answer only now, released and applied, and
+ *   take no hold keys for the adjusted counters)
  * - per window: windowMs, sliding (`1`/`0`), has guard (`1`/`0`), expected start (ms, 0 without guard),
  *   number of counters, then one signed delta per counter
  *
  * Reply (flat integer array): now, released count, then per window: applied (1/0), start, then per
- * counter: value, previous, held (after the call).
+ * counter: value, previous, held (after the call). Without read-back: now, released count, then applied (1/0)
+ * per window.
  *
  * Semantics: with a guard, deltas apply only when the stored window is current and starts at the expected
  * time (nothing is written otherwise); without one, the window rolls as in `admit` and the deltas apply.
@@ -30,9 +33,10 @@ local id = ARGV[2]
 local nw = tonumber(ARGV[3])
 local nrg = tonumber(ARGV[4])
 local nrh = tonumber(ARGV[5])
+local read_back = ARGV[6] == '1'
 
 -- Layout pass (see layout in the prelude); release keys follow the window keys, from KEYS[k].
-local wk, wa, wn, ww, wsl, skeys, hkeys, k = layout(nw, 6, 4, 5, 1)
+local wk, wa, wn, ww, wsl, skeys, hkeys, k = layout(nw, 7, 4, 5, 1, read_back)
 
 -- Read phase, validating everything before the first write. The reply is built as the state is read (applied,
 -- start, then value, previous, held per counter: the state before the call); the write phase updates it. Per
@@ -55,7 +59,7 @@ for w = 1, nw do
   local ok = ARGV[wa_ + 2] ~= '1' or (stored ~= nil and kind == 0 and stored == tonumber(ARGV[wa_ + 3]))
   out[o + 1], out[o + 2] = ok and 1 or 0, start
   o = o + 2
-  local st = stride(sliding)
+  local st = stride(sliding, read_back)
   local kk = wk[w] + 1
   for _ = 1, wn[w] do
     local v, p, h, m, _
@@ -63,7 +67,7 @@ for w = 1, nw do
     out[o + 1], out[o + 2], out[o + 3] = v, p, h
     o, n = o + 3, n + 1
     if m > 0 then mine[n] = m end
-    if checked then checked[KEYS[kk + st - 2]] = KEYS[kk + st - 1] end
+    if checked and read_back then checked[KEYS[kk + st - 2]] = KEYS[kk + st - 1] end
     kk = kk + st
   end
 end
@@ -109,7 +113,7 @@ for w = 1, nw do
     px = fmt(window_ttl(start, W, sliding, now))
     call('SET', KEYS[wk[w]], fmt(start), 'PX', px)
   end
-  local st = stride(sliding)
+  local st = stride(sliding, read_back)
   local kk, da = wk[w] + 1, wa[w] + 5
   for c = 0, wn[w] - 1 do
     n = n + 1
@@ -131,11 +135,19 @@ for w = 1, nw do
       end
       out[o + 1] = nv
     end
-    if freed[KEYS[kk + st - 2]] then out[o + 3] = out[o + 3] - (mine[n] or 0) end
+    if read_back and freed[KEYS[kk + st - 2]] then out[o + 3] = out[o + 3] - (mine[n] or 0) end
     if sliding then si = si + 2 else si = si + 1 end
     o, kk = o + 3, kk + st
   end
 end
 
-return out
+if read_back then return out end
+-- Without read-back: now, released, and applied per window.
+local short = { now, released }
+o = 2
+for w = 1, nw do
+  short[w + 2] = out[o + 1]
+  o = o + 2 + 3 * wn[w]
+end
+return short
 `;

@@ -117,19 +117,23 @@ local function held_pruned(holds, held, now, id)
   return sum, mine
 end
 
--- Keys per counter in KEYS: value, previous value (sliding windows only), holds, held. A counter's keys start at
--- kk; its holds key is at kk + stride - 2 and its held key right after.
-local function stride(sliding)
-  if sliding then return 4 end
-  return 3
+-- Keys per counter in KEYS: value, previous value (sliding windows only), holds, held (the two hold keys are left
+-- out where a script reads no holds: adjust without read-back). A counter's keys start at kk; its holds key is at
+-- kk + stride - 2 and its held key right after.
+local function stride(sliding, holds)
+  local n = 1
+  if sliding then n = 2 end
+  if holds ~= false then n = n + 2 end
+  return n
 end
 
 -- Layout pass of admit, adjust and read over the windows described in ARGV from index a: each window has
 -- \`head\` arguments (windowMs first, sliding flag second, number of counters at offset nco), then \`per\`
 -- arguments per counter. Answers one table per window field: first key (wk), first argument (wa), number of
 -- counters (wn), windowMs (ww), sliding (wsl); the keys MGET reads (starts, values, previous values of sliding
--- windows) and the hold keys, in KEYS order; and the key and argument indices after the windows.
-local function layout(nw, a, nco, head, per)
+-- windows) and the hold keys, in KEYS order; and the key and argument indices after the windows. With holds
+-- false, counters have no hold keys (see stride).
+local function layout(nw, a, nco, head, per, holds)
   local wk, wa, wn, ww, wsl = {}, {}, {}, {}, {}
   local skeys, hkeys, ns, nh, k = {}, {}, 0, 0, 1
   for w = 1, nw do
@@ -146,9 +150,12 @@ local function layout(nw, a, nco, head, per)
         skeys[ns] = KEYS[k + 1]
         k = k + 1
       end
-      hkeys[nh + 1], hkeys[nh + 2] = KEYS[k + 1], KEYS[k + 2]
-      nh = nh + 2
-      k = k + 3
+      if holds ~= false then
+        hkeys[nh + 1], hkeys[nh + 2] = KEYS[k + 1], KEYS[k + 2]
+        nh = nh + 2
+        k = k + 2
+      end
+      k = k + 1
     end
     a = a + head + per * nc
   end
