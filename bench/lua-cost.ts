@@ -23,9 +23,10 @@ const windows = (i: number) =>
     ],
   }));
 const admit = (i: number) => encodeAdmit({ windows: windows(i), gauges: [] }, { prefix: "lua-cost:" });
-const adjust = (i: number) =>
+const adjust = (i: number, readBack = true) =>
   encodeAdjust(
     {
+      readBack,
       windows: windows(i).map((w) => ({ ...w, expectStart: 1, counters: [{ name: "tokens", delta: -80 }] })),
     },
     { prefix: "lua-cost:" },
@@ -72,6 +73,9 @@ try {
   }
   console.log(
     `${"full adjust (settle of the 3 windows)".padEnd(38)} ${(await usecPerCall(client, ADJUST_SCRIPT.source, adjust)).toFixed(2)} µs/call`,
+  );
+  console.log(
+    `${"  the same without read-back (engine)".padEnd(38)} ${(await usecPerCall(client, ADJUST_SCRIPT.source, (i) => adjust(i, false))).toFixed(2)} µs/call`,
   );
   console.log(
     `${"trivial script (return 1)".padEnd(38)} ${(await usecPerCall(client, "return 1", () => ({ script: ADMIT_SCRIPT, keys: ["lua-cost:x"], args: [] }))).toFixed(2)} µs/call`,
