@@ -82,7 +82,9 @@ export class FlatBatch {
    * Adjust: the caller reads the result (starts, values, `applied`, `released`). When false the result is
    * unspecified, and the store may skip its clock for fixed windows passed with a handle and a guard: a delta to
    * such a window that has expired but not rolled yet is then applied to it and vanishes when it rolls, which is
-   * the same outcome as the guard refusing it.
+   * the same outcome as the guard refusing it. Set by the engine on its own flat calls only: it is stricter than the
+   * object form's `AdjustBatch.readBack` (which keeps `now`, `applied` and `released`), so `fromAdjust` leaves it
+   * true.
    */
   readBack = true;
 
@@ -156,7 +158,6 @@ export class FlatBatch {
       for (const c of w.counters) this.counter(c.name, 0, c.delta, 0, true);
     }
     this.releaseLease(batch.release);
-    this.readBack = batch.readBack !== false;
     return this;
   }
 }
@@ -256,7 +257,7 @@ export function toAdjustResult(batch: FlatBatch, r: FlatResult): AdjustResult {
   return {
     now: r.now,
     applied: r.applied.slice(0, batch.windowCount),
-    windows: batch.readBack ? windowStates(batch, r) : [],
+    windows: windowStates(batch, r),
     released: r.released,
   };
 }
