@@ -123,6 +123,16 @@ class Held implements Reservation {
     return this.keys === undefined ? "" : this.keys[i]!;
   }
 
+  /** Whether the admission counted a window of `d`'s scope and value (`key` is its interned base key). */
+  hasWindow(key: string, d: Descriptor): boolean {
+    if (this.keys !== undefined) return this.keys.includes(key);
+    return (
+      this.descriptors?.some(
+        (e) => e.scope === d.scope && e.value === d.value && (e.requests !== undefined || e.tokens !== undefined),
+      ) ?? false
+    );
+  }
+
   get reservation(): Reservation {
     return this;
   }
@@ -438,6 +448,14 @@ export class Limiter {
     const extra = usage.unreserved ? dedupe(usage.unreserved) : NONE;
     for (const d of extra) validateDescriptor(d);
     const r = reservation as Held;
+    for (const d of extra) {
+      if (r.hasWindow(this.keyOf(d).key, d)) {
+        throw new TollgateError(
+          "INVALID_ARGUMENT",
+          `unreserved names ${d.scope}:${d.value}, which the admission already counts; list only scopes outside it`,
+        );
+      }
+    }
     if (r.state !== "open") return false;
     const b = this.filling ? new FlatBatch() : this.scratch.reset();
     const delta = usage.tokens - r.tokens;

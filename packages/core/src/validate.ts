@@ -66,22 +66,31 @@ function checkLeaseEntries(entries: LeaseRef["gauges"]): void {
 }
 
 /** Checks a batch before any data is touched. Stores call it so every store rejects the same input the same way. */
+/**
+ * A window key, or a counter name within one window, given twice in one batch: a store applies each entry on the
+ * state it read, so the second would be decided (and clamped) on a stale value.
+ */
+function checkRepeats(windows: ReadonlyArray<{ key: string; counters: ReadonlyArray<{ name: string }> }>, i: number) {
+  const w = windows[i]!;
+  for (let j = 0; j < i; j++) {
+    if (windows[j]!.key === w.key) {
+      throw new TollgateError("INVALID_ARGUMENT", `window ${w.key} appears twice in one batch`);
+    }
+  }
+  for (let j = 1; j < w.counters.length; j++) {
+    for (let k = 0; k < j; k++) {
+      if (w.counters[k]!.name === w.counters[j]!.name) {
+        throw new TollgateError("INVALID_ARGUMENT", `counter ${w.key}:${w.counters[j]!.name} appears twice`);
+      }
+    }
+  }
+}
+
 export function validateAdmitBatch(batch: AdmitBatch): void {
   let needsLease = batch.gauges.length > 0;
   batch.windows.forEach((w, i) => {
     checkWindow(w, i);
-    for (let j = 0; j < i; j++) {
-      if (batch.windows[j]!.key === w.key) {
-        throw new TollgateError("INVALID_ARGUMENT", `window ${w.key} appears twice in one batch`);
-      }
-    }
-    for (let j = 1; j < w.counters.length; j++) {
-      for (let k = 0; k < j; k++) {
-        if (w.counters[k]!.name === w.counters[j]!.name) {
-          throw new TollgateError("INVALID_ARGUMENT", `counter ${w.key}:${w.counters[j]!.name} appears twice`);
-        }
-      }
-    }
+    checkRepeats(batch.windows, i);
     if (w.counters.length === 0) {
       throw new TollgateError("INVALID_ARGUMENT", `windows[${i}] has no counters`);
     }
@@ -135,6 +144,7 @@ export function validateAdmitBatch(batch: AdmitBatch): void {
 export function validateAdjustBatch(batch: AdjustBatch): void {
   batch.windows.forEach((w, i) => {
     checkWindow(w, i);
+    checkRepeats(batch.windows, i);
     if (w.expectStart !== undefined && !isSafeInteger(w.expectStart)) {
       throw new TollgateError(
         "INVALID_ARGUMENT",

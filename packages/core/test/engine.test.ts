@@ -186,6 +186,18 @@ describe.each([
       expect(store.size).toBe(3); // key window + key gauge + org window; the unlimited scope wrote nothing
     });
 
+    it("unreserved naming a scope the admission counted is INVALID_ARGUMENT and changes nothing", async () => {
+      const a = admitted(await limiter.admit([key], { tokens: 100 }));
+      const again: Descriptor = { scope: key.scope, value: key.value, tokens: 1_000_000 };
+      await expect(limiter.settle(a.reservation, { tokens: 400, unreserved: [again] })).rejects.toMatchObject({
+        code: "INVALID_ARGUMENT",
+      });
+      expect(a.reservation.state).toBe("open");
+      expect((await limiter.status([key])).map((s) => s.used)).toEqual([1, 100, 1]);
+      expect(await limiter.settle(a.reservation, { tokens: 400 })).toBe(true);
+      expect((await limiter.status([key])).map((s) => s.used)).toEqual([1, 400, 0]);
+    });
+
     it("release refunds the request and its tokens and frees the slot; both are idempotent", async () => {
       const a = admitted(await limiter.admit([key], { tokens: 500 }));
       expect(await limiter.release(a.reservation)).toBe(true);

@@ -1,4 +1,5 @@
 import {
+  type AdjustBatch,
   type AdmitBatch,
   type AdmitResult,
   type CounterStore,
@@ -458,6 +459,19 @@ export function runStoreContract(options: StoreContractOptions): void {
           [0, 0],
         ]);
         expect(after.windows[1]!.counters[0]!.value).toBe(500);
+        // A release alone, without read-back, still answers the clock and what it removed.
+        const g = await store.admit({
+          windows: [],
+          gauges: [{ key, name: "max_parallel_requests", limit: 5, enforce: true }],
+          lease: { id: "G", ttlMs: 60_000 },
+        });
+        const rel = await store.adjust({
+          readBack: false,
+          windows: [],
+          release: { id: "G", gauges: [{ key, name: "max_parallel_requests" }], holds: [] },
+        });
+        expect(rel.released).toBe(1);
+        expect(rel.now).toBeGreaterThanOrEqual(g.now);
         await expect(store.adjust({ windows: [], readBack: "no" as unknown as boolean })).rejects.toMatchObject({
           code: "INVALID_ARGUMENT",
         });
@@ -653,6 +667,48 @@ export function runStoreContract(options: StoreContractOptions): void {
           expect(error).toBeInstanceOf(TollgateError);
           expect((error as TollgateError).code).toBe(code);
           expect(await values(store, key, 1000)).toEqual([0]);
+        });
+      }
+    });
+
+    describe("an adjustment naming a window or counter twice gets INVALID_ARGUMENT and changes nothing", () => {
+      const twice: Array<[string, (key: string, W: number) => AdjustBatch]> = [
+        [
+          "the same window twice",
+          (key, W) => ({
+            windows: [
+              { key, windowMs: W, algorithm: "fixed", counters: [{ name: "requests", delta: -1 }] },
+              { key, windowMs: W, algorithm: "fixed", counters: [{ name: "requests", delta: -1 }] },
+            ],
+          }),
+        ],
+        [
+          "the same counter twice in one window",
+          (key, W) => ({
+            windows: [
+              {
+                key,
+                windowMs: W,
+                algorithm: "fixed",
+                counters: [
+                  { name: "requests", delta: -5 },
+                  { name: "requests", delta: -2 },
+                ],
+              },
+            ],
+          }),
+        ],
+      ];
+      for (const [what, make] of twice) {
+        it(what, async () => {
+          const { store, key, W } = await setup();
+          expect((await store.admit({ windows: [win(key, W, [["requests", 10, 6]])], gauges: [] })).admitted).toBe(
+            true,
+          );
+          const error = await store.adjust(make(key, W)).catch((e: unknown) => e);
+          expect(error).toBeInstanceOf(TollgateError);
+          expect((error as TollgateError).code).toBe("INVALID_ARGUMENT");
+          expect(await values(store, key, W)).toEqual([6]);
         });
       }
     });
