@@ -169,22 +169,14 @@ function setLease(g: GaugeEntry, id: string, expiry: number): boolean {
   return !renewed;
 }
 
-/** Puts a gauge's leases back in expiry order (after mixed TTLs or a clock that went back). */
-function reorder(g: GaugeEntry): void {
-  const sorted = [...g.leases].sort((a, b) => a[1] - b[1]);
-  g.leases.clear();
-  for (const [id, expiry] of sorted) g.leases.set(id, expiry);
-  g.ordered = true;
-  g.latest = sorted.length > 0 ? sorted[sorted.length - 1]![1] : 0;
-}
-
 /**
- * Live leases of a gauge and the earliest expiry among them, dropping expired ones when `prune`. The map is in
- * expiry order, so only the expired leases at its front and the first live one are visited.
+ * Live leases of a gauge and the earliest expiry among them, dropping expired ones when `prune`. While the map is
+ * in expiry order only the expired leases at its front and the first live one are visited; otherwise (leases of
+ * different TTLs, a clock set back) every lease is, until the gauge is empty again.
  */
 function liveLeases(g: GaugeEntry | undefined, now: number, prune: boolean): GaugeState {
   if (g === undefined) return { inFlight: 0, earliestExpiry: null };
-  if (!g.ordered) reorder(g);
+  if (!g.ordered) return scanLeases(g, now, prune);
   let expired = 0;
   let earliest: number | null = null;
   for (const [id, expiry] of g.leases) {
@@ -196,6 +188,21 @@ function liveLeases(g: GaugeEntry | undefined, now: number, prune: boolean): Gau
     else expired++;
   }
   return { inFlight: g.leases.size - expired, earliestExpiry: earliest };
+}
+
+function scanLeases(g: GaugeEntry, now: number, prune: boolean): GaugeState {
+  let inFlight = 0;
+  let earliest: number | null = null;
+  for (const [id, expiry] of g.leases) {
+    if (expiry <= now) {
+      if (prune) g.leases.delete(id);
+      continue;
+    }
+    inFlight++;
+    if (earliest === null || expiry < earliest) earliest = expiry;
+  }
+  if (g.leases.size === 0) g.ordered = true;
+  return { inFlight, earliestExpiry: earliest };
 }
 
 /** Applies a roll to a stored entry in place. */
@@ -390,9 +397,14 @@ export class MemoryStore implements CounterStore, FlatCounterStore {
         this.cache.set(`${this.prefix}${base}:${name}`, entry);
       }
       r.gaugeHandles[g] = entry;
-      if (setLease(entry, leaseId, expiry)) r.inFlight[g]!++; // a new lease (not the batch's own, taken again)
-      const earliest = r.earliest[g]!;
-      if (earliest === null || expiry < earliest) r.earliest[g] = expiry;
+      if (setLease(entry, leaseId, expiry)) {
+        r.inFlight[g]!++;
+        const earliest = r.earliest[g]!;
+        if (earliest === null || expiry < earliest) r.earliest[g] = expiry;
+      } else {
+        // the batch's own lease, taken again: its old expiry may have been the earliest
+        r.earliest[g] = liveLeases(entry, now, false).earliestExpiry;
+      }
     }
     r.admitted = true;
   }
