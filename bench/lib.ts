@@ -91,14 +91,15 @@ export interface Interleaved {
   sides: Measured[];
   /** First side's rate over the second's, one per round (each round runs both sides back to back). */
   ratios: number[];
-  /** Median of `ratios`. */
+  /** Median of `ratios` (the mean of the two middle ones for an even count). */
   ratio: number;
 }
 
 /**
  * Runs two sequential workloads in alternating slices (`rounds` × `sliceSeconds` each, the order flipping every
  * round), so that both see the same machine: on a shared, noisy host a burst of load then lowers both sides of
- * one round instead of one side of the comparison. Reports the median of the per-round ratios.
+ * one round instead of one side of the comparison. Reports the median of the per-round ratios; the latency
+ * percentiles come from one short timed pass per side after the rounds.
  */
 export async function measureInterleaved(
   a: (i: number) => Promise<unknown>,
@@ -141,10 +142,18 @@ export async function measureInterleaved(
   for (const side of [0, 1]) {
     const base = next[side]!;
     const lat = await measureSequential((i) => fns[side]!(base + i), sliceSeconds / 2, 0);
-    sides.push({ ...lat, ops: ops[side]!, seconds: secs[side]!, perSecond: ops[side]! / secs[side]! });
+    sides.push({
+      ...lat,
+      ops: ops[side]!,
+      calls: base + lat.calls,
+      seconds: secs[side]!,
+      perSecond: ops[side]! / secs[side]!,
+    });
   }
   const sorted = [...ratios].sort((x, y) => x - y);
-  return { sides, ratios, ratio: sorted[Math.floor(sorted.length / 2)]! };
+  const mid = sorted.length >> 1;
+  const ratio = sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+  return { sides, ratios, ratio };
 }
 
 /** Runs `fn` with `concurrency` workers for about `seconds`, recording each call's latency. */
