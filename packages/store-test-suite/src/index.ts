@@ -360,20 +360,23 @@ export function runStoreContract(options: StoreContractOptions): void {
     });
 
     describe("holds", () => {
+      /** Holds `amount` of a `spend` counter limited to 100 under lease `id`. */
+      const spendHold = (key: string, W: number, id: string, amount: number): AdmitBatch => ({
+        windows: [
+          {
+            key,
+            windowMs: W,
+            algorithm: "fixed",
+            counters: [{ name: "spend", limit: 100, amount: 0, hold: amount, enforce: true }],
+          },
+        ],
+        gauges: [],
+        lease: { id, ttlMs: 60_000 },
+      });
+
       it("a hold counts against the limit until released, and release frees it once", async () => {
         const { store, key, W } = await setup();
-        const hold = (id: string, amount: number): AdmitBatch => ({
-          windows: [
-            {
-              key,
-              windowMs: W,
-              algorithm: "fixed",
-              counters: [{ name: "spend", limit: 100, amount: 0, hold: amount, enforce: true }],
-            },
-          ],
-          gauges: [],
-          lease: { id, ttlMs: 60_000 },
-        });
+        const hold = (id: string, amount: number) => spendHold(key, W, id, amount);
         const a = await store.admit(hold("a", 70));
         expect(a.admitted).toBe(true);
         expect(a.windows[0]!.counters[0]).toMatchObject({ value: 0, held: 70 });
@@ -479,18 +482,7 @@ export function runStoreContract(options: StoreContractOptions): void {
 
       it("a second hold under the same lease id replaces the first", async () => {
         const { store, key, W } = await setup();
-        const hold = (id: string, amount: number): AdmitBatch => ({
-          windows: [
-            {
-              key,
-              windowMs: W,
-              algorithm: "fixed",
-              counters: [{ name: "spend", limit: 100, amount: 0, hold: amount, enforce: true }],
-            },
-          ],
-          gauges: [],
-          lease: { id, ttlMs: 60_000 },
-        });
+        const hold = (id: string, amount: number) => spendHold(key, W, id, amount);
         expect((await store.admit(hold("a", 30))).windows[0]!.counters[0]!.held).toBe(30);
         const again = await store.admit(hold("a", 50));
         expect(again.admitted).toBe(true);
