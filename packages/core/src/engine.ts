@@ -446,9 +446,9 @@ export class Limiter {
       throw new TollgateError("INVALID_AMOUNT", `usage.tokens must be a non-negative integer, got ${usage.tokens}`);
     }
     const extra = usage.unreserved ? dedupe(usage.unreserved) : NONE;
-    for (const d of extra) validateDescriptor(d);
     const r = reservation as Held;
     for (const d of extra) {
+      validateDescriptor(d);
       if (r.hasWindow(this.keyOf(d).key, d)) {
         throw new TollgateError(
           "INVALID_ARGUMENT",

@@ -16,7 +16,7 @@ import {
   TollgateError,
   type WindowState,
 } from "@tollgate/core";
-import { counterKeys, gaugeKey, holdKeys, windowKey } from "./keys.js";
+import { gaugeKey, holdKeys, pushCounterKeys, windowKey } from "./keys.js";
 import { ADJUST_SCRIPT, ADMIT_SCRIPT, type LuaScript, READ_SCRIPT, RENEW_SCRIPT } from "./scripts.js";
 
 /** One script invocation: what EVALSHA/EVAL receive. */
@@ -37,17 +37,6 @@ export interface EncodeOptions {
 const clockArg = (opts: EncodeOptions): string => (opts.testNowMs === undefined ? "" : String(opts.testNowMs));
 
 const flag = (b: boolean): string => (b ? "1" : "0");
-
-/**
- * A counter's keys as the scripts expect them: value, previous value (sliding windows only), then holds and held
- * (left out where the script reads no holds: `adjust` without read-back).
- */
-function pushCounterKeys(keys: string[], prefix: string, base: string, name: string, sliding: boolean, holds = true) {
-  const [v, p, h, d] = counterKeys(prefix, base, name);
-  keys.push(v);
-  if (sliding) keys.push(p);
-  if (holds) keys.push(h, d);
-}
 
 /** The keys of a lease's entries, as `adjust` (release) and `renew` expect them: gauges, then holds/held pairs. */
 function pushLeaseKeys(keys: string[], prefix: string, lease: LeaseRef): void {
@@ -75,7 +64,7 @@ export function encodeAdmit(batch: AdmitBatch, opts: EncodeOptions): ScriptCall 
     const sliding = w.algorithm === "sliding";
     args.push(String(w.windowMs), flag(sliding), String(w.counters.length));
     for (const c of w.counters) {
-      pushCounterKeys(keys, prefix, w.key, c.name, sliding);
+      pushCounterKeys(keys, prefix, w.key, c.name, sliding, true);
       args.push(String(c.limit), String(c.amount), String(c.hold ?? 0), flag(c.enforce));
     }
   }
@@ -138,7 +127,7 @@ export function encodeRead(query: ReadQuery, opts: EncodeOptions): ScriptCall {
     keys.push(windowKey(prefix, w.key));
     const sliding = w.algorithm === "sliding";
     args.push(String(w.windowMs), flag(sliding), String(w.counters.length));
-    for (const name of w.counters) pushCounterKeys(keys, prefix, w.key, name, sliding);
+    for (const name of w.counters) pushCounterKeys(keys, prefix, w.key, name, sliding, true);
   }
   for (const g of query.gauges) keys.push(gaugeKey(prefix, g.key, g.name));
   return { script: READ_SCRIPT, keys, args };

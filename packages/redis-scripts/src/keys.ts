@@ -29,18 +29,35 @@ export function windowKey(prefix: string, base: string): string {
 }
 
 /**
- * The four keys of one counter: value, prev, holds, held. The scripts take them in this order, without `prev`
- * for a fixed window.
+ * Appends a counter's keys in the order the scripts take them: value, prev (`sliding` only), then holds and held
+ * (`holds` only; left out where a script reads no holds: `adjust` without read-back). Builds only those strings.
  */
-export function counterKeys(prefix: string, base: string, name: string): [string, string, string, string] {
+export function pushCounterKeys(
+  keys: string[],
+  prefix: string,
+  base: string,
+  name: string,
+  sliding: boolean,
+  holds: boolean,
+): void {
   const c = `${baseKey(prefix, base)}:${name}`;
-  return [c, `${c}:prev`, `${c}:holds`, `${c}:held`];
+  keys.push(c);
+  if (sliding) keys.push(`${c}:prev`);
+  if (holds) keys.push(`${c}:holds`, `${c}:held`);
+}
+
+/** The four keys of one counter: value, prev, holds, held (see {@link pushCounterKeys}). */
+export function counterKeys(prefix: string, base: string, name: string): [string, string, string, string] {
+  const keys: string[] = [];
+  pushCounterKeys(keys, prefix, base, name, true, true);
+  return keys as [string, string, string, string];
 }
 
 /** The two hold keys of one counter (the last two of {@link counterKeys}): holds, held. */
 export function holdKeys(prefix: string, base: string, name: string): [string, string] {
-  const c = `${baseKey(prefix, base)}:${name}`;
-  return [`${c}:holds`, `${c}:held`];
+  const keys: string[] = [];
+  pushCounterKeys(keys, prefix, base, name, false, true);
+  return [keys[1]!, keys[2]!];
 }
 
 /** The key of a gauge (sorted set lease id -> expiry ms). */

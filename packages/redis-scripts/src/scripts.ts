@@ -22,10 +22,10 @@ export type ScriptName = "admit" | "adjust" | "renew" | "read";
  */
 // BEGIN SHAS
 const SHAS = {
-  admit: "71b04a2dc6084efdd33eacda02cc569b17499637",
-  adjust: "e37fc55376c8c1c2e36f4214ce84b1168608b993",
-  renew: "4ae3e55277e40a176e9e67097df27233af4730b2",
-  read: "34e6be8ba3bc483a3727c60aa7a78a7bb8a5dfa5",
+  admit: "ec22ca4ccdcdd46fca9d9711febeed1f4194237a",
+  adjust: "372324ffc6322c9ae7ecb8db4c8a23b413d222b7",
+  renew: "9f12171692e279baad6ab95525ff5d5605ef31fd",
+  read: "b26694d461d9e1df3e391571cdfd2f2f5b1bfa8d",
 } as const;
 // END SHAS
 

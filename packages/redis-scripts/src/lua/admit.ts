@@ -62,7 +62,7 @@ for w = 1, nw do
   local kk, ca = wk[w] + 1, wa[w] + 3
   for c = 0, wn[w] - 1 do
     local v, p, h, m, _
-    v, p, h, m, _, si = read_counter(kk, vals, si, sliding, kind, holds_in_use, now, id)
+    v, p, h, m, _, si = read_counter(kk, st, vals, si, sliding, kind, holds_in_use, now, id)
     out[o + 1], out[o + 2], out[o + 3] = v, p, h
     o, n = o + 3, n + 1
     if m > 0 then mine[n] = m end

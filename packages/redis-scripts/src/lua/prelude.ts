@@ -180,14 +180,15 @@ local function counter_values(kk, vals, si, sliding, kind)
   return v, p, si
 end
 
--- One counter's state: its values (see counter_values) and its holds (pruned). Answers value, previous, live
--- held total, amount held by lease id, whether the value key existed, and the next index into vals.
-local function read_counter(kk, vals, si, sliding, kind, holds_in_use, now, id)
+-- One counter's state: its values (see counter_values) and its holds (pruned). kk is its first key and st the
+-- stride of its window (see stride). Answers value, previous, live held total, amount held by lease id, whether
+-- the value key existed, and the next index into vals.
+local function read_counter(kk, st, vals, si, sliding, kind, holds_in_use, now, id)
   local raw = vals[si]
   local v, p
   v, p, si = counter_values(kk, vals, si, sliding, kind)
   local h, m = 0, 0
-  local hk = kk + stride(sliding) - 2
+  local hk = kk + st - 2
   if holds_in_use and call('EXISTS', KEYS[hk], KEYS[hk + 1]) > 0 then
     h, m = held_pruned(KEYS[hk], KEYS[hk + 1], now, id)
   end
