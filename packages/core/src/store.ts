@@ -76,8 +76,16 @@ export interface LeaseSpec {
 export interface AdmitBatch {
   windows: WindowOp[];
   gauges: GaugeOp[];
-  /** Required when `gauges` is non-empty or any counter has a hold. */
+  /** Required when `gauges` is non-empty, any counter has a hold, or `ticket` is true. */
   lease?: LeaseSpec;
+  /**
+   * Contract 2: record a **ticket** under `lease.id` when admitted: the store remembers that this admission is
+   * open until a settle or release finishes it (see {@link TicketOp}) or the lease expires. The ticket lives as long
+   * as the lease (`renew` extends both). When the id is already finished (a late admission arriving after its
+   * compensation or settle), nothing is applied and the answer is `admitted: false` with `denied.type` `"ticket"`.
+   * Requires `lease`. @default false
+   */
+  ticket?: boolean;
 }
 
 /** State of one counter as the store answers it. */
@@ -104,7 +112,11 @@ export interface GaugeState {
   earliestExpiry: number | null;
 }
 
-export type DeniedAt = { type: "counter"; window: number; counter: number } | { type: "gauge"; gauge: number };
+export type DeniedAt =
+  | { type: "counter"; window: number; counter: number }
+  | { type: "gauge"; gauge: number }
+  /** Contract 2: the batch's ticket was already finished; nothing was applied. */
+  | { type: "ticket" };
 
 export interface AdmitResult {
   /** True when everything was applied, false when nothing was. */
@@ -146,10 +158,40 @@ export interface LeaseRef {
   gauges: Array<{ key: string; name: string }>;
   /** Counters that hold an amount under the lease id. */
   holds: Array<{ key: string; name: string }>;
+  /**
+   * Contract 2: base keys of the admission's windows, when it recorded a ticket. Stores that split batches (Redis
+   * Cluster) keep one ticket per slot group and find them through these keys, the gauges and the holds.
+   */
+  windows?: string[];
 }
+
+/**
+ * Contract 2: makes an adjustment **exactly once** per ticket, whatever the number of retries and from whichever
+ * process. The store looks up the ticket recorded by the admission (`AdmitBatch.ticket`) under `id` and:
+ * - `finish: "settle"` (the request happened): applies the whole batch unless the ticket is already finished; an
+ *   open ticket and an unknown one (expired with its lease, or never recorded) are both applied;
+ * - `finish: "release"` (undo the admission: the request never happened, or a timed-out admission is compensated):
+ *   applies the whole batch only while the ticket is open, since only then are the admission's effects known to
+ *   be there; an unknown ticket applies nothing;
+ * then marks the ticket finished for `keepMs` (a later admission under the same id is refused, a later adjustment
+ * naming it applies nothing). Stores that split a batch (Redis Cluster slot groups) keep one ticket per group, so
+ * each group is applied exactly once on its own. The answer's `ticket` says what the store found.
+ */
+export interface TicketOp {
+  /** The ticket id: the admission's `lease.id`. */
+  id: string;
+  finish: "settle" | "release";
+  /** How long the finished mark is kept, ms (positive safe integer); retries inside it are recognised. */
+  keepMs: number;
+}
+
+/** Contract 2: the ticket state an adjustment found (before applying). */
+export type TicketState = "open" | "unknown" | "finished";
 
 export interface AdjustBatch {
   windows: AdjustWindowOp[];
+  /** Contract 2: apply this adjustment exactly once for the ticket (see {@link TicketOp}). */
+  ticket?: TicketOp;
   /** Release this lease (idempotent) in the same atomic step. */
   release?: LeaseRef;
   /**
@@ -168,6 +210,11 @@ export interface AdjustResult {
   windows: WindowState[];
   /** Number of gauge entries and holds removed by the release (0 when already released). */
   released: number;
+  /**
+   * Contract 2, with `AdjustBatch.ticket`: what the store found. `"finished"` means nothing was applied (every
+   * `applied[i]` false, `released` 0); `"unknown"` with `finish: "release"` likewise.
+   */
+  ticket?: TicketState;
   /** See {@link AdmitResult.degraded}. */
   degraded?: "open" | "fallback";
 }
@@ -197,7 +244,10 @@ export interface CounterStore {
   admit(batch: AdmitBatch): Promise<AdmitResult>;
   /** Window-guarded deltas and an optional lease release, atomically. */
   adjust(batch: AdjustBatch): Promise<AdjustResult>;
-  /** Extend a lease's expiry to now + ttlMs. Returns how many entries were renewed (0 = lease gone). */
+  /**
+   * Extend a lease's expiry to now + ttlMs. Returns how many entries were renewed (0 = lease gone). Contract 2: an
+   * open ticket under the lease id is extended too (and counts as one entry).
+   */
   renew(lease: LeaseRef, ttlMs: number): Promise<number>;
   /** Read without changing anything. */
   read(query: ReadQuery): Promise<ReadResult>;
