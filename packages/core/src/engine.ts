@@ -689,7 +689,10 @@ export class Limiter {
 
   private denial(plan: Plan, result: AdmitResult, statuses: LimitStatus[]): Denial {
     const at = result.denied;
-    if (at === undefined) throw new TollgateError("STORE_DATA_CORRUPT", `[${this.store.name}] denial without a cause`);
+    if (at === undefined || at.type === "ticket") {
+      // this engine records no tickets yet: a store answering a ticket denial is broken
+      throw new TollgateError("STORE_DATA_CORRUPT", `[${this.store.name}] denial without a counter or gauge cause`);
+    }
     if (at.type === "gauge") {
       const state = result.gauges[at.gauge]!;
       const idx = statusIndex(plan, at);
@@ -759,7 +762,7 @@ function fromHeld(plan: Plan, now: number, r: Held): AdmitResult {
   return { admitted: true, now, windows, gauges };
 }
 
-function statusIndex(plan: Plan, at: NonNullable<AdmitResult["denied"]>): number {
+function statusIndex(plan: Plan, at: Exclude<NonNullable<AdmitResult["denied"]>, { type: "ticket" }>): number {
   let idx = 0;
   const windows = plan.batch.windows;
   if (at.type === "counter") {

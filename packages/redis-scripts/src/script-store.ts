@@ -86,6 +86,7 @@ function scatter<T>(idx: number[], from: readonly T[], into: T[]): void {
 
 /** Orders denials the way the contract checks them: windows in order, then gauges. */
 function deniedRank(d: DeniedAt): number {
+  if (d.type === "ticket") return 2e15;
   return d.type === "counter" ? d.window * 1e6 + d.counter : 1e15 + d.gauge;
 }
 
@@ -213,7 +214,9 @@ class ScriptStore implements CounterStore {
         const global: DeniedAt =
           d.type === "counter"
             ? { type: "counter", window: wIdx[d.window]!, counter: d.counter }
-            : { type: "gauge", gauge: gIdx[d.gauge]! };
+            : d.type === "gauge"
+              ? { type: "gauge", gauge: gIdx[d.gauge]! }
+              : d;
         if (!denied || deniedRank(global) < deniedRank(denied)) denied = global;
       }
     });
