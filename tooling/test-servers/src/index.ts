@@ -1,4 +1,11 @@
 export {
+  createDatabase,
+  findPostgresBin,
+  type PostgresHandle,
+  type StartPostgresOptions,
+  startPostgres,
+} from "./postgres.js";
+export {
   type RedisClusterHandle,
   type RedisServerHandle,
   startRedisCluster,
