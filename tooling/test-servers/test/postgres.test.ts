@@ -41,7 +41,7 @@ describe("test-servers: postgres", () => {
     } finally {
       await server.stop();
     }
-  });
+  }, 90_000);
 
   it("a missing binary is a clear failure with install instructions, never a skip", async () => {
     await expect(startPostgres({ binDir: "/nonexistent" })).rejects.toThrow("apt-get install -y postgresql");
