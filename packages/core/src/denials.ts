@@ -60,6 +60,12 @@ export function formatUtcTimestamp(ms: number): string {
   );
 }
 
+function checkObject(value: unknown, what: string): void {
+  if (typeof value !== "object" || value === null) {
+    throw new TollgateError("INVALID_ARGUMENT", `${what} must be an object, got ${String(value)}`);
+  }
+}
+
 /**
  * LiteLLM's 429 message, exactly:
  * `Rate limit exceeded for {scope}: {value}. Limit type: {type}. Current limit: {limit}, Remaining: {remaining}. Limit resets at: {YYYY-MM-DD HH:MM:SS} UTC`,
@@ -68,6 +74,7 @@ export function formatUtcTimestamp(ms: number): string {
  * @throws {TollgateError} `INVALID_ARGUMENT` when `denial.resetAt` is not a finite time.
  */
 export function formatRateLimitMessage(denial: Denial): string {
+  checkObject(denial, "denial");
   return (
     "Rate limit exceeded for " +
     denial.scope +
@@ -96,6 +103,7 @@ export function denialBody(denial: Denial): DenialBody {
  * @throws {TollgateError} `INVALID_ARGUMENT` when `retryAfterMs` is negative or not finite.
  */
 export function retryAfterSeconds(denial: Pick<Denial, "retryAfterMs">): number {
+  checkObject(denial, "denial");
   const ms = denial.retryAfterMs;
   if (typeof ms !== "number" || !Number.isFinite(ms) || ms < 0) {
     throw new TollgateError("INVALID_ARGUMENT", `retryAfterMs must be a non-negative number, got ${String(ms)}`);
@@ -172,6 +180,13 @@ export function rateLimitHeaders(
   denial?: Denial,
   options?: RateLimitHeaderOptions,
 ): Record<string, string> {
+  if (!Array.isArray(statuses)) {
+    throw new TollgateError(
+      "INVALID_ARGUMENT",
+      `statuses must be an array (admission.statuses), got ${String(statuses)}`,
+    );
+  }
+  if (denial !== undefined) checkObject(denial, "denial");
   const now = options?.now ?? denial?.now ?? Date.now();
   checkTime(now, "now");
   const litellm = options?.litellm !== false;

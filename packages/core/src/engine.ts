@@ -21,8 +21,8 @@ import type {
   WindowSpec,
   WindowState,
 } from "./store.js";
-import { STORE_CONTRACT_VERSION } from "./store.js";
 import type { Denial, Descriptor, LimitStatus, LimitType } from "./types.js";
+import { checkStore } from "./validate.js";
 
 /** Options of {@link createLimiter}. */
 export interface LimiterOptions {
@@ -100,8 +100,11 @@ class Held implements Reservation {
   state: "open" | "settled" | "released" = "open";
   readonly ok = true as const;
   private cached: LimitStatus[] | undefined = undefined;
+  /** The limiter that admitted it: a private brand, so a forged object or another limiter's reservation is refused. */
+  readonly #owner: Limiter;
 
   constructor(
+    owner: Limiter,
     readonly id: string,
     readonly tokens: number,
     /** Number of windows. */
@@ -117,7 +120,30 @@ class Held implements Reservation {
     private readonly limiter: Limiter | undefined,
     private readonly descriptors: readonly Descriptor[] | undefined,
     private readonly enforced: boolean[] | undefined,
-  ) {}
+  ) {
+    this.#owner = owner;
+  }
+
+  /**
+   * `x` as a reservation of `limiter`.
+   * @throws {TollgateError} `INVALID_ARGUMENT` when `x` is not a reservation an admission returned, or was admitted by
+   *   another limiter (its windows and handles belong to that limiter's store).
+   */
+  static of(x: unknown, limiter: Limiter): Held {
+    if (typeof x !== "object" || x === null || !(#owner in x)) {
+      throw new TollgateError(
+        "INVALID_ARGUMENT",
+        `expected the reservation of an admission (admission.reservation), got ${x === null ? "null" : typeof x}`,
+      );
+    }
+    if ((x as Held).#owner !== limiter) {
+      throw new TollgateError(
+        "INVALID_ARGUMENT",
+        "this reservation was admitted by another limiter: settle, release or renew it through that limiter",
+      );
+    }
+    return x as Held;
+  }
 
   windowKey(i: number): string {
     return this.keys === undefined ? "" : this.keys[i]!;
@@ -278,20 +304,27 @@ export class Limiter {
   private filling = false;
 
   constructor(options: LimiterOptions) {
-    if (options.store?.contractVersion !== STORE_CONTRACT_VERSION) {
-      throw new TollgateError(
-        "CONTRACT_VERSION_MISMATCH",
-        `store implements contract ${String(options.store?.contractVersion)}, this engine needs ${STORE_CONTRACT_VERSION}`,
-      );
+    if (typeof options !== "object" || options === null) {
+      throw new TollgateError("INVALID_ARGUMENT", "createLimiter needs options with a store: createLimiter({ store })");
     }
+    checkStore(options.store, "store");
     this.store = options.store;
     this.flat = flatStoreOf(options.store);
     this.leaseTtlMs = options.leaseTtlMs ?? 30_000;
     if (!Number.isSafeInteger(this.leaseTtlMs) || this.leaseTtlMs <= 0) {
       throw new TollgateError("INVALID_ARGUMENT", `leaseTtlMs must be a positive integer, got ${options.leaseTtlMs}`);
     }
+    if (options.createId !== undefined && typeof options.createId !== "function") {
+      throw new TollgateError("INVALID_ARGUMENT", "createId must be a function returning unique ids");
+    }
     this.createId = options.createId ?? createIdGenerator();
     this.parallelRetryAfterMs = options.parallelRetryAfterMs ?? 1000;
+    if (!isNonNegativeInteger(this.parallelRetryAfterMs)) {
+      throw new TollgateError(
+        "INVALID_ARGUMENT",
+        `parallelRetryAfterMs must be a non-negative integer (ms), got ${String(options.parallelRetryAfterMs)}`,
+      );
+    }
   }
 
   /**
@@ -299,6 +332,10 @@ export class Limiter {
    * Descriptors without limits are ignored and write nothing.
    */
   async admit(descriptors: readonly Descriptor[], options: AdmitOptions = {}): Promise<Admission> {
+    if (!Array.isArray(descriptors)) throw notAList("admit", descriptors);
+    if (typeof options !== "object" || options === null) {
+      throw new TollgateError("INVALID_ARGUMENT", `admit options must be an object, got ${String(options)}`);
+    }
     const tokens = options.tokens ?? 0;
     if (!isNonNegativeInteger(tokens)) {
       throw new TollgateError("INVALID_AMOUNT", `tokens must be a non-negative integer, got ${options.tokens}`);
@@ -319,6 +356,7 @@ export class Limiter {
     }
     if (b.windowCount === 0 && b.gaugeCount === 0) {
       const reservation = new Held(
+        this,
         "",
         tokens,
         0,
@@ -386,7 +424,7 @@ export class Limiter {
       handles[n + g] = r.gaugeHandles[g];
       gslots[g]!.gaugeHandle = r.gaugeHandles[g];
     }
-    return new Held(b.leaseId, tokens, n, undefined, handles, nums, leaseOf(b), r.now, this, ds, enforced);
+    return new Held(this, b.leaseId, tokens, n, undefined, handles, nums, leaseOf(b), r.now, this, ds, enforced);
   }
 
   /** The object-form admission, for stores without the flat capability. */
@@ -405,6 +443,7 @@ export class Limiter {
       nums[o + FLAGS] = windowFlags(w.algorithm === "sliding", plan.windowSources[i]!);
     }
     const held = new Held(
+      this,
       lease?.id ?? "",
       tokens,
       ops.length,
@@ -442,11 +481,20 @@ export class Limiter {
   }
 
   private settleNow(reservation: Reservation, usage: SettleUsage): Promise<boolean> | boolean {
+    const r = Held.of(reservation, this);
+    if (typeof usage !== "object" || usage === null) {
+      throw new TollgateError(
+        "INVALID_ARGUMENT",
+        `settle needs the usage, { tokens } (see tokensFromUsage), got ${String(usage)}; use release() for a request that did not run`,
+      );
+    }
     if (!isNonNegativeInteger(usage.tokens)) {
       throw new TollgateError("INVALID_AMOUNT", `usage.tokens must be a non-negative integer, got ${usage.tokens}`);
     }
+    if (usage.unreserved !== undefined && !Array.isArray(usage.unreserved)) {
+      throw notAList("usage.unreserved", usage.unreserved);
+    }
     const extra = usage.unreserved ? dedupe(usage.unreserved) : NONE;
-    const r = reservation as Held;
     for (const d of extra) {
       validateDescriptor(d);
       if (r.hasWindow(this.keyOf(d).key, d)) {
@@ -490,7 +538,7 @@ export class Limiter {
   }
 
   private releaseNow(reservation: Reservation): Promise<boolean> | boolean {
-    const r = reservation as Held;
+    const r = Held.of(reservation, this);
     if (r.state !== "open") return false;
     const b = this.filling ? new FlatBatch() : this.scratch.reset();
     const nums = r.nums;
@@ -508,13 +556,14 @@ export class Limiter {
 
   /** Extends the in-flight lease of a running request. Returns false when the lease has already expired. */
   async renew(reservation: Reservation): Promise<boolean> {
-    const r = reservation as Held;
+    const r = Held.of(reservation, this);
     if (r.lease === undefined || r.state !== "open") return false;
     return (await this.store.renew(r.lease, this.leaseTtlMs)) > 0;
   }
 
   /** Current statuses of the descriptors' limits, without consuming anything. */
   async status(descriptors: readonly Descriptor[]): Promise<LimitStatus[]> {
+    if (!Array.isArray(descriptors)) throw notAList("status", descriptors);
     const plan = this.planOf(dedupe(descriptors), 0, undefined);
     const result = await this.store.read({
       windows: plan.batch.windows.map((w) => ({
@@ -720,6 +769,13 @@ export class Limiter {
       now: result.now,
     };
   }
+}
+
+function notAList(what: string, value: unknown): TollgateError {
+  return new TollgateError(
+    "INVALID_ARGUMENT",
+    `${what} takes an array of descriptors, got ${value === null ? "null" : typeof value}${typeof value === "object" && value !== null ? " (wrap a single descriptor in [ ])" : ""}`,
+  );
 }
 
 const TRUE = Promise.resolve(true);

@@ -248,15 +248,17 @@ export function capAndEstimate<T>(body: T, options?: TokenEstimateOptions): { bo
  * Reads Chat Completions fields (`prompt_tokens`, `completion_tokens`, `total_tokens`,
  * `prompt_tokens_details.cached_tokens`) and Responses API fields (`input_tokens`, `output_tokens`,
  * `input_tokens_details.cached_tokens`). A usage that reports only `total_tokens` (pass-through endpoints) counts
- * `total_tokens` whatever the mode. Null fields count as absent.
+ * `total_tokens` whatever the mode. Null fields count as absent. A response without usage (`null` or `undefined`:
+ * a stream without `stream_options.include_usage`, some providers) counts 0 tokens, as in LiteLLM.
  *
- * @throws {TollgateError} `INVALID_ARGUMENT` when `usage` is not an object, a field is negative or not an integer,
+ * @throws {TollgateError} `INVALID_ARGUMENT` when `usage` is not an object (nor null/undefined), a field is negative or not an integer,
  *   cached tokens exceed prompt tokens, or `mode` is unknown.
  */
 export function tokensFromUsage(usage: unknown, mode: TokenCountMode = "total"): number {
   if (mode !== "total" && mode !== "input" && mode !== "output") {
     throw bad(`mode must be "total", "input" or "output", got ${JSON.stringify(mode)}`);
   }
+  if (usage === null || usage === undefined) return 0; // no usage reported: 0 tokens, as LiteLLM counts it
   const u = asUsage(usage);
   const prompt = optCount(u, "prompt_tokens", "usage.") ?? optCount(u, "input_tokens", "usage.");
   const completion = optCount(u, "completion_tokens", "usage.") ?? optCount(u, "output_tokens", "usage.");

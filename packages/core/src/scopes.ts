@@ -20,6 +20,11 @@ export type StandardScope =
   | "model_per_team"
   | "model_per_organization"
   | "model_per_project"
+  | "model_per_project_itpm"
+  | "model_per_project_otpm"
+  | "tag_per_key"
+  | "mcp_per_key"
+  | "mcp_per_team"
   | "agent"
   | "agent_session";
 
@@ -167,6 +172,22 @@ export const scopes = Object.freeze({
   modelPerOrganization: pair("model_per_organization", "organization id", "model"),
   /** `model_per_project` / `project:model`. */
   modelPerProject: pair("model_per_project", "project id", "model"),
+  /**
+   * `model_per_project_itpm` / `project:model`: LiteLLM's per-project input-tokens-per-minute limit
+   * (`project_metadata.model_itpm_limit`); put the limit in `tokens` and reserve the input estimate on it.
+   */
+  modelPerProjectItpm: pair("model_per_project_itpm", "project id", "model"),
+  /**
+   * `model_per_project_otpm` / `project:model`: LiteLLM's per-project output-tokens-per-minute limit
+   * (`project_metadata.model_otpm_limit`); put the limit in `tokens` and reserve the output estimate on it.
+   */
+  modelPerProjectOtpm: pair("model_per_project_otpm", "project id", "model"),
+  /** `tag_per_key` / `hashedKey:tag`: a key's limit per request tag (LiteLLM's `metadata.tag_rpm_limit`). */
+  tagPerKey: pair("tag_per_key", "hashed key", "tag"),
+  /** `mcp_per_key` / `hashedKey:server`: a key's limit per MCP server (LiteLLM's `metadata.mcp_rpm_limit`). */
+  mcpPerKey: pair("mcp_per_key", "hashed key", "MCP server"),
+  /** `mcp_per_team` / `team:server`: a team's limit per MCP server (team `metadata.mcp_rpm_limit`). */
+  mcpPerTeam: pair("mcp_per_team", "team id", "MCP server"),
   /** `agent` / agent id. */
   agent: single("agent", "agent id"),
   /** `agent_session` / `agent:session`. */

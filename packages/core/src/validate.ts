@@ -1,5 +1,6 @@
 import { isNonNegativeInteger, isSafeInteger, TollgateError } from "./errors.js";
-import type { AdjustBatch, AdmitBatch, LeaseRef, ReadQuery, WindowSpec } from "./store.js";
+import type { AdjustBatch, AdmitBatch, CounterStore, LeaseRef, ReadQuery, WindowSpec } from "./store.js";
+import { STORE_CONTRACT_VERSION } from "./store.js";
 
 const NAME = /^[A-Za-z0-9_]+$/;
 /** Names already seen valid: the hot path checks a Set instead of running the regex (bounded). */
@@ -34,6 +35,27 @@ function checkKey(key: unknown, what: string): void {
   }
 }
 
+/** `value` is a non-null object (not an array unless `array`), else INVALID_ARGUMENT naming `what`. */
+function checkShape(value: unknown, what: string, array = false): void {
+  if (array ? !Array.isArray(value) : typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new TollgateError(
+      "INVALID_ARGUMENT",
+      `${what} must be ${array ? "an array" : "an object"}, got ${value === null ? "null" : typeof value}`,
+    );
+  }
+}
+
+/** The lists of a batch or query are arrays of objects. */
+function checkLists(batch: unknown, what: string, lists: readonly string[]): void {
+  checkShape(batch, what);
+  const b = batch as Record<string, unknown>;
+  for (const name of lists) {
+    const list = b[name];
+    checkShape(list, `${what}.${name}`, true);
+    for (let i = 0; i < (list as unknown[]).length; i++) checkShape((list as unknown[])[i], `${what}.${name}[${i}]`);
+  }
+}
+
 function checkWindow(w: WindowSpec, i: number): void {
   checkKey(w.key, `windows[${i}].key`);
   if (!isSafeInteger(w.windowMs) || w.windowMs <= 0) {
@@ -51,6 +73,7 @@ function checkWindow(w: WindowSpec, i: number): void {
 }
 
 function checkLeaseRef(ref: LeaseRef): void {
+  checkShape(ref, "lease");
   if (typeof ref.id !== "string" || ref.id.length === 0) {
     throw new TollgateError("INVALID_ARGUMENT", "lease id must be a non-empty string");
   }
@@ -59,7 +82,9 @@ function checkLeaseRef(ref: LeaseRef): void {
 }
 
 function checkLeaseEntries(entries: LeaseRef["gauges"]): void {
+  checkShape(entries, "lease entries", true);
   for (const g of entries) {
+    checkShape(g, "lease entry");
     checkKey(g.key, "lease entry key");
     checkName(g.name, "lease entry name");
   }
@@ -87,10 +112,12 @@ function checkRepeats(windows: ReadonlyArray<{ key: string; counters: ReadonlyAr
 }
 
 export function validateAdmitBatch(batch: AdmitBatch): void {
+  checkLists(batch, "admit batch", ["windows", "gauges"]);
   let needsLease = batch.gauges.length > 0;
   batch.windows.forEach((w, i) => {
     checkWindow(w, i);
     checkRepeats(batch.windows, i);
+    checkLists(w, `windows[${i}]`, ["counters"]);
     if (w.counters.length === 0) {
       throw new TollgateError("INVALID_ARGUMENT", `windows[${i}] has no counters`);
     }
@@ -142,8 +169,10 @@ export function validateAdmitBatch(batch: AdmitBatch): void {
 
 /** Checks an adjustment before any data is touched. */
 export function validateAdjustBatch(batch: AdjustBatch): void {
+  checkLists(batch, "adjust batch", ["windows"]);
   batch.windows.forEach((w, i) => {
     checkWindow(w, i);
+    checkLists(w, `windows[${i}]`, ["counters"]);
     checkRepeats(batch.windows, i);
     if (w.expectStart !== undefined && !isSafeInteger(w.expectStart)) {
       throw new TollgateError(
@@ -177,12 +206,41 @@ export function validateRenew(lease: LeaseRef, ttlMs: number): void {
 
 /** Checks a read query. */
 export function validateReadQuery(query: ReadQuery): void {
+  checkLists(query, "read query", ["windows", "gauges"]);
   query.windows.forEach((w, i) => {
     checkWindow(w, i);
+    checkShape(w.counters, `windows[${i}].counters`, true);
     for (const name of w.counters) checkCounterName(name, `windows[${i}] counter name`);
   });
   query.gauges.forEach((g, i) => {
     checkKey(g.key, `gauges[${i}].key`);
     checkName(g.name, `gauges[${i}].name`);
   });
+}
+
+const STORE_METHODS = ["admit", "adjust", "renew", "read", "close"] as const;
+
+/**
+ * Throws unless `store` looks like a `CounterStore` of this contract version: `INVALID_ARGUMENT` when it is missing
+ * or lacks a method, `CONTRACT_VERSION_MISMATCH` when it implements another version.
+ */
+export function checkStore(store: unknown, what: string): asserts store is CounterStore {
+  if (typeof store !== "object" || store === null) {
+    throw new TollgateError("INVALID_ARGUMENT", `${what} must be a CounterStore, got ${String(store)}`);
+  }
+  const s = store as Record<string, unknown>;
+  if (s.contractVersion !== undefined && s.contractVersion !== STORE_CONTRACT_VERSION) {
+    throw new TollgateError(
+      "CONTRACT_VERSION_MISMATCH",
+      `${what} implements contract ${String(s.contractVersion)}, this version of Tollgate needs ${STORE_CONTRACT_VERSION}`,
+    );
+  }
+  for (const m of STORE_METHODS) {
+    if (typeof s[m] !== "function") {
+      throw new TollgateError("INVALID_ARGUMENT", `${what} is not a CounterStore: it has no ${m}() method`);
+    }
+  }
+  if (s.contractVersion === undefined) {
+    throw new TollgateError("INVALID_ARGUMENT", `${what} is not a CounterStore: it declares no contractVersion`);
+  }
 }

@@ -272,13 +272,21 @@ describe("tokensFromUsage", () => {
     expect(tokensFromUsage({})).toBe(0);
   });
 
+  it("a response without usage (null or undefined) counts 0 tokens in every mode, as in LiteLLM", () => {
+    for (const mode of ["total", "input", "output"] as const) {
+      expect(tokensFromUsage(null, mode)).toBe(0);
+      expect(tokensFromUsage(undefined, mode)).toBe(0);
+    }
+    expect(codeOf(() => tokensFromUsage(null, "all" as "total"))).toBe("INVALID_ARGUMENT");
+  });
+
   it("a real zero is not replaced by the aggregate", () => {
     expect(tokensFromUsage({ prompt_tokens: 10, completion_tokens: 0, total_tokens: 10 }, "output")).toBe(0);
   });
 
   it.each<[string, unknown, string?]>([
-    ["null usage", null],
     ["string usage", "x"],
+    ["number usage", 0],
     ["array usage", []],
     ["negative prompt_tokens", { prompt_tokens: -1, completion_tokens: 1 }],
     ["fractional completion_tokens", { prompt_tokens: 1, completion_tokens: 1.5 }],

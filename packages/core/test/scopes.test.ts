@@ -17,6 +17,11 @@ describe("scopes builders: LiteLLM keys and value formats", () => {
     [scopes.modelPerProject("p1", "gpt-4o"), "model_per_project", "p1:gpt-4o"],
     [scopes.agent("a1"), "agent", "a1"],
     [scopes.agentSession("a1", "s9"), "agent_session", "a1:s9"],
+    [scopes.modelPerProjectItpm("p1", "gpt-4o"), "model_per_project_itpm", "p1:gpt-4o"],
+    [scopes.modelPerProjectOtpm("p1", "gpt-4o"), "model_per_project_otpm", "p1:gpt-4o"],
+    [scopes.tagPerKey("88dc28", "prod"), "tag_per_key", "88dc28:prod"],
+    [scopes.mcpPerKey("88dc28", "github"), "mcp_per_key", "88dc28:github"],
+    [scopes.mcpPerTeam("t1", "github"), "mcp_per_team", "t1:github"],
   ])("%o", (d, scope, value) => {
     expect(d.scope).toBe(scope);
     expect(d.value).toBe(value);
@@ -60,6 +65,19 @@ describe("scopes builders: LiteLLM keys and value formats", () => {
 
   it("allows ':' inside ids (model names such as llama3:8b)", () => {
     expect(scopes.modelPerKey("k", "ollama/llama3:8b").value).toBe("k:ollama/llama3:8b");
+  });
+
+  it("LiteLLM's MCP, tag and per-project input/output token scopes keep LiteLLM's hash tags", () => {
+    expect(descriptorKey(scopes.mcpPerKey("88dc28", "github", { requests: 5 }))).toBe("{mcp_per_key:88dc28:github}");
+    expect(descriptorKey(scopes.mcpPerTeam("t1", "github"))).toBe("{mcp_per_team:t1:github}");
+    expect(descriptorKey(scopes.tagPerKey("88dc28", "prod"))).toBe("{tag_per_key:88dc28:prod}");
+    expect(descriptorKey(scopes.modelPerProjectItpm("p1", "openai/gpt-4o", { tokens: 1_000 }))).toBe(
+      "{model_per_project_itpm:p1:openai/gpt-4o}",
+    );
+    expect(scopes.modelPerProjectOtpm("p1", "gpt-4o", { tokens: 500 }).tokens).toBe(500);
+    expect(codeOf(() => scopes.mcpPerKey("k", ""))).toBe("INVALID_SCOPE");
+    expect(codeOf(() => scopes.tagPerKey("k{", "t"))).toBe("INVALID_SCOPE");
+    expect(codeOf(() => scopes.mcpPerTeam("t", "s", { requests: -1 }))).toBe("INVALID_LIMIT");
   });
 
   it("accepts 0 as a limit (denies everything)", () => {
