@@ -4,7 +4,8 @@
  * A store whose data lives in the caller's process (the memory store) can take admissions and adjustments in a
  * flat form: one reusable {@link FlatBatch} in, one reusable {@link FlatResult} out, no promise and no per-counter
  * objects. Semantics are exactly those of `admit` / `adjust` (see store.ts); only the shape differs. The engine uses
- * it when a store offers it ({@link flatStoreOf}) and the contract's object form otherwise.
+ * it when a store declares it (`store.capabilities.flat`, see {@link flatStoreOf}) and the contract's object form
+ * otherwise.
  *
  * Window handles: the result of a flat admission names, per window, the store's own object for it (opaque). An
  * adjustment may pass it back instead of a lookup by key; the store then applies the window guard to that object.
@@ -25,6 +26,7 @@ import type {
   GaugeOp,
   GaugeState,
   LeaseRef,
+  TicketState,
   WindowOp,
   WindowState,
 } from "./store.js";
@@ -33,6 +35,8 @@ import type {
 export const FLAT_NOT_DENIED = 0;
 export const FLAT_DENIED_COUNTER = 1;
 export const FLAT_DENIED_GAUGE = 2;
+/** Contract 2: the admission's ticket was already finished; nothing was applied. */
+export const FLAT_DENIED_TICKET = 3;
 
 /**
  * A batch in flat form, reused from call to call: fill it with {@link FlatBatch.reset}, {@link FlatBatch.window},
@@ -76,8 +80,16 @@ export class FlatBatch {
   /** Admit: the lease taken on gauges and holds ("" for none). */
   leaseId = "";
   leaseTtlMs = 0;
+  /** Admit (contract 2): record a ticket under `leaseId` (see `AdmitBatch.ticket`). */
+  ticket = false;
   /** Adjust: the lease to release in the same step. */
   release: LeaseRef | undefined = undefined;
+  /** Adjust (contract 2): the ticket this adjustment finishes ("" for none; see `AdjustBatch.ticket`). */
+  ticketId = "";
+  ticketFinish: "settle" | "release" = "settle";
+  ticketKeepMs = 0;
+  /** Adjust: the store's handle of the ticket from the admission's answer (a hint, as for windows), or undefined. */
+  ticketHandle: unknown = undefined;
   /**
    * Adjust: the caller reads the result (starts, values, `applied`, `released`). When false the result is
    * unspecified, and the store may skip its clock for fixed windows passed with a handle and a guard: a delta to
@@ -94,9 +106,20 @@ export class FlatBatch {
     this.gaugeCount = 0;
     this.leaseId = "";
     this.leaseTtlMs = 0;
+    this.ticket = false;
     this.release = undefined;
+    this.ticketId = "";
+    this.ticketHandle = undefined;
     this.readBack = true;
     return this;
+  }
+
+  /** Adjust: finishes the ticket `id` (see `AdjustBatch.ticket`); `handle` is the admission's ticket handle. */
+  finishTicket(id: string, finish: "settle" | "release", keepMs: number, handle?: unknown): void {
+    this.ticketId = id;
+    this.ticketFinish = finish;
+    this.ticketKeepMs = keepMs;
+    this.ticketHandle = handle;
   }
 
   window(key: string, windowMs: number, sliding: boolean, handle?: unknown, expectStart = Number.NaN): void {
@@ -147,6 +170,7 @@ export class FlatBatch {
       this.leaseId = batch.lease.id;
       this.leaseTtlMs = batch.lease.ttlMs;
     }
+    this.ticket = batch.ticket === true;
     return this;
   }
 
@@ -158,6 +182,7 @@ export class FlatBatch {
       for (const c of w.counters) this.counter(c.name, 0, c.delta, 0, true);
     }
     this.releaseLease(batch.release);
+    if (batch.ticket !== undefined) this.finishTicket(batch.ticket.id, batch.ticket.finish, batch.ticket.keepMs);
     return this;
   }
 }
@@ -190,6 +215,10 @@ export class FlatResult {
   readonly earliest: Array<number | null> = [];
   /** Adjust: entries removed by the release. */
   released = 0;
+  /** Adjust (contract 2): the ticket state found, when the batch finished a ticket; else undefined. */
+  ticket: TicketState | undefined = undefined;
+  /** Admit (contract 2): the store's handle of the ticket it recorded (opaque), for the adjustment finishing it. */
+  ticketHandle: unknown = undefined;
 }
 
 /**
@@ -202,10 +231,9 @@ export interface FlatCounterStore {
   adjustFlat(batch: FlatBatch, out: FlatResult): void;
 }
 
-/** The store's {@link FlatCounterStore} capability, when it has one. */
-export function flatStoreOf(store: unknown): FlatCounterStore | undefined {
-  const s = store as Partial<FlatCounterStore> | undefined;
-  return typeof s?.admitFlat === "function" && typeof s.adjustFlat === "function" ? (s as FlatCounterStore) : undefined;
+/** The store's declared {@link FlatCounterStore} capability (`store.capabilities.flat`), when it has one. */
+export function flatStoreOf(store: CounterStore): FlatCounterStore | undefined {
+  return store.capabilities?.flat;
 }
 
 /**
@@ -248,18 +276,22 @@ export function toAdmitResult(batch: FlatBatch, r: FlatResult): AdmitResult {
     out.denied = { type: "counter", window: r.deniedWindow, counter: r.deniedIndex - first } satisfies DeniedAt;
   } else if (r.denied === FLAT_DENIED_GAUGE) {
     out.denied = { type: "gauge", gauge: r.deniedIndex };
+  } else if (r.denied === FLAT_DENIED_TICKET) {
+    out.denied = { type: "ticket" };
   }
   return out;
 }
 
 /** The contract's object form of a flat adjustment's answer. */
 export function toAdjustResult(batch: FlatBatch, r: FlatResult): AdjustResult {
-  return {
+  const out: AdjustResult = {
     now: r.now,
     applied: r.applied.slice(0, batch.windowCount),
     windows: windowStates(batch, r),
     released: r.released,
   };
+  if (batch.ticketId !== "") out.ticket = r.ticket!;
+  return out;
 }
 
 /** The contract's object form of a flat admission batch. */
@@ -281,6 +313,7 @@ export function toAdmitBatch(b: FlatBatch): AdmitBatch {
   }
   const batch: AdmitBatch = { windows, gauges };
   if (b.leaseId !== "") batch.lease = { id: b.leaseId, ttlMs: b.leaseTtlMs };
+  if (b.ticket) batch.ticket = true;
   return batch;
 }
 
@@ -301,6 +334,7 @@ export function toAdjustBatch(b: FlatBatch): AdjustBatch {
     windows[i] = op;
   }
   const batch: AdjustBatch = b.release !== undefined ? { windows, release: b.release } : { windows };
+  if (b.ticketId !== "") batch.ticket = { id: b.ticketId, finish: b.ticketFinish, keepMs: b.ticketKeepMs };
   if (!b.readBack) batch.readBack = false;
   return batch;
 }

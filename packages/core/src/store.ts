@@ -1,5 +1,5 @@
 /**
- * The CounterStore contract, version 1. See docs/store-contract.md for the full semantics.
+ * The CounterStore contract, version 2. See docs/store-contract.md for the full semantics.
  *
  * Vocabulary
  * - A **window** is one descriptor's time window, stored under a base key such as `{api_key:abc}`.
@@ -15,8 +15,13 @@
  * The store owns the clock (memory: an injected clock; Redis: server TIME), in milliseconds.
  */
 
-/** Version of the contract this file describes. Stores declare the version they implement. */
-export const STORE_CONTRACT_VERSION = 1 as const;
+import type { FlatCounterStore } from "./flat.js";
+
+/**
+ * Version of the contract this file describes. Stores declare the version they implement. Version 2 added tickets
+ * (exactly-once settles, releases and renewals): a store written for version 1 must implement them to declare 2.
+ */
+export const STORE_CONTRACT_VERSION = 2 as const;
 
 /** Window algorithm of one window. */
 export type WindowAlgorithm = "fixed" | "sliding";
@@ -160,7 +165,8 @@ export interface LeaseRef {
   holds: Array<{ key: string; name: string }>;
   /**
    * Contract 2: base keys of the admission's windows, when it recorded a ticket. Stores that split batches (Redis
-   * Cluster) keep one ticket per slot group and find them through these keys, the gauges and the holds.
+   * Cluster) keep one ticket per slot group and find them through these keys, the gauges and the holds: an
+   * adjustment with a `ticket` passes its `release` with them (gauges and holds may be empty), and so does `renew`.
    */
   windows?: string[];
 }
@@ -190,7 +196,10 @@ export type TicketState = "open" | "unknown" | "finished";
 
 export interface AdjustBatch {
   windows: AdjustWindowOp[];
-  /** Contract 2: apply this adjustment exactly once for the ticket (see {@link TicketOp}). */
+  /**
+   * Contract 2: apply this adjustment exactly once for the ticket (see {@link TicketOp}). Pass `release` with it,
+   * naming the admission's lease entries and windows (`release.id` is then the ticket id).
+   */
   ticket?: TicketOp;
   /** Release this lease (idempotent) in the same atomic step. */
   release?: LeaseRef;
@@ -232,6 +241,18 @@ export interface ReadResult {
 }
 
 /**
+ * Optional capabilities a store declares (nothing is detected from the store's shape). A store without them is
+ * exactly as correct: the engines then use the contract's methods.
+ */
+export interface StoreCapabilities {
+  /**
+   * The in-process flat forms of `admit` and `adjust` (see `FlatCounterStore` in flat.ts): synchronous, no promise,
+   * reusable batches. Only stores whose data lives in the caller's process offer it (the memory store does).
+   */
+  readonly flat?: FlatCounterStore;
+}
+
+/**
  * The storage contract every Tollgate store implements. All methods are async and batch-first.
  * `admit` and `adjust` are atomic: either every effect of the call is applied, or none.
  */
@@ -240,6 +261,8 @@ export interface CounterStore {
   readonly contractVersion: typeof STORE_CONTRACT_VERSION;
   /** Short store name used in errors and events, e.g. `"memory"`, `"redis"`. */
   readonly name: string;
+  /** Optional capabilities (see {@link StoreCapabilities}). @default none */
+  readonly capabilities?: StoreCapabilities;
   /** All-or-nothing admission over windows, counters, holds and gauges. */
   admit(batch: AdmitBatch): Promise<AdmitResult>;
   /** Window-guarded deltas and an optional lease release, atomically. */

@@ -1,5 +1,5 @@
 import { isNonNegativeInteger, isSafeInteger, TollgateError } from "./errors.js";
-import type { AdjustBatch, AdmitBatch, CounterStore, LeaseRef, ReadQuery, WindowSpec } from "./store.js";
+import type { AdjustBatch, AdmitBatch, CounterStore, LeaseRef, ReadQuery, TicketOp, WindowSpec } from "./store.js";
 import { STORE_CONTRACT_VERSION } from "./store.js";
 
 const NAME = /^[A-Za-z0-9_]+$/;
@@ -79,6 +79,10 @@ function checkLeaseRef(ref: LeaseRef): void {
   }
   checkLeaseEntries(ref.gauges);
   checkLeaseEntries(ref.holds);
+  if (ref.windows !== undefined) {
+    checkShape(ref.windows, "lease windows", true);
+    for (const key of ref.windows) checkKey(key, "lease window key");
+  }
 }
 
 function checkLeaseEntries(entries: LeaseRef["gauges"]): void {
@@ -90,7 +94,29 @@ function checkLeaseEntries(entries: LeaseRef["gauges"]): void {
   }
 }
 
-/** Checks a batch before any data is touched. Stores call it so every store rejects the same input the same way. */
+/** Contract 2: an adjustment's ticket (see `TicketOp`). */
+function checkTicketOp(ticket: TicketOp, release: LeaseRef | undefined): void {
+  checkShape(ticket, "ticket");
+  if (typeof ticket.id !== "string" || ticket.id.length === 0) {
+    throw new TollgateError("INVALID_ARGUMENT", "ticket id must be a non-empty string");
+  }
+  if (ticket.finish !== "settle" && ticket.finish !== "release") {
+    throw new TollgateError(
+      "INVALID_ARGUMENT",
+      `ticket finish must be "settle" or "release", got ${JSON.stringify(ticket.finish)}`,
+    );
+  }
+  if (!isSafeInteger(ticket.keepMs) || ticket.keepMs <= 0) {
+    throw new TollgateError("INVALID_ARGUMENT", `ticket keepMs must be a positive integer, got ${ticket.keepMs}`);
+  }
+  if (release === undefined || release.id !== ticket.id) {
+    throw new TollgateError(
+      "INVALID_ARGUMENT",
+      `an adjustment finishing ticket ${ticket.id} must pass \`release\` with the same id (its lease entries and windows), got ${release === undefined ? "none" : release.id}`,
+    );
+  }
+}
+
 /**
  * A window key, or a counter name within one window, given twice in one batch: a store applies each entry on the
  * state it read, so the second would be decided (and clamped) on a stale value.
@@ -111,9 +137,17 @@ function checkRepeats(windows: ReadonlyArray<{ key: string; counters: ReadonlyAr
   }
 }
 
+/**
+ * Checks an admission before any data is touched. Stores call it so every store rejects the same input the same
+ * way (`INVALID_ARGUMENT`, `INVALID_LIMIT`, `INVALID_WINDOW`, `INVALID_AMOUNT`, `INVALID_SCOPE`). Contract 2: a
+ * `ticket` must be a boolean, and `true` needs a lease.
+ */
 export function validateAdmitBatch(batch: AdmitBatch): void {
   checkLists(batch, "admit batch", ["windows", "gauges"]);
-  let needsLease = batch.gauges.length > 0;
+  if (batch.ticket !== undefined && typeof batch.ticket !== "boolean") {
+    throw new TollgateError("INVALID_ARGUMENT", `ticket must be a boolean, got ${String(batch.ticket)}`);
+  }
+  let needsLease = batch.gauges.length > 0 || batch.ticket === true;
   batch.windows.forEach((w, i) => {
     checkWindow(w, i);
     checkRepeats(batch.windows, i);
@@ -159,7 +193,10 @@ export function validateAdmitBatch(batch: AdmitBatch): void {
   if (needsLease) {
     const lease = batch.lease;
     if (!lease || typeof lease.id !== "string" || lease.id.length === 0) {
-      throw new TollgateError("INVALID_ARGUMENT", "a lease with a non-empty id is required for gauges and holds");
+      throw new TollgateError(
+        "INVALID_ARGUMENT",
+        "a lease with a non-empty id is required for gauges, holds and tickets",
+      );
     }
     if (!isSafeInteger(lease.ttlMs) || lease.ttlMs <= 0) {
       throw new TollgateError("INVALID_ARGUMENT", `lease ttlMs must be a positive integer, got ${lease.ttlMs}`);
@@ -167,7 +204,10 @@ export function validateAdmitBatch(batch: AdmitBatch): void {
   }
 }
 
-/** Checks an adjustment before any data is touched. */
+/**
+ * Checks an adjustment before any data is touched. Contract 2: a `ticket` needs a non-empty `id`, `finish` of
+ * `"settle"` or `"release"`, a positive integer `keepMs`, and `release` with the same id (`INVALID_ARGUMENT`).
+ */
 export function validateAdjustBatch(batch: AdjustBatch): void {
   checkLists(batch, "adjust batch", ["windows"]);
   batch.windows.forEach((w, i) => {
@@ -190,7 +230,8 @@ export function validateAdjustBatch(batch: AdjustBatch): void {
       }
     }
   });
-  if (batch.release) checkLeaseRef(batch.release);
+  if (batch.release !== undefined) checkLeaseRef(batch.release);
+  if (batch.ticket !== undefined) checkTicketOp(batch.ticket, batch.release);
   if (batch.readBack !== undefined && typeof batch.readBack !== "boolean") {
     throw new TollgateError("INVALID_ARGUMENT", `readBack must be a boolean, got ${String(batch.readBack)}`);
   }

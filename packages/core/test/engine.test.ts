@@ -433,7 +433,7 @@ describe.each([
     });
 
     it("a store of another contract version is refused", () => {
-      const fake = { ...store, contractVersion: 2 } as unknown as MemoryStore;
+      const fake = { ...store, contractVersion: 1 } as unknown as MemoryStore; // a store written for contract 1
       expect(() => createLimiter({ store: fake })).toThrow(
         expect.objectContaining({ code: "CONTRACT_VERSION_MISMATCH" }),
       );

@@ -16,7 +16,7 @@ function switchableBackend() {
     return fn();
   };
   const store: CounterStore = {
-    contractVersion: 1,
+    contractVersion: inner.contractVersion,
     name: "test",
     admit: (b) => gate(() => inner.admit(b)),
     adjust: (b) => gate(() => inner.adjust(b)),

@@ -7,6 +7,7 @@ import {
   type CounterStore,
   FLAT_DENIED_COUNTER,
   FLAT_DENIED_GAUGE,
+  FLAT_DENIED_TICKET,
   FLAT_NOT_DENIED,
   FlatBatch,
   type FlatCounterStore,
@@ -16,6 +17,7 @@ import {
   type ReadQuery,
   type ReadResult,
   STORE_CONTRACT_VERSION,
+  type StoreCapabilities,
   TollgateError,
   toAdjustResult,
   toAdmitResult,
@@ -26,6 +28,7 @@ import {
   type WindowState,
 } from "@tollgate/core";
 import { LRUCache } from "lru-cache";
+import { TicketTable } from "./tickets.js";
 
 /** Options of {@link createMemoryStore}. */
 export interface MemoryStoreOptions {
@@ -41,6 +44,13 @@ export interface MemoryStoreOptions {
   maxEntries?: number;
   /** The store's clock in ms since epoch; inject one in tests. @default Date.now */
   now?: () => number;
+  /**
+   * Most finished tickets remembered (contract 2). A finished ticket is kept for the `keepMs` its settle or release
+   * asked, or until this many newer ones finished; a retry naming a forgotten ticket is taken as unknown (a settle
+   * applies, a release does not). Open tickets are never dropped before their lease expires. About 100 bytes each.
+   * @default 100000
+   */
+  maxTickets?: number;
 }
 
 interface Hold {
@@ -226,7 +236,10 @@ function persistRoll(entry: WindowEntry, roll: Roll, start: number): void {
 export class MemoryStore implements CounterStore, FlatCounterStore {
   readonly contractVersion = STORE_CONTRACT_VERSION;
   readonly name = "memory";
+  /** Declares the in-process flat forms ({@link admitFlat}, {@link adjustFlat}). */
+  readonly capabilities: StoreCapabilities = { flat: this };
   private readonly cache: LRUCache<string, Entry>;
+  private readonly tickets: TicketTable;
   /**
    * LRU operations so far (each moves one entry to the most-recent end), and how many may pass before a window
    * reached through a handle is moved again (see {@link byHandle}).
@@ -256,13 +269,23 @@ export class MemoryStore implements CounterStore, FlatCounterStore {
       },
     });
     this.refreshAfter = Math.max(1, Math.floor(maxEntries / 2));
+    const maxTickets = options.maxTickets ?? 100_000;
+    if (!Number.isSafeInteger(maxTickets) || maxTickets < 1) {
+      throw new TollgateError("INVALID_ARGUMENT", `maxTickets must be a positive integer, got ${maxTickets}`);
+    }
+    this.tickets = new TicketTable(maxTickets);
     this.prefix = options.prefix ?? "";
     this.now = options.now ?? Date.now;
   }
 
-  /** Number of entries currently held (windows and gauges). */
+  /** Number of entries currently held (windows and gauges; tickets are counted by {@link ticketCount}). */
   get size(): number {
     return this.cache.size;
+  }
+
+  /** Number of tickets currently held, open and finished (expired ones are dropped as new ones arrive). */
+  get ticketCount(): number {
+    return this.tickets.size;
   }
 
   async admit(batch: AdmitBatch): Promise<AdmitResult> {
@@ -346,14 +369,20 @@ export class MemoryStore implements CounterStore, FlatCounterStore {
         r.deniedIndex = g;
       }
     }
+    const ticketKey = b.ticket ? this.prefix + b.leaseId : "";
+    if (b.ticket && this.tickets.isFinished(ticketKey, undefined, now)) {
+      r.denied = FLAT_DENIED_TICKET; // a late admission under a finished ticket: whatever else it would do
+    }
     if (r.denied !== FLAT_NOT_DENIED) {
       r.admitted = false;
+      r.ticketHandle = undefined;
       return;
     }
 
     // apply pass
     const leaseId = b.leaseId;
     const expiry = now + b.leaseTtlMs;
+    r.ticketHandle = b.ticket ? this.tickets.open(ticketKey, now, expiry) : undefined;
     c = 0;
     for (let i = 0; i < b.windowCount; i++) {
       const start = r.starts[i]!;
@@ -412,8 +441,20 @@ export class MemoryStore implements CounterStore, FlatCounterStore {
   /** The adjustment in flat form ({@link FlatCounterStore}); the batch is trusted. */
   adjustFlat(b: FlatBatch, r: FlatResult): void {
     this.assertOpen();
-    const now = b.readBack || !clockFree(b) ? this.now() : Number.NaN;
+    const hasTicket = b.ticketId !== "";
+    const now = b.readBack || hasTicket || !clockFree(b) ? this.now() : Number.NaN;
     r.now = now;
+    // contract 2: a ticket decides whether anything applies (exactly once per ticket)
+    let apply = true;
+    r.ticket = undefined;
+    if (hasTicket) {
+      const key = this.prefix + b.ticketId;
+      const found = this.tickets.find(key, b.ticketHandle, now);
+      const state = TicketTable.stateOf(found);
+      apply = b.ticketFinish === "settle" ? state !== "finished" : state === "open";
+      this.tickets.finish(key, found, now, now + b.ticketKeepMs);
+      r.ticket = state;
+    }
     const entries = r.handles as Array<WindowEntry | undefined>;
     let c = 0;
     for (let i = 0; i < b.windowCount; i++) {
@@ -424,7 +465,7 @@ export class MemoryStore implements CounterStore, FlatCounterStore {
       let entry = (guarded ? (b.handles[i] as WindowEntry | undefined) : undefined) ?? this.peekWindow(b.keys[i]!);
       // without a clock (see clockFree) the window is taken as not rolled: `expect` still matches its start
       const roll = Number.isNaN(now) ? KEEP : rollOf(entry, windowMs, b.sliding[i]!, now);
-      const ok = !guarded || (roll === KEEP && entry!.start === expect);
+      const ok = apply && (!guarded || (roll === KEEP && entry!.start === expect));
       r.applied[i] = ok;
       const end = b.counterEnd[i]!;
       if (ok) {
@@ -441,7 +482,7 @@ export class MemoryStore implements CounterStore, FlatCounterStore {
       c = end;
       entries[i] = entry;
     }
-    r.released = b.release ? this.releaseLease(b.release, now, b.gaugeHandles) : 0;
+    r.released = apply && b.release ? this.releaseLease(b.release, now, b.gaugeHandles) : 0;
     if (!b.readBack) return;
     // values after the whole call
     c = 0;
@@ -479,6 +520,7 @@ export class MemoryStore implements CounterStore, FlatCounterStore {
         renewed++;
       }
     }
+    if (this.tickets.renew(this.prefix + lease.id, now, expiry)) renewed++;
     return renewed;
   }
 
@@ -506,6 +548,7 @@ export class MemoryStore implements CounterStore, FlatCounterStore {
   async close(): Promise<void> {
     this.closed = true;
     this.cache.clear();
+    this.tickets.clear();
   }
 
   private releaseLease(ref: LeaseRef, now: number, handles?: readonly unknown[]): number {

@@ -181,4 +181,65 @@ describe("memory store", () => {
       expect(read.gauges[0]).toEqual(expected());
     }
   });
+
+  describe("tickets (contract 2) stay bounded", () => {
+    const ticketed = (id: string, ttlMs = 60_000) => ({
+      windows: [win("{t}", 1_000_000)],
+      gauges: [],
+      lease: { id, ttlMs },
+      ticket: true,
+    });
+    const finish = (id: string, finish: "settle" | "release", keepMs = 60_000) => ({
+      windows: [
+        { key: "{t}", windowMs: 60_000, algorithm: "fixed" as const, counters: [{ name: "requests", delta: -1 }] },
+      ],
+      release: { id, gauges: [], holds: [], windows: ["{t}"] },
+      ticket: { id, finish, keepMs },
+    });
+
+    it("beyond maxTickets the oldest finished tickets are forgotten; open ones are kept for their lease", async () => {
+      const now = 1_000_000;
+      const store = createMemoryStore({ now: () => now, maxTickets: 10 });
+      for (let i = 0; i < 5; i++) expect((await store.admit(ticketed(`open-${i}`))).admitted).toBe(true);
+      for (let i = 0; i < 200; i++) {
+        await store.admit(ticketed(`done-${i}`));
+        expect((await store.adjust(finish(`done-${i}`, "settle"))).ticket).toBe("open");
+        expect(store.ticketCount).toBeLessThanOrEqual(5 + 10 + 1);
+      }
+      // the newest finished tickets are still recognised, the oldest were forgotten
+      expect((await store.adjust(finish("done-199", "settle"))).ticket).toBe("finished");
+      expect((await store.adjust(finish("done-0", "release"))).ticket).toBe("unknown");
+      // every open ticket is still there for its release
+      for (let i = 0; i < 5; i++) expect((await store.adjust(finish(`open-${i}`, "release"))).ticket).toBe("open");
+    });
+
+    it("expired tickets are dropped as new ones arrive: open ones after their lease, finished after keepMs", async () => {
+      let now = 1_000_000;
+      const store = createMemoryStore({ now: () => now });
+      for (let i = 0; i < 1000; i++) await store.admit(ticketed(`crashed-${i}`, 1_000)); // never finished
+      for (let i = 0; i < 1000; i++) {
+        await store.admit(ticketed(`ok-${i}`, 1_000));
+        await store.adjust(finish(`ok-${i}`, "settle", 5_000));
+      }
+      expect(store.ticketCount).toBe(2000);
+      now += 10_000;
+      for (let i = 0; i < 1000; i++) await store.admit(ticketed(`later-${i}`));
+      expect(store.ticketCount).toBe(1000);
+      expect((await store.adjust(finish("ok-5", "release"))).ticket).toBe("unknown");
+    });
+
+    it("a renewed ticket goes to the back: a long stream does not hold up dropping the others", async () => {
+      let now = 1_000_000;
+      const store = createMemoryStore({ now: () => now });
+      await store.admit(ticketed("stream", 1_000));
+      for (let i = 0; i < 100; i++) await store.admit(ticketed(`short-${i}`, 1_000));
+      for (let round = 0; round < 5; round++) {
+        now += 600;
+        expect(await store.renew({ id: "stream", gauges: [], holds: [] }, 1_000)).toBe(1);
+      }
+      for (let i = 0; i < 100; i++) await store.admit(ticketed(`next-${i}`));
+      expect(store.ticketCount).toBe(101); // the stream and the next 100
+      expect((await store.adjust(finish("stream", "release"))).ticket).toBe("open");
+    });
+  });
 });

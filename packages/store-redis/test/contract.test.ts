@@ -1,4 +1,4 @@
-import { runStoreContract } from "@tollgate/store-test-suite";
+import { type ContractGroupName, contractGroups, runStoreContract } from "@tollgate/store-test-suite";
 import { Cluster, Redis } from "ioredis";
 import { afterAll, inject } from "vitest";
 import { createRedisStore } from "../src/index.js";
@@ -24,11 +24,16 @@ function factory(client: Redis | Cluster) {
   };
 }
 
-runStoreContract({ name: "redis (standalone)", create: factory(redis) });
-runStoreContract({ name: "redis (cluster)", create: factory(cluster) });
+// Contract 2 tickets are implemented in the Lua scripts by the work on issue 10 (helper "redis"); until they land,
+// this store runs every other group. Remove `groups` once the scripts record tickets.
+const groups = (Object.keys(contractGroups) as ContractGroupName[]).filter((g) => g !== "tickets");
+
+runStoreContract({ name: "redis (standalone)", create: factory(redis), groups });
+runStoreContract({ name: "redis (cluster)", create: factory(cluster), groups });
 
 // The same suite on Redis' own clock (no injected time): its time-dependent cases use short real windows.
 runStoreContract({
   name: "redis (standalone, server TIME, real expiry)",
   create: ({ prefix }) => ({ store: createRedisStore({ client: redis, prefix, timeoutMs: 2000 }) }),
+  groups,
 });
