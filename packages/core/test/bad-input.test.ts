@@ -101,8 +101,8 @@ const LIMITER_CASES: Case[] = [
   ["store: a string", () => createLimiter({ store: "redis://x" as never }), "INVALID_ARGUMENT"],
   ["store without contractVersion", () => createLimiter({ store: fullStore({}) as never }), "INVALID_ARGUMENT"],
   [
-    "store of contract 2",
-    () => createLimiter({ store: fullStore({ contractVersion: 2 }) as never }),
+    "store of contract 1 (no tickets)",
+    () => createLimiter({ store: fullStore({ contractVersion: 1 }) as never }),
     "CONTRACT_VERSION_MISMATCH",
   ],
   [
