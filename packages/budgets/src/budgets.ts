@@ -4,6 +4,7 @@ import {
   type AdmitBatch,
   type AdmitResult,
   type CounterStore,
+  checkStore,
   createIdGenerator,
   isNonNegativeInteger,
   type LeaseRef,
@@ -22,6 +23,7 @@ import {
   sameSpec,
   windowOf,
 } from "./compile.js";
+import { formatDuration } from "./duration.js";
 import { formatBudgetExceeded } from "./messages.js";
 import { formatUsd, type Nano, nonNegativeInt, parseUsd, type Usd } from "./money.js";
 import { DEFAULT_PRICES } from "./prices.js";
@@ -186,14 +188,57 @@ interface Attempt {
 
 const resetAtOf = (p: Period): number | null => (Number.isFinite(p.end) ? p.end : null);
 
-/** Room left in budget `i` of an answer (limit - committed - held). */
-function roomOf(
-  b: CompiledBudget,
-  res: { windows: Array<{ counters: Array<{ value: number; held: number }> }> },
-  i: number,
-) {
+/** Room left in budget `i` of an answer (`limit` - committed - held). */
+function roomOf(limit: Nano, res: { windows: Array<{ counters: Array<{ value: number; held: number }> }> }, i: number) {
   const s = res.windows[i]?.counters[0];
-  return b.limit - (s?.value ?? 0) - (s?.held ?? 0);
+  return limit - (s?.value ?? 0) - (s?.held ?? 0);
+}
+
+function bad(message: string): TollgateError {
+  return new TollgateError("INVALID_ARGUMENT", message);
+}
+
+function what(value: unknown): string {
+  return value === null ? "null" : Array.isArray(value) ? "an array" : typeof value;
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+function optionalOf(options: BudgetsOptions, name: keyof BudgetsOptions, type: "boolean" | "function"): void {
+  const v = options[name];
+  if (v !== undefined && typeof v !== type) throw bad(`${name} must be a ${type}, got ${what(v)}`);
+}
+
+/** Every option of {@link createBudgets} is checked at construction, so a typo fails at start-up. */
+function checkOptions(options: BudgetsOptions): void {
+  if (!isObject(options)) throw bad(`createBudgets needs options with a store, got ${what(options)}`);
+  checkStore(options.store, "store");
+  optionalOf(options, "shrink", "boolean");
+  optionalOf(options, "syncToStore", "boolean");
+  optionalOf(options, "onEvent", "function");
+  optionalOf(options, "now", "function");
+  if (options.prices !== undefined && !isObject(options.prices)) {
+    throw bad(`prices must be a price table (an object), got ${what(options.prices)}`);
+  }
+  if (options.priceOverrides !== undefined && !isObject(options.priceOverrides)) {
+    throw bad(`priceOverrides must be an object, got ${what(options.priceOverrides)}`);
+  }
+  if (options.thresholds !== undefined && !Array.isArray(options.thresholds)) {
+    throw bad(`thresholds must be an array of fractions, got ${what(options.thresholds)}`);
+  }
+  if (options.sink !== undefined && !(isObject(options.sink) && typeof options.sink.write === "function")) {
+    throw bad("sink must be an object with a write(record) method");
+  }
+  const reset = options.reset;
+  if (reset !== undefined && reset !== "calendar" && reset !== "rolling") {
+    throw bad(`reset must be "calendar" or "rolling", got ${JSON.stringify(reset)}`);
+  }
+  const prefix = options.keyPrefix;
+  if (prefix !== undefined && (typeof prefix !== "string" || !/^[A-Za-z0-9_:.-]+$/.test(prefix))) {
+    throw bad(`keyPrefix must be a non-empty string of [A-Za-z0-9_:.-], got ${JSON.stringify(prefix)}`);
+  }
 }
 
 /** Whether two budgets count in the same store window (same identity and schedule, hence the same period keys). */
@@ -234,6 +279,7 @@ class BudgetEngine implements Budgets, ReservationHost {
   private readonly byFingerprint = new Map<string, CompiledBudget>();
 
   constructor(options: BudgetsOptions) {
+    checkOptions(options);
     this.store = options.store;
     this.sync = syncStoreOf(options.store);
     const mode = options.mode ?? "reserve";
@@ -266,6 +312,8 @@ class BudgetEngine implements Budgets, ReservationHost {
       timeZone: checkTimeZone(options.timeZone ?? "UTC"),
       reset: options.reset ?? "calendar",
       keyPrefix: options.keyPrefix ?? "budget",
+      onDurationWarning: (budget, duration, readAs, message) =>
+        this.emit({ type: "duration_warning", budget, duration, readAs: formatDuration(readAs), message }),
     };
     this.localNow = options.now ?? Date.now;
     this.syncClock = options.syncToStore ?? true;
@@ -281,10 +329,20 @@ class BudgetEngine implements Budgets, ReservationHost {
   }
 
   priceOf(model: string): ModelPrice | undefined {
+    if (typeof model !== "string") throw bad(`model must be a string, got ${what(model)}`);
     return this.book.get(model);
   }
 
+  /**
+   * The store limit of a budget in this engine's mode. Reserve mode: `max` (a hold must fit: `spend + held + hold <=
+   * max`). Check mode (nothing held, denied once `spend >= limit`): LiteLLM's rule per scope (`compileBudget`).
+   */
+  private limitOf(b: CompiledBudget): Nano {
+    return this.mode === "check" ? b.checkLimit : b.limit;
+  }
+
   private compile(spec: BudgetSpec): CompiledBudget {
+    if (!isObject(spec)) throw bad(`a budget must be an object { scope, id, maxBudget, ... }, got ${what(spec)}`);
     const hit = this.bySpec.get(spec);
     if (hit !== undefined && sameSpec(hit.source, spec)) return hit;
     const fp = fingerprint(spec);
@@ -332,6 +390,10 @@ class BudgetEngine implements Budgets, ReservationHost {
 
   /** Checks a request and computes its worst-case cost and applicable budgets. */
   private plan(req: ReserveRequest): Plan {
+    if (!isObject(req)) throw bad(`reserve needs a request { requestId, model, budgets }, got ${what(req)}`);
+    if (!Array.isArray(req.budgets)) {
+      throw bad(`budgets must be an array of budget specs (possibly empty), got ${what(req.budgets)}`);
+    }
     if (typeof req.requestId !== "string" || req.requestId.length === 0) {
       throw new TollgateError("INVALID_ARGUMENT", "requestId must be a non-empty string");
     }
@@ -345,23 +407,22 @@ class BudgetEngine implements Budgets, ReservationHost {
       }
       this.emit({ type: "unknown_model", model: req.model, requestId: req.requestId });
     }
+    const inputTokens = nonNegativeInt(req.inputTokens ?? 0, "inputTokens");
+    const requested = req.maxTokens ?? null;
+    if (requested !== null) nonNegativeInt(requested, "maxTokens");
     const list: CompiledBudget[] = [];
     for (const spec of req.budgets) {
-      if (spec.model !== undefined && !modelMatches(spec.model, req.model)) continue;
-      const b = this.compile(spec);
+      const b = this.compile(spec); // checks every spec, including per-model budgets of other models
+      if (b.ref.model !== undefined && !modelMatches(b.ref.model, req.model)) continue;
       // A budget given twice would put its window twice in one batch: merge it into its first occurrence.
       let j = 0;
       while (j < list.length && !sameWindow(list[j] as CompiledBudget, b)) j++;
       if (j === list.length) list.push(b);
       else list[j] = mergeBudget(list[j] as CompiledBudget, b);
     }
-    const inputTokens = req.inputTokens ?? 0;
     let maxTokens: number | null = null;
     let hold = 0;
     if (this.mode === "reserve" && price !== undefined) {
-      const requested = req.maxTokens ?? null;
-      // Checked here as well: an embedding model reserves no output tokens, so worstCaseCost never sees it.
-      if (requested !== null) nonNegativeInt(requested, "maxTokens");
       maxTokens = price.mode === "embedding" ? 0 : (requested ?? price.maxOutputTokens ?? this.defaultMaxTokens);
       hold = worstCaseCost(price, inputTokens, maxTokens);
     }
@@ -375,7 +436,7 @@ class BudgetEngine implements Budgets, ReservationHost {
     const windows: WindowOp[] = new Array(list.length);
     for (let i = 0; i < list.length; i++) {
       const b = list[i] as CompiledBudget;
-      windows[i] = windowOf(b, t, [{ name: SPEND, limit: b.limit, amount: 0, hold, enforce: b.enforce }]);
+      windows[i] = windowOf(b, t, [{ name: SPEND, limit: this.limitOf(b), amount: 0, hold, enforce: b.enforce }]);
     }
     const lease = hold > 0 ? { id: this.createId(), ttlMs: this.ttlMs } : undefined;
     return { t, batch: lease === undefined ? { windows, gauges: [] } : { windows, gauges: [], lease } };
@@ -408,7 +469,7 @@ class BudgetEngine implements Budgets, ReservationHost {
     let room = Number.POSITIVE_INFINITY;
     for (let i = 0; i < list.length; i++) {
       const b = list[i] as CompiledBudget;
-      if (b.enforce) room = Math.min(room, roomOf(b, res, i));
+      if (b.enforce) room = Math.min(room, roomOf(b.limit, res, i));
     }
     const inputCost = worstCaseCost(price, plan.inputTokens, 0);
     const tokens = Math.min(Math.floor((room - inputCost) / price.worstOutput), maxTokens);
@@ -440,7 +501,7 @@ class BudgetEngine implements Budgets, ReservationHost {
     let tightest = Number.POSITIVE_INFINITY;
     for (let j = 0; j < list.length; j++) {
       const c = list[j] as CompiledBudget;
-      const left = roomOf(c, res, j);
+      const left = roomOf(this.limitOf(c), res, j);
       if (c.enforce && (hold > 0 ? left < hold : left <= 0) && left < tightest) {
         tightest = left;
         i = j;
@@ -449,7 +510,7 @@ class BudgetEngine implements Budgets, ReservationHost {
     const b = list[i] as CompiledBudget;
     const state = res.windows[i]?.counters[0];
     const spend = state?.value ?? 0;
-    const max = b.limit; // = b.max ?? b.limit: a budget's limit is its max when it has one
+    const max = b.max ?? b.limit; // an enforced budget always has a max
     return {
       budget: b.ref,
       spend,
@@ -488,6 +549,8 @@ class BudgetEngine implements Budgets, ReservationHost {
   ): SettleResult | Promise<SettleResult> {
     const list = r.list;
     const spend: Nano[] = new Array(res === undefined ? 0 : list.length);
+    const periods: string[] = new Array(list.length);
+    for (let i = 0; i < list.length; i++) periods[i] = (list[i] as CompiledBudget).schedule.periodAt(t).id;
     if (res !== undefined) {
       this.observe(res.now);
       for (let i = 0; i < list.length; i++) {
@@ -500,6 +563,7 @@ class BudgetEngine implements Budgets, ReservationHost {
       requestId: r.requestId,
       model: r.model,
       scopes: r.budgets,
+      periods,
       usage,
       cost,
       costUsd: formatUsd(cost),
@@ -559,6 +623,7 @@ class BudgetEngine implements Budgets, ReservationHost {
   }
 
   async status(specs: BudgetSpec[]): Promise<BudgetStatus[]> {
+    if (!Array.isArray(specs)) throw bad(`status takes an array of budget specs, got ${what(specs)}`);
     const list = specs.map((s) => this.compile(s));
     if (list.length === 0) return [];
     const t = this.clock();
@@ -587,10 +652,20 @@ class BudgetEngine implements Budgets, ReservationHost {
     records?: Iterable<SpendRecord>;
     totals?: HydrateTotal[];
   }): Promise<BudgetStatus[]> {
+    if (!isObject(input)) throw bad(`hydrate takes { budgets?, records?, totals? }, got ${what(input)}`);
+    for (const name of ["budgets", "totals"] as const) {
+      if (input[name] !== undefined && !Array.isArray(input[name])) {
+        throw bad(`hydrate: ${name} must be an array, got ${what(input[name])}`);
+      }
+    }
+    const records = input.records ?? [];
+    if (typeof (records as { [Symbol.iterator]?: unknown })[Symbol.iterator] !== "function") {
+      throw bad(`hydrate: records must be iterable (an array of spend records), got ${what(records)}`);
+    }
     const t = this.clock();
-    type Entry = { b: CompiledBudget; spec: BudgetSpec; sum: Nano };
-    // One entry per budget window (identity and schedule, as in `plan`); a ledger record names identities only,
-    // so `byIdentity` finds every budget of one identity (e.g. a daily and a monthly budget of one key).
+    type Entry = { b: CompiledBudget; spec: BudgetSpec; sum: Nano; period: string; mark: number };
+    // One entry per budget window (identity and schedule, as in `plan`), found by identity (`byIdentity`: e.g. the
+    // daily and the monthly budget of one key) and then by the period a record names.
     const sums: Entry[] = [];
     const byIdentity = new Map<string, Entry[]>();
     const add = (spec: BudgetSpec): Entry => {
@@ -602,7 +677,7 @@ class BudgetEngine implements Budgets, ReservationHost {
       }
       let entry = same.find((e) => sameWindow(e.b, b));
       if (entry === undefined) {
-        entry = { b, spec, sum: 0 };
+        entry = { b, spec, sum: 0, period: b.schedule.periodAt(t).id, mark: -1 };
         same.push(entry);
         sums.push(entry);
       }
@@ -610,6 +685,7 @@ class BudgetEngine implements Budgets, ReservationHost {
     };
     for (const spec of input.budgets ?? []) add(spec);
     for (const total of input.totals ?? []) {
+      if (!isObject(total)) throw bad(`hydrate: a total must be { budget, spend | spendNano }, got ${what(total)}`);
       const entry = add(total.budget);
       if (total.spendNano !== undefined) {
         entry.sum += nonNegativeInt(total.spendNano, "spendNano");
@@ -617,16 +693,23 @@ class BudgetEngine implements Budgets, ReservationHost {
         entry.sum += parseUsd(total.spend, `spend of ${entry.b.base}`, { subNano: "ceil" });
       }
     }
-    for (const record of input.records ?? []) {
-      // A record lists one ref per budget charged, so an identity with two budgets appears twice: count it once.
-      const seen: string[] = [];
-      for (const ref of record.scopes) {
-        const base = baseKeyOf(ref, this.defaults.keyPrefix);
-        if (seen.includes(base)) continue;
-        seen.push(base);
-        for (const entry of byIdentity.get(base) ?? []) {
-          const p = entry.b.schedule.periodAt(t);
-          if (record.time >= p.start && record.time < p.end) entry.sum += record.cost;
+    let n = 0;
+    for (const record of records) {
+      n++;
+      checkRecord(record, n);
+      const { scopes, periods } = record;
+      // Each entry counts a record at most once (`mark`), however many of its refs point at the entry's identity.
+      for (let i = 0; i < scopes.length; i++) {
+        const same = byIdentity.get(baseKeyOf(scopes[i] as BudgetRef, this.defaults.keyPrefix));
+        if (same === undefined) continue;
+        for (const entry of same) {
+          if (entry.mark === n) continue;
+          // A record names the period each budget was charged to; an old record only its identities, so it counts
+          // toward every budget of the identity whose current period contains its time.
+          const charged = periods === undefined ? inPeriod(entry.b, t, record.time) : periods[i] === entry.period;
+          if (!charged) continue;
+          entry.sum += record.cost;
+          entry.mark = n;
         }
       }
     }
@@ -640,6 +723,32 @@ class BudgetEngine implements Budgets, ReservationHost {
     }
     if (windows.length > 0) this.observe((await this.store.adjust({ windows })).now);
     return this.status(sums.map((x) => x.spec));
+  }
+}
+
+function inPeriod(b: CompiledBudget, t: number, time: number): boolean {
+  const p = b.schedule.periodAt(t);
+  return time >= p.start && time < p.end;
+}
+
+/** A ledger record as `hydrate` reads it (records come from a database: checked, never trusted). */
+function checkRecord(record: SpendRecord, n: number): void {
+  const where = `hydrate: record ${n}`;
+  if (!isObject(record)) throw bad(`${where} must be a spend record, got ${what(record)}`);
+  if (!Array.isArray(record.scopes)) throw bad(`${where}: scopes must be an array of budget refs`);
+  for (const ref of record.scopes) {
+    if (!isObject(ref) || typeof ref.scope !== "string" || typeof ref.id !== "string") {
+      throw bad(`${where}: each scope must be a budget ref { scope, id, teamId?, model? }`);
+    }
+  }
+  if (record.periods !== undefined) {
+    if (!Array.isArray(record.periods) || record.periods.length !== record.scopes.length) {
+      throw bad(`${where}: periods must be an array with one period id per scope`);
+    }
+  }
+  nonNegativeInt(record.cost, `${where} cost`);
+  if (typeof record.time !== "number" || !Number.isFinite(record.time)) {
+    throw bad(`${where}: time must be a finite time in ms, got ${String(record.time)}`);
   }
 }
 

@@ -1,5 +1,5 @@
 import { TollgateError, type WindowSpec } from "@tollgate/core";
-import { parseDuration } from "./duration.js";
+import { type Duration, parseDuration } from "./duration.js";
 import { MAX_NANO, type Nano, parseUsd } from "./money.js";
 import { createSchedule, type Period, type ResetMode, type Schedule } from "./schedule.js";
 import type { BudgetRef, BudgetScope, BudgetSpec } from "./types.js";
@@ -19,6 +19,11 @@ export interface CompiledBudget {
   soft: Nano | null;
   /** The store limit: `max`, or the largest counter value for track-only budgets. */
   limit: Nano;
+  /**
+   * The store limit in check mode, where a request is denied once `spend >= limit` (LiteLLM's rule): `limit`, or
+   * `max + 1` for the scopes LiteLLM blocks only at `spend > max` (team, end user, global; not their per-model budgets).
+   */
+  checkLimit: Nano;
   /** False when the budget only counts (no maximum, or shadow). */
   enforce: boolean;
   schedule: Schedule;
@@ -67,7 +72,16 @@ export interface CompileDefaults {
   timeZone: string;
   reset: ResetMode;
   keyPrefix: string;
+  /** Told when a duration loads only through LiteLLM's lenient prefix reading (`"1hr"` -> `1h`). */
+  onDurationWarning?: (ref: BudgetRef, input: string, readAs: Duration, message: string) => void;
 }
+
+/**
+ * Scopes LiteLLM blocks only once spend is strictly above the maximum (`_team_max_budget_check`,
+ * `_check_end_user_budget`, `_global_proxy_budget_check`); keys, users, team members, organizations and every
+ * per-model budget block at `spend >= max`.
+ */
+const STRICT_IN_CHECK = new Set<BudgetScope>(["team", "end_user", "global"]);
 
 function checkId(value: unknown, what: string): string {
   if (typeof value !== "string" || value.length === 0 || value.includes("{") || value.includes("}")) {
@@ -81,6 +95,9 @@ function checkId(value: unknown, what: string): string {
 
 /** The store base key of a budget identity, e.g. `{budget:team_member:t1:u1}` or `{budget:key:abc:model:gpt-4o}`. */
 export function baseKeyOf(ref: BudgetRef, keyPrefix: string): string {
+  if (typeof ref !== "object" || ref === null) {
+    throw new TollgateError("INVALID_ARGUMENT", "expected a budget ref { scope, id, teamId?, model? }");
+  }
   const who = ref.scope === "team_member" ? `${ref.teamId}:${ref.id}` : ref.id;
   return `{${keyPrefix}:${ref.scope}:${who}${ref.model === undefined ? "" : `:model:${ref.model}`}}`;
 }
@@ -90,6 +107,12 @@ export function baseKeyOf(ref: BudgetRef, keyPrefix: string): string {
  * @throws TollgateError `INVALID_SCOPE`, `INVALID_AMOUNT`, `INVALID_DURATION` or `INVALID_ARGUMENT`.
  */
 export function compileBudget(spec: BudgetSpec, defaults: CompileDefaults): CompiledBudget {
+  if (typeof spec !== "object" || spec === null) {
+    throw new TollgateError(
+      "INVALID_ARGUMENT",
+      `a budget must be an object, got ${spec === null ? "null" : typeof spec}`,
+    );
+  }
   if (!SCOPES.has(spec.scope)) {
     throw new TollgateError("INVALID_SCOPE", `unknown budget scope ${JSON.stringify(spec.scope)}`);
   }
@@ -103,8 +126,15 @@ export function compileBudget(spec: BudgetSpec, defaults: CompileDefaults): Comp
     spec.softBudget === null || spec.softBudget === undefined
       ? null
       : parseUsd(spec.softBudget, `${what} softBudget`, { subNano: "floor" });
+  const warn = defaults.onDurationWarning;
+  const duration = parseDuration(
+    spec.duration,
+    warn === undefined
+      ? undefined
+      : { onWarning: (message, readAs) => warn(ref, String(spec.duration), readAs, message) },
+  );
   const schedule = createSchedule({
-    duration: parseDuration(spec.duration),
+    duration,
     reset: spec.reset ?? defaults.reset,
     timeZone: spec.timeZone === undefined ? defaults.timeZone : checkTimeZone(spec.timeZone),
     ...(spec.startedAt === undefined ? {} : { anchor: spec.startedAt }),
@@ -116,6 +146,10 @@ export function compileBudget(spec: BudgetSpec, defaults: CompileDefaults): Comp
     max,
     soft,
     limit: max ?? MAX_NANO,
+    checkLimit:
+      max !== null && ref.model === undefined && STRICT_IN_CHECK.has(ref.scope)
+        ? Math.min(max + 1, MAX_NANO)
+        : (max ?? MAX_NANO),
     enforce: max !== null && spec.shadow !== true,
     schedule,
     source: { ...spec },
@@ -131,6 +165,9 @@ export function fingerprint(s: BudgetSpec): string {
 
 /** Whether a per-model budget applies to a request model: exact name, or either side's part after the last `/`. */
 export function modelMatches(budgetModel: string, requestModel: string): boolean {
+  if (typeof budgetModel !== "string" || typeof requestModel !== "string") {
+    throw new TollgateError("INVALID_ARGUMENT", "model names must be strings");
+  }
   if (budgetModel === requestModel) return true;
   const tail = (m: string) => m.slice(m.lastIndexOf("/") + 1);
   return tail(budgetModel) === tail(requestModel);

@@ -8,7 +8,13 @@ export {
   type ReserveResult,
 } from "./budgets.js";
 export { baseKeyOf, type CompiledBudget, compileBudget, modelMatches } from "./compile.js";
-export { type Duration, type DurationUnit, formatDuration, parseDuration } from "./duration.js";
+export {
+  type Duration,
+  type DurationUnit,
+  formatDuration,
+  type ParseDurationOptions,
+  parseDuration,
+} from "./duration.js";
 export {
   type LiteLLMBudgetContext,
   type LiteLLMBudgetFields,
@@ -29,6 +35,7 @@ export {
 } from "./money.js";
 export { DEFAULT_PRICES, PRICES_DATE } from "./prices.js";
 export {
+  checkUsage,
   compilePrice,
   costOf,
   createPriceBook,

@@ -1,3 +1,4 @@
+import { TollgateError } from "@tollgate/core";
 import type { Usd } from "./money.js";
 import type { BudgetScope, BudgetSpec } from "./types.js";
 
@@ -104,6 +105,9 @@ function modelBudgets(
  *   engine keeps those of the requested model); a key's entry for a model replaces the team's entry for it.
  */
 export function litellmBudgets(ctx: LiteLLMBudgetContext): BudgetSpec[] {
+  if (typeof ctx !== "object" || ctx === null) {
+    throw new TollgateError("INVALID_ARGUMENT", "litellmBudgets takes { key?, user?, team?, team_member?, ... }");
+  }
   const out: BudgetSpec[] = [];
   const { key, user, team, team_member: member, end_user: endUser, organization: org, global } = ctx;
   const keyModels = new Set(Object.keys(key?.model_max_budget ?? {}));

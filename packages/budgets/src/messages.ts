@@ -1,3 +1,4 @@
+import { TollgateError } from "@tollgate/core";
 import { type Nano, nanoToUsdNumber, pythonFloat } from "./money.js";
 import type { BudgetDenial, BudgetRef } from "./types.js";
 
@@ -26,6 +27,9 @@ const ENTITY: Record<BudgetRef["scope"], string> = {
  *   extension: `LiteLLM Team: ...`, `LiteLLM End User: ...`).
  */
 export function formatBudgetExceeded(d: { budget: BudgetRef & { alias?: string }; spend: Nano; max: Nano }): string {
+  if (typeof d !== "object" || d === null || typeof d.budget !== "object" || d.budget === null) {
+    throw new TollgateError("INVALID_ARGUMENT", "formatBudgetExceeded takes { budget: { scope, id }, spend, max }");
+  }
   const { budget } = d;
   const spend = py(d.spend);
   const max = py(d.max);
@@ -68,5 +72,11 @@ export function budgetErrorBody(
   denial: Pick<BudgetDenial, "message">,
   status = 429,
 ): { error: { message: string; type: "budget_exceeded"; param: null; code: string } } {
+  if (typeof denial !== "object" || denial === null || typeof denial.message !== "string") {
+    throw new TollgateError("INVALID_ARGUMENT", "budgetErrorBody takes a budget denial (result.denial)");
+  }
+  if (!Number.isInteger(status) || status < 100 || status > 599) {
+    throw new TollgateError("INVALID_ARGUMENT", `status must be an HTTP status code, got ${String(status)}`);
+  }
   return { error: { message: denial.message, type: "budget_exceeded", param: null, code: String(status) } };
 }

@@ -76,6 +76,9 @@ export function parseUsd(
 
 /** Exact decimal USD text of a nano amount, without trailing zeros: 1500000000 -> `"1.5"`, 1 -> `"0.000000001"`. */
 export function formatUsd(nano: Nano): string {
+  if (!Number.isSafeInteger(nano)) {
+    throw new TollgateError("INVALID_AMOUNT", `an amount of nano-USD must be a safe integer, got ${String(nano)}`);
+  }
   const abs = Math.abs(nano);
   const sign = nano < 0 ? "-" : "";
   // The float quotient can round up near 2^53; correct it with exact integer arithmetic.
@@ -96,6 +99,9 @@ export function formatUsd(nano: Nano): string {
 
 /** The nearest float USD value of a nano amount (for JSON and display; correctly rounded). */
 export function nanoToUsdNumber(nano: Nano): number {
+  if (!Number.isSafeInteger(nano)) {
+    throw new TollgateError("INVALID_AMOUNT", `an amount of nano-USD must be a safe integer, got ${String(nano)}`);
+  }
   return nano / NANO_PER_USD;
 }
 
@@ -104,6 +110,7 @@ export function nanoToUsdNumber(nano: Nano): number {
  * messages: shortest round-trip digits, `2.0` for integers, scientific form below 1e-4 or from 1e16 (`7.2e-05`).
  */
 export function pythonFloat(x: number): string {
+  if (typeof x !== "number") throw new TollgateError("INVALID_ARGUMENT", `expected a number, got ${typeof x}`);
   if (Number.isNaN(x)) return "nan";
   if (!Number.isFinite(x)) return x > 0 ? "inf" : "-inf";
   if (x === 0) return Object.is(x, -0) ? "-0.0" : "0.0";

@@ -96,13 +96,53 @@ function tokens(n: number | undefined, what: string): number {
   return n === undefined ? 0 : nonNegativeInt(n, what);
 }
 
+function checkPrice(p: ModelPrice): void {
+  if (typeof p !== "object" || p === null) {
+    throw new TollgateError("INVALID_PRICE", "expected compiled model prices (compilePrice or a price book)");
+  }
+}
+
+function providerUsage(u: unknown, from: string): Record<string, unknown> {
+  if (typeof u !== "object" || u === null || Array.isArray(u)) {
+    throw new TollgateError(
+      "INVALID_ARGUMENT",
+      `${from}: the response has no usage object (got ${u === null ? "null" : typeof u}); a charge needs it (ask for usage, e.g. stream_options.include_usage)`,
+    );
+  }
+  return u as Record<string, unknown>;
+}
+
+/**
+ * Checks that `usage` is a usage record with its prompt token count: a settle without usage (`undefined`, `{}`) is
+ * an error, never a silent $0 charge.
+ * @throws TollgateError `INVALID_ARGUMENT` when `usage` is not an object; `INVALID_AMOUNT` when `inputTokens` is
+ *   missing (0 is a valid count).
+ */
+export function checkUsage(usage: unknown): asserts usage is Usage {
+  if (typeof usage !== "object" || usage === null || Array.isArray(usage)) {
+    throw new TollgateError(
+      "INVALID_ARGUMENT",
+      `settle needs the call's usage { inputTokens, outputTokens, ... }, got ${usage === null ? "null" : typeof usage}; use release() for a call that did not run`,
+    );
+  }
+  if ((usage as Usage).inputTokens === undefined) {
+    throw new TollgateError(
+      "INVALID_AMOUNT",
+      "usage.inputTokens is required (0 is a valid count): a missing count would charge nothing",
+    );
+  }
+}
+
 /**
  * Exact cost of a usage record: uncached prompt tokens at the input price, cached reads at
  * `cache_read_input_token_cost`, cache writes at `cache_creation_input_token_cost`, reasoning tokens at
  * `output_cost_per_reasoning_token`, other completion tokens at the output price.
- * @throws TollgateError `INVALID_AMOUNT` for bad token counts or when the parts exceed their totals.
+ * @throws TollgateError `INVALID_AMOUNT` for bad or missing (`inputTokens`) token counts or when the parts exceed
+ *   their totals; `INVALID_ARGUMENT` when `usage` is not an object.
  */
 export function costOf(p: ModelPrice, usage: Usage): Nano {
+  checkPrice(p);
+  checkUsage(usage);
   const input = tokens(usage.inputTokens, "usage.inputTokens");
   const output = tokens(usage.outputTokens, "usage.outputTokens");
   const cached = tokens(usage.cachedInputTokens, "usage.cachedInputTokens");
@@ -127,6 +167,7 @@ export function costOf(p: ModelPrice, usage: Usage): Nano {
 
 /** Worst-case cost of a request: every prompt token uncached, every output token at the worst output price. */
 export function worstCaseCost(p: ModelPrice, inputTokens: number, maxOutputTokens: number): Nano {
+  checkPrice(p);
   const m = p.model;
   return addNano(
     mulNano(tokens(inputTokens, "inputTokens"), p.input, "worst-case cost", m),
@@ -143,6 +184,7 @@ export function usageFromOpenAI(u: {
   prompt_tokens_details?: { cached_tokens?: number } | null;
   completion_tokens_details?: { reasoning_tokens?: number } | null;
 }): Usage {
+  providerUsage(u, "usageFromOpenAI");
   return {
     inputTokens: u.prompt_tokens ?? 0,
     outputTokens: u.completion_tokens ?? 0,
@@ -158,6 +200,7 @@ export function usageFromAnthropic(u: {
   cache_read_input_tokens?: number | null;
   cache_creation_input_tokens?: number | null;
 }): Usage {
+  providerUsage(u, "usageFromAnthropic");
   const read = u.cache_read_input_tokens ?? 0;
   const created = u.cache_creation_input_tokens ?? 0;
   return {
@@ -180,6 +223,14 @@ export interface PriceBook {
  * @throws TollgateError `INVALID_PRICE` for an invalid entry (every entry is checked up front).
  */
 export function createPriceBook(base: PriceTable, overrides: Record<string, Partial<ModelPriceInput>> = {}): PriceBook {
+  for (const [name, table] of [
+    ["prices", base],
+    ["priceOverrides", overrides],
+  ] as const) {
+    if (typeof table !== "object" || table === null || Array.isArray(table)) {
+      throw new TollgateError("INVALID_ARGUMENT", `${name} must be an object of model name -> prices`);
+    }
+  }
   const compiled = new Map<string, ModelPrice>();
   const names = new Set([...Object.keys(base), ...Object.keys(overrides)]);
   for (const name of names) {

@@ -1,7 +1,7 @@
 import { type LeaseRef, TollgateError } from "@tollgate/core";
 import type { CompiledBudget } from "./compile.js";
 import type { Nano } from "./money.js";
-import { costOf, type ModelPrice, type Usage } from "./pricing.js";
+import { checkUsage, costOf, type ModelPrice, type Usage } from "./pricing.js";
 import type { BudgetRef, SpendRecord } from "./types.js";
 
 export interface SettleResult {
@@ -82,7 +82,11 @@ export class BudgetReservation implements Reservation {
     }
     let cost: Nano;
     try {
-      cost = this.price === undefined ? 0 : costOf(this.price, usage);
+      if (this.price !== undefined) cost = costOf(this.price, usage);
+      else {
+        checkUsage(usage); // an unknown model charges nothing, but a settle without usage is still an error
+        cost = 0;
+      }
     } catch (err) {
       return Promise.reject(err);
     }

@@ -108,8 +108,32 @@ function rollingMonths(n: number, anchorWall: number): LocalBounds {
   };
 }
 
-/** LiteLLM's calendar-standardized boundaries in local time, or `null` when the schedule is a fixed-length grid. */
-function calendarBounds(d: Duration, anchorWall: number): LocalBounds | null {
+/**
+ * LiteLLM's boundaries for `Nh` when N does not divide a day (`get_next_standardized_reset_time`): the next reset is
+ * the next local hour that is a multiple of N; past 23 it wraps to the next day at that multiple minus 24 (mod 24).
+ * Chained reset after reset, each local day resets at N, 2N, ... below 24 and at the wrap hour
+ * `(ceil(24 / N) * N) mod 24`: `5h` at 01, 05, 10, 15, 20; `7h` at 04, 07, 14, 21; `30h` (N > 24) daily at 06.
+ */
+function litellmHourGrid(n: number): LocalBounds {
+  const hours = [(Math.ceil(24 / n) * n) % 24]; // the wrap hour, below N
+  for (let h = n; h < 24; h += n) hours.push(h);
+  const last = hours.length - 1;
+  return (L) => {
+    const day = L - mod(L, DAY);
+    const at = mod(L, DAY);
+    let i = last;
+    while (i >= 0 && (hours[i] as number) * HOUR > at) i--;
+    const fl = i < 0 ? day - DAY + (hours[last] as number) * HOUR : day + (hours[i] as number) * HOUR;
+    const nl = i < last ? day + (hours[i + 1] as number) * HOUR : day + DAY + (hours[0] as number) * HOUR;
+    return [fl, nl];
+  };
+}
+
+/**
+ * LiteLLM's calendar-standardized boundaries in local time, or `null` when the schedule is a fixed-length grid.
+ * `anchored`: the budget has a start (`startedAt`), which hour counts that do not divide a day are counted from.
+ */
+function calendarBounds(d: Duration, anchorWall: number, anchored: boolean): LocalBounds | null {
   const anchorDay = Math.floor(anchorWall / DAY);
   switch (d.unit) {
     case "s":
@@ -117,7 +141,8 @@ function calendarBounds(d: Duration, anchorWall: number): LocalBounds | null {
     case "h": {
       const len = d.count * UNIT_MS[d.unit];
       // Nh -> next hour divisible by N (and likewise for minutes/seconds), counted from local midnight.
-      return DAY % len === 0 ? subDayGrid(len) : null;
+      if (DAY % len === 0) return subDayGrid(len);
+      return d.unit === "h" && !anchored ? litellmHourGrid(d.count) : null;
     }
     case "d":
       if (d.count === 1) return subDayGrid(DAY); // next midnight
@@ -144,20 +169,25 @@ function nominalMaxMs(d: Duration): number {
  * Calendar mode follows LiteLLM's `get_next_standardized_reset_time` in the given zone: `1d` resets at local
  * midnight, `7d`/`1w` on Monday 00:00, `30d`/`1mo` on the 1st of the month, `Nh`/`Nm`/`Ns` when the local clock is a
  * multiple of N units since midnight; other day counts every N days from the anchor's midnight, `Nw` every N weeks
- * from the anchor's Monday, `Nmo` every N months from the anchor's month. Sub-day durations that do not divide a day
- * (`7h`, `90m` does divide, `7m` does not...) use fixed-length periods aligned to the anchor.
+ * from the anchor's Monday, `Nmo` every N months from the anchor's month. Hours that do not divide a day (`5h`, `30h`)
+ * follow LiteLLM's own arithmetic (see {@link litellmHourGrid}) unless the budget has a start (`anchor`), from which
+ * they then count fixed N-hour periods; minutes and seconds that do not divide a day (`7m`) use fixed-length periods
+ * aligned to the anchor (the Unix epoch by default).
  * Rolling mode: fixed-length periods from the anchor (`mo`: same local day and time N months later, clamped).
  */
 export function createSchedule(options: ScheduleOptions): Schedule {
+  if (typeof options !== "object" || options === null) {
+    throw new TollgateError("INVALID_ARGUMENT", "createSchedule takes { duration, reset?, timeZone?, anchor? }");
+  }
   const d = options.duration;
   const timeZone = options.timeZone ?? "UTC";
   const reset = options.reset ?? "calendar";
+  if (reset !== "calendar" && reset !== "rolling") {
+    throw new TollgateError("INVALID_ARGUMENT", `reset must be "calendar" or "rolling", got ${JSON.stringify(reset)}`);
+  }
   if (d === null) {
     const never: Period = { start: Number.NEGATIVE_INFINITY, end: Number.POSITIVE_INFINITY, id: "never" };
     return { tag: "never", windowMs: NEVER_WINDOW_MS, periodAt: () => never };
-  }
-  if (reset !== "calendar" && reset !== "rolling") {
-    throw new TollgateError("INVALID_ARGUMENT", `reset must be "calendar" or "rolling", got ${JSON.stringify(reset)}`);
   }
   const anchor = options.anchor;
   if (anchor !== undefined && !Number.isSafeInteger(anchor)) {
@@ -177,9 +207,11 @@ export function createSchedule(options: ScheduleOptions): Schedule {
     bounds = d.unit === "mo" ? rollingMonths(d.count, anchorWall) : null;
     tag = `${base}~${anchorMs}${d.unit === "mo" && timeZone !== "UTC" ? `@${timeZone}` : ""}`;
   } else {
-    bounds = calendarBounds(d, anchorWall);
+    bounds = calendarBounds(d, anchorWall, anchor !== undefined);
     const anchored = bounds === null || !isCalendarAligned(d);
-    tag = `${base}${bounds !== null && timeZone !== "UTC" ? `@${timeZone}` : ""}${anchored && anchorMs !== 0 ? `^${anchorMs}` : ""}`;
+    // `5h` from a start of 0 (fixed periods) and `5h` without a start (LiteLLM's grid) must not share a tag
+    const showAnchor = anchored && (anchorMs !== 0 || (bounds === null && d.unit === "h"));
+    tag = `${base}${bounds !== null && timeZone !== "UTC" ? `@${timeZone}` : ""}${showAnchor ? `^${anchorMs}` : ""}`;
   }
 
   let cached: Period = { start: 0, end: 0, id: "" };

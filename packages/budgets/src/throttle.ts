@@ -7,10 +7,10 @@ import { isNonNegativeInteger, TollgateError } from "@tollgate/core";
  * @throws TollgateError `INVALID_ARGUMENT` when `pct` is outside (0, 1], `INVALID_LIMIT` for a bad limit.
  */
 export function throttledLimit<T extends number | null | undefined>(limit: T, pct: number): T {
-  if (limit === null || limit === undefined) return limit;
-  if (!(pct > 0 && pct <= 1)) {
+  if (!(typeof pct === "number" && pct > 0 && pct <= 1)) {
     throw new TollgateError("INVALID_ARGUMENT", `budget throttle percentage must be in (0, 1], got ${pct}`);
   }
+  if (limit === null || limit === undefined) return limit;
   if (!isNonNegativeInteger(limit)) {
     throw new TollgateError("INVALID_LIMIT", `limit must be a non-negative integer, got ${limit}`);
   }

@@ -67,6 +67,14 @@ export interface SpendRecord {
   model: string;
   /** Every budget the charge was counted against. */
   scopes: BudgetRef[];
+  /**
+   * The period each budget of `scopes` was charged to (same order): its `Period.id`, which names the budget's
+   * schedule (duration, reset mode, zone, start) and the period's end, e.g. `"1d:1767312000000"`, `"never"`.
+   * `hydrate` counts a record only toward the budget windows it names, so a daily and a monthly budget of one key each
+   * get exactly the requests charged to them. Records written before this field existed lack it: `hydrate` then
+   * attributes them by identity and time.
+   */
+  periods?: string[];
   usage: Usage;
   /** Exact cost in nano-USD. */
   cost: Nano;
@@ -95,4 +103,9 @@ export type BudgetEvent =
     }
   | { type: "soft_budget"; budget: BudgetRef; spend: Nano; softBudget: Nano; resetAt: number | null; requestId: string }
   | { type: "unknown_model"; model: string; requestId: string }
+  /**
+   * A budget's duration was read the lenient way LiteLLM's parser reads it (`"1hr"` as `1h`, `"30min"` as `30m`):
+   * it loads, but say what you mean. Fires when the budget is first compiled (once per distinct spec, usually).
+   */
+  | { type: "duration_warning"; budget: BudgetRef; duration: string; readAs: string; message: string }
   | { type: "sink_error"; error: unknown; record: SpendRecord };

@@ -299,6 +299,81 @@ describe.each(STORES)("budgets on the $name store", ({ create }) => {
     if (!c.ok) expect(c.denial.message).toBe("Budget has been exceeded! Current cost: 0.02, Max budget: 0.015");
   });
 
+  // LiteLLM blocks a key, user, team member, organization and every per-model budget at spend >= max, but a team, an
+  // end user and the global budget only at spend > max (auth_checks.py). Check mode matches it scope by scope.
+  it.each<[string, ">=" | ">", BudgetSpec]>([
+    ["key", ">=", { scope: "key", id: "k1", maxBudget: "0.02" }],
+    ["user", ">=", { scope: "user", id: "u1", maxBudget: "0.02" }],
+    ["team member", ">=", { scope: "team_member", id: "u1", teamId: "t1", maxBudget: "0.02" }],
+    ["organization", ">=", { scope: "organization", id: "o1", maxBudget: "0.02" }],
+    ["team", ">", { scope: "team", id: "t1", maxBudget: "0.02" }],
+    ["end user", ">", { scope: "end_user", id: "c1", maxBudget: "0.02" }],
+    ["global", ">", { scope: "global", id: "proxy", maxBudget: "0.02" }],
+    ["key per model", ">=", { scope: "key", id: "k1", model: "test-model", maxBudget: "0.02" }],
+    ["team per model", ">=", { scope: "team", id: "t1", model: "test-model", maxBudget: "0.02" }],
+    ["end user per model", ">=", { scope: "end_user", id: "c1", model: "test-model", maxBudget: "0.02" }],
+  ])("check mode, %s: LiteLLM blocks at spend %s max", async (_name, rule, spec) => {
+    const { budgets } = setup("2027-06-15T12:00:00Z", { mode: "check" });
+    const max = 2 * CENT;
+    const at = async (spend: number) => {
+      const [before] = await budgets.status([spec]);
+      await budgets.hydrate({ totals: [{ budget: spec, spendNano: spend - (before?.spend ?? 0) }] });
+      const r = await budgets.reserve(req([spec]));
+      if (r.ok) await r.reservation.release();
+      return r;
+    };
+    expect((await at(max - 1)).ok).toBe(true);
+    const atMax = await at(max);
+    expect(atMax.ok).toBe(rule === ">");
+    const over = await at(max + 1);
+    expect(over.ok).toBe(false);
+    if (!over.ok) {
+      expect(over.denial).toMatchObject({ spend: max + 1, max, requested: 0 });
+      if (spec.model === undefined) expect(over.denial.message).toMatch(/0\.020000001.*0\.02$/);
+    }
+    if (!atMax.ok) expect(atMax.denial).toMatchObject({ spend: max, max });
+    // nothing was held or charged by the checks
+    expect(await budgets.status([spec])).toMatchObject([{ spend: max + 1, reserved: 0 }]);
+  });
+
+  it("reserve mode keeps its own exact rule on every scope: spend + held + hold <= max", async () => {
+    const { budgets } = setup();
+    const team: BudgetSpec = { scope: "team", id: "t1", maxBudget: "0.02" };
+    await budgets.hydrate({ totals: [{ budget: team, spendNano: CENT }] });
+    const a = await budgets.reserve(req([team])); // 0.01 + 0.01 <= 0.02
+    expect(a.ok).toBe(true);
+    const b = await budgets.reserve(req([team]));
+    expect(b.ok).toBe(false);
+  });
+
+  it("durations from LiteLLM data load: None/NULL mean never, 1hr reads as 1h with a warning event", async () => {
+    const { budgets, events } = setup("2027-06-15T12:30:00Z");
+    const never = await budgets.status([key("1", { duration: " None " }), key("1", { id: "k2", duration: "NULL" })]);
+    expect(never.map((s) => s.resetAt)).toEqual([null, null]);
+    expect(events).toEqual([]);
+    const [hourly] = await budgets.status([key("1", { id: "k3", duration: "1hr" })]);
+    expect(hourly?.resetAt).toBe(Date.parse("2027-06-15T13:00:00Z"));
+    expect(events).toEqual([
+      {
+        type: "duration_warning",
+        budget: { scope: "key", id: "k3" },
+        duration: "1hr",
+        readAs: "1h",
+        message: expect.stringContaining('read as "1h"'),
+      },
+    ]);
+    // 5h without a start resets on LiteLLM's grid: after 20:00 the next reset is 01:00 the next day
+    const { budgets: late } = setup("2027-06-15T22:30:00Z");
+    const [five] = await late.status([key("1", { duration: "5h" })]);
+    expect([five?.periodStart, five?.resetAt]).toEqual([
+      Date.parse("2027-06-15T20:00:00Z"),
+      Date.parse("2027-06-16T01:00:00Z"),
+    ]);
+    // with a start, fixed 5-hour periods from it
+    const [started] = await late.status([key("1", { duration: "5h", startedAt: Date.parse("2027-06-15T09:00:00Z") })]);
+    expect(started?.resetAt).toBe(Date.parse("2027-06-16T00:00:00Z"));
+  });
+
   it("shrink reserves what remains and reports the largest max_tokens that fits every budget", async () => {
     const { budgets } = setup("2027-06-15T12:00:00Z", { shrink: true });
     const spec = [key("0.012"), { scope: "team", id: "t1", maxBudget: "0.0105" } as BudgetSpec];
@@ -422,6 +497,48 @@ describe.each(STORES)("budgets on the $name store", ({ create }) => {
       ],
     });
     expect((await third.budgets.status([daily, monthly])).map((s) => s.spend)).toEqual([CENT, 7 * CENT]);
+  });
+
+  it("hydrate counts each ledger record only toward the budget windows it was charged to", async () => {
+    const first = setup("2027-06-15T12:00:00Z");
+    const daily = key("0.05", { duration: "1d" });
+    const monthly = key("0.10", { duration: "1mo" });
+    const charge = async (iso: string, budgets: BudgetSpec[]) => {
+      first.clock.t = Date.parse(iso);
+      const r = await first.budgets.reserve(req(budgets));
+      if (!r.ok) throw new Error("denied");
+      await r.reservation.settle(ONE_CENT_USAGE);
+    };
+    await charge("2027-06-15T12:00:00Z", [daily, monthly]); // yesterday: monthly only counts it now
+    await charge("2027-06-16T08:00:00Z", [daily, monthly]);
+    await charge("2027-06-16T08:10:00Z", [monthly]); // a request that carried only the monthly budget
+    await charge("2027-06-16T08:20:00Z", [daily]); // and one that carried only the daily budget
+    const day = (iso: string) => `1d:${Date.parse(iso)}`;
+    const month = `1mo:${Date.parse("2027-07-01T00:00:00Z")}`;
+    expect(first.records.map((r) => r.periods)).toEqual([
+      [day("2027-06-16T00:00:00Z"), month],
+      [day("2027-06-17T00:00:00Z"), month],
+      [month],
+      [day("2027-06-17T00:00:00Z")],
+    ]);
+    const live = (await first.budgets.status([daily, monthly])).map((s) => s.spend);
+    expect(live).toEqual([2 * CENT, 3 * CENT]);
+    // Restart: both budgets are rebuilt exactly as they were counted live.
+    const second = setup("2027-06-16T09:00:00Z");
+    const restored = await second.budgets.hydrate({ budgets: [daily, monthly], records: first.records });
+    expect(restored.map((s) => s.spend)).toEqual(live);
+    // A record names the schedule too: a 2-day budget of the same key gets none of them.
+    const third = setup("2027-06-16T09:00:00Z");
+    const twoDay = key("0.10", { duration: "2d" });
+    expect((await third.budgets.hydrate({ budgets: [twoDay], records: first.records })).map((s) => s.spend)).toEqual([
+      0,
+    ]);
+    // Records written before `periods` existed are still read by identity and time, as before: each then counts
+    // toward every budget of its key whose period contains it (the gap `periods` closes).
+    const legacy = first.records.map(({ periods: _periods, ...old }) => old);
+    const fourth = setup("2027-06-16T09:00:00Z");
+    const old = await fourth.budgets.hydrate({ budgets: [daily, monthly], records: legacy });
+    expect(old.map((s) => s.spend)).toEqual([3 * CENT, 4 * CENT]);
   });
 
   it("rejects bad budgets with typed errors before touching the store", async () => {

@@ -96,8 +96,42 @@ describe("duration grammar", () => {
     for (const never of [null, undefined, "", "none", "null", "  "]) expect(parseDuration(never)).toBeNull();
     expect(formatDuration(null)).toBe("never");
   });
+  it("None, NULL, Null in any case and with surrounding spaces mean never, as LiteLLM reads them", () => {
+    for (const never of ["None", "NONE", "nOnE", "NULL", "Null", " None ", "\tnull\n", " NULL"]) {
+      expect(parseDuration(never), JSON.stringify(never)).toBeNull();
+    }
+  });
+  it("reads LiteLLM's prefix forms as its regex (\\d+)(mo|[smhdw]?) does, and warns", () => {
+    const cases: Array<[string, string]> = [
+      ["1hr", "1h"],
+      ["30min", "30m"],
+      ["2days", "2d"],
+      ["1dd", "1d"],
+      ["10sec", "10s"],
+      ["1week", "1w"],
+      ["1month", "1mo"],
+      ["1mon", "1mo"],
+      ["30days", "30d"],
+      ["5hours", "5h"],
+    ];
+    for (const [input, readAs] of cases) {
+      const warnings: string[] = [];
+      const d = parseDuration(input, { onWarning: (message) => warnings.push(message) });
+      expect(formatDuration(d), input).toBe(readAs);
+      expect(warnings, input).toHaveLength(1);
+      expect(warnings[0]).toContain(`read as "${readAs}"`);
+    }
+    // the exact grammar never warns
+    const warnings: string[] = [];
+    for (const ok of ["30s", "30m", "30h", "30d", "2w", "1mo", " 1d "]) {
+      parseDuration(ok, { onWarning: (m) => warnings.push(m) });
+    }
+    expect(warnings).toEqual([]);
+    // without a listener the prefix form still loads
+    expect(parseDuration("1hr")).toEqual({ count: 1, unit: "h" });
+  });
   it("rejects everything else with INVALID_DURATION", () => {
-    for (const bad of ["30", "30x", "-1d", "0d", "1.5h", "d", "1 d", "1dd", "1M", "mo", "1mon", "30days"]) {
+    for (const bad of ["30", "30x", "-1d", "0d", "0hr", "1.5h", "d", "1 d", "1M", "1H", "mo", "1y", "5 hours", "x1d"]) {
       expect(
         code(() => parseDuration(bad)),
         bad,

@@ -62,6 +62,49 @@ describe("calendar boundaries in UTC (LiteLLM's standardized reset times)", () =
       "2026-11-26T00:00:00.000Z",
     ]);
   });
+  it("hours that do not divide a day follow LiteLLM's arithmetic without a start: 5h resets at 01, 05, 10, 15, 20", () => {
+    expect(period("5h", "2026-11-23T13:00:00Z")).toEqual(["2026-11-23T10:00:00.000Z", "2026-11-23T15:00:00.000Z"]);
+    // past 20:00 the next multiple (25) wraps to 01:00 the next day, as LiteLLM's _handle_hour_reset does
+    expect(period("5h", "2026-11-23T22:30:00Z")).toEqual(["2026-11-23T20:00:00.000Z", "2026-11-24T01:00:00.000Z"]);
+    expect(period("5h", "2026-11-24T00:30:00Z")).toEqual(["2026-11-23T20:00:00.000Z", "2026-11-24T01:00:00.000Z"]);
+    expect(period("5h", "2026-11-24T01:00:00Z")).toEqual(["2026-11-24T01:00:00.000Z", "2026-11-24T05:00:00.000Z"]);
+    expect(period("7h", "2026-11-23T02:00:00Z")).toEqual(["2026-11-22T21:00:00.000Z", "2026-11-23T04:00:00.000Z"]);
+    expect(period("7h", "2026-11-23T05:00:00Z")).toEqual(["2026-11-23T04:00:00.000Z", "2026-11-23T07:00:00.000Z"]);
+    // more than a day: LiteLLM resets daily at N mod 24 (30h at 06:00, 48h at midnight)
+    expect(period("30h", "2026-11-23T05:00:00Z")).toEqual(["2026-11-22T06:00:00.000Z", "2026-11-23T06:00:00.000Z"]);
+    expect(period("48h", "2026-11-23T05:00:00Z")).toEqual(["2026-11-23T00:00:00.000Z", "2026-11-24T00:00:00.000Z"]);
+    // in the budget's zone: Kolkata is UTC+05:30, so 5h resets at 01:00 local = 19:30 UTC the day before
+    expect(period("5h", "2026-11-23T19:00:00Z", { timeZone: "Asia/Kolkata" })).toEqual([
+      "2026-11-23T14:30:00.000Z",
+      "2026-11-23T19:30:00.000Z",
+    ]);
+  });
+  it("hour grids match a chain of LiteLLM's next-reset arithmetic for every N from 1 to 50", () => {
+    // LiteLLM: next hour = the next multiple of N after the current hour; at 24 or more, that hour mod 24 the next day
+    const nextReset = (t: number, n: number): number => {
+      const d = new Date(t);
+      const dayStart = Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate());
+      const hour = d.getUTCHours();
+      const next = hour + n - (hour % n);
+      return next >= 24 ? dayStart + 86_400_000 + (next % 24) * 3_600_000 : dayStart + next * 3_600_000;
+    };
+    for (let n = 1; n <= 50; n++) {
+      const s = createSchedule({ duration: parseDuration(`${n}h`) });
+      // first reset after creation, then the chain of resets the reset job computes, for 10 days
+      let at = nextReset(T("2026-11-23T09:17:00Z"), n);
+      while (at < T("2026-12-03T00:00:00Z")) {
+        const next = nextReset(at, n);
+        expect(s.periodAt(at), `${n}h at ${iso(at)}`).toMatchObject({ start: at, end: next });
+        expect(s.periodAt(next - 1).start, `${n}h before ${iso(next)}`).toBe(at);
+        at = next;
+      }
+    }
+  });
+  it("5h with a start of 0 and 5h without a start are different schedules", () => {
+    const grid = createSchedule({ duration: parseDuration("5h") });
+    const fixed = createSchedule({ duration: parseDuration("5h"), anchor: 0 });
+    expect(grid.tag).not.toBe(fixed.tag);
+  });
   it("durations that do not divide a day use fixed periods from the anchor", () => {
     expect(period("7h", "2026-11-23T13:00:00Z", { anchor: "2026-11-23T10:00:00Z" })).toEqual([
       "2026-11-23T10:00:00.000Z",
@@ -203,6 +246,9 @@ describe("periods tile time in many zones (no gaps, no overlaps, local boundarie
     ["1mo", "2027-01-01T00:00:00Z", "2029-01-01T00:00:00Z"],
     ["1h", "2027-03-25T00:00:00Z", "2027-04-08T00:00:00Z"],
     ["30m", "2027-10-28T00:00:00Z", "2027-11-10T00:00:00Z"],
+    ["5h", "2027-03-20T00:00:00Z", "2027-04-10T00:00:00Z"],
+    ["7h", "2027-10-25T00:00:00Z", "2027-11-10T00:00:00Z"],
+    ["30h", "2027-03-20T00:00:00Z", "2027-04-10T00:00:00Z"],
   ];
   for (const timeZone of zones) {
     it.each(cases)(`${timeZone} %s`, (duration, from, to) => {

@@ -299,7 +299,7 @@ describe.each([
     w = { store, limiter, open: a.reservation, other, otherStore, foreign: b.reservation, empty: e.reservation };
   });
 
-  it.each(LIMITER_CASES)("%s -> %s", async (_name, call, code) => {
+  it.each(LIMITER_CASES)("%s", async (_name, call, code) => {
     const before = await snapshot(w);
     let error: unknown;
     try {
@@ -329,7 +329,7 @@ describe.each([
 });
 
 describe("bad input to the pure helpers: typed errors", () => {
-  it.each(HELPER_CASES)("%s -> %s", (_name, call, code) => {
+  it.each(HELPER_CASES)("%s", (_name, call, code) => {
     expect(codeOf(call)).toBe(code);
   });
 });
