@@ -1,10 +1,23 @@
 export {
+  type OpenAIUpstream,
+  type OpenAIUpstreamOptions,
+  startOpenAIUpstream,
+  type UpstreamBehaviour,
+} from "./openai-upstream.js";
+export {
   createDatabase,
   findPostgresBin,
   type PostgresHandle,
   type StartPostgresOptions,
   startPostgres,
 } from "./postgres.js";
+export {
+  PROXY_CLI,
+  type ProxyProcess,
+  type ProxyProcessOptions,
+  runProxyCli,
+  startProxyProcess,
+} from "./proxy-process.js";
 export {
   type RedisClusterHandle,
   type RedisServerHandle,
