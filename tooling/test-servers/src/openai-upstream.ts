@@ -113,7 +113,7 @@ export async function startOpenAIUpstream(options: OpenAIUpstreamOptions = {}): 
         data: [{ id: "test-model", object: "model", created: 0, owned_by: "test" }],
       });
     }
-    if (fixed !== undefined && url === "/chat/completions") {
+    if (fixed !== undefined && url === "/chat/completions" && !raw.includes('"stream":true')) {
       res.writeHead(200, { "content-type": "application/json", "content-length": fixed.length });
       res.end(fixed);
       return;
