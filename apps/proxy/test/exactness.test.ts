@@ -22,6 +22,7 @@ function storeYaml(kind: "memory" | "redis"): string {
   return `store:
     type: redis
     url: ${inject("redis").url}
+    timeout_ms: 5000   # generous: the test run loads this machine; a slow answer must not count as an outage
     prefix: "tg-exact-${randomBytes(4).toString("hex")}:"`;
 }
 

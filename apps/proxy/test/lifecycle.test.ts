@@ -113,7 +113,7 @@ litellm_settings:
   budget_duration: 1d
 general_settings:
   master_key: ${MASTER}
-  store: { type: redis, url: "${inject("redis").url}", prefix: "${prefix}" }
+  store: { type: redis, url: "${inject("redis").url}", timeout_ms: 5000, prefix: "${prefix}" }
 `;
     const a = await startProxyProcess({ config });
     const b = await startProxyProcess({ config });
@@ -149,7 +149,7 @@ model_list:
 general_settings:
   master_key: ${MASTER}
   shutdown_grace_period: 1
-  store: { type: redis, url: "${inject("redis").url}", prefix: "${prefix}" }
+  store: { type: redis, url: "${inject("redis").url}", timeout_ms: 5000, prefix: "${prefix}" }
 `;
     const a = await startProxyProcess({ config });
     const b = await startProxyProcess({ config });
