@@ -101,12 +101,7 @@ function SignIn({
   return (
     <main class="signin">
       <form onSubmit={submit} noValidate aria-busy={busy}>
-        <h1>
-          <span class="logo" aria-hidden="true">
-            ⛩
-          </span>{" "}
-          Tollgate
-        </h1>
+        <h1>Tollgate</h1>
         <p class="muted">Sign in to manage keys, teams, budgets and limits.</p>
         <div class="field">
           <label for="signin-key">Master key or API key</label>
@@ -189,9 +184,7 @@ function Shell({ api, me, onSignOut }: { api: Api; me: Me; onSignOut: () => void
         Skip to content
       </a>
       <header class="topbar">
-        <span class="brand">
-          <span aria-hidden="true">⛩</span> Tollgate
-        </span>
+        <span class="brand">Tollgate</span>
         <nav aria-label="Sections">
           <ul>
             {PAGES.filter((p) => pages.includes(p.page)).map((p) => (

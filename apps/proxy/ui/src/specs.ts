@@ -16,7 +16,7 @@ const budgetFields = (owner: string): FieldSpec[] => [
     name: "budget_duration",
     label: "Budget period",
     kind: "duration",
-    placeholder: "30d",
+    placeholder: "never",
     help: "Resets the spend: 30s, 24h, 30d, 1mo; empty = never.",
   },
 ];
@@ -177,7 +177,7 @@ export const CUSTOMER_SPECS: FieldSpec[] = [
   },
   { name: "alias", label: "Name", kind: "text" },
   { name: "max_budget", label: "Max budget (USD)", kind: "usd", exclusiveWith: "budget_id" },
-  { name: "budget_duration", label: "Budget period", kind: "duration", placeholder: "30d" },
+  { name: "budget_duration", label: "Budget period", kind: "duration", placeholder: "never" },
   { name: "budget_id", label: "Reusable budget id", kind: "id", exclusiveWith: "max_budget" },
   ...limitFields(),
   {

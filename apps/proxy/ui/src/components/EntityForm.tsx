@@ -1,4 +1,4 @@
-import { useRef, useState } from "preact/hooks";
+import { useEffect, useRef, useState } from "preact/hooks";
 import { ApiError } from "../api";
 import { asApiError } from "../hooks";
 import { type FieldSpec, type RawValue, type RawValues, validateForm } from "../validate";
@@ -41,6 +41,12 @@ export function EntityForm({
   const [formError, setFormError] = useState<ApiError | null>(null);
   const [busy, setBusy] = useState(false);
   const formRef = useRef<HTMLFormElement>(null);
+
+  useEffect(() => {
+    formRef.current
+      ?.querySelector<HTMLElement>("input:not([disabled]), select:not([disabled]), textarea:not([disabled])")
+      ?.focus();
+  }, []);
 
   const change = (name: string, value: RawValue) => {
     setRaw((r) => ({ ...r, [name]: value }));

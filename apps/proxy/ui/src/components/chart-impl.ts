@@ -48,7 +48,11 @@ export function drawStackedBars(el: HTMLElement, input: BarsInput): () => void {
       y: { range: (_u, _min, max) => [0, max > 0 ? max * 1.1 : 1] },
     },
     axes: [
-      { values: (_u, ticks) => ticks.map((t) => new Date(t * 1000).toISOString().slice(5, 10)), space: 50 },
+      {
+        values: (_u, ticks) => ticks.map((t) => new Date(t * 1000).toISOString().slice(5, 10)),
+        incrs: [86_400, 2 * 86_400, 7 * 86_400, 14 * 86_400, 28 * 86_400],
+        space: 50,
+      },
       { values: (_u, ticks) => ticks.map((t) => fmt(t)), size: 80 },
     ],
     series: [
