@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { canAdminister, canKey, canTeam, type Me, meOf, visiblePages } from "../../ui/src/permissions";
-import { topSeries } from "../../ui/src/spend";
+import { reportToDaily, topSeries } from "../../ui/src/spend";
 
 const me = (role: Me["role"], extra: Partial<Me> = {}): Me => ({
   role,
@@ -88,5 +88,39 @@ describe("spend series", () => {
     expect(other.label).toBe("Other (7)");
     expect(other.spend).toEqual([0 + 1 + 2 + 3 + 4 + 5 + 6, 7]);
     expect(other.totalRequests).toBe(14);
+  });
+});
+
+describe("spend report → chart series", () => {
+  it("spreads LiteLLM's daily report over every day of the range, names ids, sums duplicates", () => {
+    const days = ["2026-03-01", "2026-03-02", "2026-03-03"];
+    const report = [
+      {
+        group_by_day: "2026-03-01",
+        api_keys: [
+          { api_key: "hash-a", total_spend: 0.5, total_requests: 5 },
+          { api_key: null, total_spend: 0.1, total_requests: 1 },
+        ],
+      },
+      {
+        group_by_day: "2026-03-03T00:00:00+00:00",
+        api_keys: [{ api_key: "hash-a", total_spend: 0.25, total_requests: 2 }],
+      },
+      { group_by_day: "2026-02-28", api_keys: [{ api_key: "hash-a", total_spend: 9, total_requests: 9 }] },
+    ];
+    const d = reportToDaily(report, "api_key", days, new Map([["hash-a", "ci-bot"]]));
+    expect(d.days).toEqual(days);
+    expect(d.series).toEqual([
+      { id: "hash-a", label: "ci-bot", spend: [0.5, 0, 0.25], requests: [5, 0, 2] },
+      { id: "", label: "(master key)", spend: [0.1, 0, 0], requests: [1, 0, 0] },
+    ]);
+  });
+  it("reads the end-user grouping from LiteLLM's customers lists", () => {
+    const d = reportToDaily(
+      [{ group_by_day: "2026-03-01", customers: [{ customer: "alice", total_spend: 1, total_requests: 3 }] }],
+      "end_user",
+      ["2026-03-01"],
+    );
+    expect(d.series[0]).toMatchObject({ id: "alice", label: "alice", requests: [3] });
   });
 });

@@ -1,6 +1,6 @@
 /**
  * The management API client: LiteLLM's endpoints and shapes (keys, teams, users, organizations, customers, budgets,
- * spend), plus Tollgate's two read-only UI endpoints (`/tollgate/whoami`, `/tollgate/limits`, `/tollgate/spend/daily`).
+ * spend), plus Tollgate's two read-only UI endpoints (`/tollgate/whoami`, `/tollgate/limits`).
  * Every error becomes an {@link ApiError} with the server's readable message and the field it names.
  */
 
@@ -149,8 +149,13 @@ export class Api {
   }
 
   // spend
-  spendDaily(q: { start_date: string; end_date: string; group_by: GroupBy }): Promise<SpendDaily> {
-    return this.get("/tollgate/spend/daily", q);
+  /** LiteLLM's daily report: `[{group_by_day, <teams|customers|api_keys|models>: [{…, total_spend, total_requests}]}]`. */
+  spendReport(q: {
+    start_date: string;
+    end_date: string;
+    group_by: string;
+  }): Promise<Array<Record<string, unknown> & { group_by_day: string }>> {
+    return this.get("/global/spend/report", q);
   }
   spendLogs(q: Query): Promise<SpendLogPage> {
     return this.get("/spend/logs/v2", q);
@@ -264,6 +269,7 @@ export interface UserList {
 
 export type GroupBy = "api_key" | "team" | "model" | "end_user";
 
+/** Spend and requests per day and group, for the charts. */
 export interface SpendDaily {
   /** UTC days `YYYY-MM-DD`, every day of the range. */
   days: string[];

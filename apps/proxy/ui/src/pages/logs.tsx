@@ -45,10 +45,8 @@ export function LogsPage() {
   const logs = useAsync(
     () =>
       api.spendLogs({
+        // dates as YYYY-MM-DD: the end date is inclusive (LiteLLM's rule)
         ...applied,
-        // the end date is inclusive: send the instant the next day begins
-        start_date: `${applied.start_date} 00:00:00`,
-        end_date: `${applied.end_date} 23:59:59`,
         page,
         page_size: PAGE_SIZE,
       }),

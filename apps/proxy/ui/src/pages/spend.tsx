@@ -1,11 +1,11 @@
 import { useMemo, useState } from "preact/hooks";
-import type { GroupBy } from "../api";
+import type { Api, GroupBy } from "../api";
 import { StackedBars } from "../components/Chart";
 import { Empty, ErrorBox, PageHeader } from "../components/common";
 import { useSession } from "../context";
-import { count, isoDay, usd } from "../format";
+import { count, daysBetween, isoDay, usd } from "../format";
 import { useAsync } from "../hooks";
-import { topSeries } from "../spend";
+import { REPORT_GROUPS, reportToDaily, topSeries } from "../spend";
 
 const GROUPS: { value: GroupBy; label: string }[] = [
   { value: "api_key", label: "Key" },
@@ -16,6 +16,24 @@ const GROUPS: { value: GroupBy; label: string }[] = [
 
 const fmtRequests = (n: number) => count(n);
 
+/** Names for the ids of a grouping: key hash → alias, team id → team name (best effort: ids stay when unknown). */
+async function labelsFor(api: Api, groupBy: GroupBy): Promise<Map<string, string>> {
+  const m = new Map<string, string>();
+  try {
+    if (groupBy === "api_key") {
+      const list = await api.listKeys({ page: 1, size: 100 });
+      for (const k of list.keys) {
+        if (typeof k === "object" && k.token) m.set(k.token, k.key_alias || k.key_name || k.token.slice(0, 10));
+      }
+    } else if (groupBy === "team") {
+      for (const t of await api.listTeams()) m.set(t.team_id, t.team_alias || t.team_id);
+    }
+  } catch {
+    // names are a nicety: the chart shows ids without them
+  }
+  return m;
+}
+
 export function SpendPage() {
   const { api } = useSession();
   const today = isoDay(Date.now());
@@ -23,10 +41,13 @@ export function SpendPage() {
   const [draft, setDraft] = useState(range);
   const [rangeError, setRangeError] = useState<string | null>(null);
   const [groupBy, setGroupBy] = useState<GroupBy>("api_key");
-  const data = useAsync(
-    () => api.spendDaily({ start_date: range.start, end_date: range.end, group_by: groupBy }),
-    [api, range, groupBy],
-  );
+  const data = useAsync(async () => {
+    const [report, labels] = await Promise.all([
+      api.spendReport({ start_date: range.start, end_date: range.end, group_by: REPORT_GROUPS[groupBy].param }),
+      labelsFor(api, groupBy),
+    ]);
+    return reportToDaily(report, groupBy, daysBetween(range.start, range.end), labels);
+  }, [api, range, groupBy]);
   const series = useMemo(() => (data.data ? topSeries(data.data) : []), [data.data]);
   const spendSeries = useMemo(() => series.map((s) => ({ label: s.label, values: s.spend })), [series]);
   const reqSeries = useMemo(() => series.map((s) => ({ label: s.label, values: s.requests })), [series]);
