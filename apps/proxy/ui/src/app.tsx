@@ -200,7 +200,7 @@ function Shell({ api, me, onSignOut }: { api: Api; me: Me; onSignOut: () => void
           <span class="role" data-testid="role">
             {ROLE_LABELS[me.role]}
           </span>
-          {me.userId && <span class="muted"> · {me.userId}</span>}
+          {me.userId && me.userId !== "default_user_id" && <span class="muted"> · {me.userId}</span>}
           <button type="button" onClick={onSignOut}>
             Sign out
           </button>
