@@ -102,6 +102,7 @@ async function main(): Promise<void> {
       `  config:     ${example ? `bundled example (${path})` : path}`,
       `  store:      ${config.store.type}`,
       `  master key: ${config.masterKey === null ? "" : `${config.masterKey} `}${keyNote}`,
+      `  admin UI:   ${url}/ui (sign in with the master key)`,
       `  models:     ${[...new Set(config.deployments.map((d) => d.modelName))].join(", ") || "(none)"}`,
       "",
       "Try it:",

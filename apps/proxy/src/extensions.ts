@@ -4,7 +4,9 @@
  */
 import type { ProxyConfig } from "./config/load.js";
 import type { ProxyExtension } from "./server.js";
+import { uiExtension } from "./ui-routes.js";
 
 export async function loadExtensions(_config: ProxyConfig): Promise<ProxyExtension[]> {
-  return [];
+  // The admin UI at /ui (its database side comes with the management API)
+  return [uiExtension()];
 }

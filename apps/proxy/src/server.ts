@@ -295,6 +295,12 @@ export class TollgateProxy {
   private startedAt = Date.now();
   private reader: { limiter: Limiter; budgets: Budgets } | undefined;
 
+  /** Read-only views of the store's counters (`/tollgate/status`, the UI's live limits); exists once listening. */
+  get statusReader(): { limiter: Limiter; budgets: Budgets } {
+    if (this.reader === undefined) throw new Error("the proxy is not listening yet");
+    return this.reader;
+  }
+
   /**
    * `GET /tollgate/status` (master key): current counters of the deployments' limits and of the global budget, and of
    * an end user's budget with `?end_user=<id>`. Read-only; amounts in USD and nano-USD.
