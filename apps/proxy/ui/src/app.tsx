@@ -161,7 +161,7 @@ function Shell({ api, me, onSignOut }: { api: Api; me: Me; onSignOut: () => void
 
   useEffect(() => {
     if (!status) return;
-    const t = setTimeout(() => setStatus(""), 6000);
+    const t = setTimeout(() => setStatus(""), 4000);
     return () => clearTimeout(t);
   }, [status]);
 

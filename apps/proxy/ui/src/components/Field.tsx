@@ -83,10 +83,14 @@ export function Field({ spec, value, error, disabled, idPrefix, onChange }: Fiel
   }
   return (
     <div class={`field${spec.kind === "bool" ? " field-check" : ""}${MULTILINE.has(spec.kind) ? " field-wide" : ""}`}>
-      <label for={id}>
-        {spec.label}
-        {spec.required && <span aria-hidden="true"> *</span>}
-      </label>
+      <div class="label-row">
+        <label for={id}>{spec.label}</label>
+        {spec.required && (
+          <span class="required-mark" aria-hidden="true">
+            *
+          </span>
+        )}
+      </div>
       {control}
       {error && (
         <p class="field-error" id={errId}>

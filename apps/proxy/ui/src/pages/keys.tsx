@@ -248,7 +248,7 @@ export function KeysPage() {
       )}
       {secret && <SecretDialog title="Save your new key" secret={secret} onClose={() => setSecret(null)} />}
       <p class="muted small">
-        {list.data ? `${count(list.data.total_count)} keys` : ""}
+        {list.data ? `${count(list.data.total_count)} ${list.data.total_count === 1 ? "key" : "keys"}` : ""}
         {applied ? ` matching “${applied}”` : ""}
       </p>
     </>
