@@ -2,7 +2,7 @@
  * The admin UI served by the real proxy process (no database): static app with its CSP, sign-in with the master key,
  * a refused key shown next to the field, the models page; in headless Chromium.
  */
-import { startProxyProcess, type ProxyProcess } from "@tollgate/test-servers";
+import { type ProxyProcess, startProxyProcess } from "@tollgate/test-servers";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type BrowserHandle, launchBrowser } from "./browser.js";
 
