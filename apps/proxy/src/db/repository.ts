@@ -1,0 +1,723 @@
+import { type Kysely, sql, type Transaction } from "kysely";
+import type {
+  BudgetRow,
+  Database,
+  EndUserRow,
+  KeyRow,
+  OrganizationMemberRow,
+  OrganizationRow,
+  SpendLogBudgetRow,
+  SpendLogRow,
+  TeamMemberRow,
+  TeamRow,
+  UserRow,
+} from "./schema.js";
+
+/** A JSON object as stored in the `text` JSON columns. */
+export type JsonObject = Record<string, unknown>;
+
+/** One `model_max_budget` entry, in either of LiteLLM's spellings. */
+export interface ModelBudgetEntry {
+  max_budget?: number | string | null;
+  budget_duration?: string | null;
+  budget_limit?: number | string | null;
+  time_period?: string | null;
+  tpm_limit?: number | null;
+  rpm_limit?: number | null;
+}
+
+type Replace<T, R> = Omit<T, keyof R> & R;
+
+/** Decoded entities: JSON columns parsed, flags as booleans. Field names are LiteLLM's. */
+export type Budget = Replace<BudgetRow, { model_max_budget: Record<string, ModelBudgetEntry> | null }>;
+export type Organization = Replace<OrganizationRow, { metadata: JsonObject; models: string[] }>;
+export type OrganizationMember = OrganizationMemberRow;
+export type Team = Replace<
+  TeamRow,
+  { metadata: JsonObject; models: string[]; blocked: boolean; model_max_budget: Record<string, ModelBudgetEntry> }
+>;
+export type TeamMember = TeamMemberRow;
+export type User = Replace<
+  UserRow,
+  { models: string[]; metadata: JsonObject; model_max_budget: Record<string, ModelBudgetEntry> }
+>;
+export type Key = Replace<
+  KeyRow,
+  {
+    models: string[];
+    aliases: JsonObject;
+    config: JsonObject;
+    permissions: JsonObject;
+    metadata: JsonObject;
+    allowed_cache_controls: string[];
+    model_max_budget: Record<string, ModelBudgetEntry>;
+    blocked: boolean;
+  }
+>;
+export type EndUser = Replace<EndUserRow, { blocked: boolean }>;
+export type SpendLog = Replace<SpendLogRow, { metadata: JsonObject; request_tags: string[] }>;
+
+type TableName = keyof Database;
+
+/** How each table's JSON and flag columns are stored. */
+const CODECS: Record<TableName, { json: string[]; flags: string[] }> = {
+  budgets: { json: ["model_max_budget"], flags: [] },
+  organizations: { json: ["metadata", "models"], flags: [] },
+  organization_members: { json: [], flags: [] },
+  teams: { json: ["metadata", "models", "model_max_budget"], flags: ["blocked"] },
+  team_members: { json: [], flags: [] },
+  users: { json: ["models", "metadata", "model_max_budget"], flags: [] },
+  virtual_keys: {
+    json: ["models", "aliases", "config", "permissions", "metadata", "allowed_cache_controls", "model_max_budget"],
+    flags: ["blocked"],
+  },
+  end_users: { json: [], flags: ["blocked"] },
+  spend_logs: { json: ["metadata", "request_tags"], flags: [] },
+  spend_log_budgets: { json: [], flags: [] },
+};
+
+function decode<T>(table: TableName, row: Record<string, unknown> | undefined): T | undefined {
+  if (row === undefined) return undefined;
+  const out: Record<string, unknown> = { ...row };
+  const codec = CODECS[table];
+  for (const f of codec.json) {
+    const v = out[f];
+    out[f] = typeof v === "string" ? JSON.parse(v) : v;
+  }
+  for (const f of codec.flags) out[f] = out[f] === 1 || out[f] === true;
+  return out as T;
+}
+
+function encode(table: TableName, obj: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  const codec = CODECS[table];
+  for (const [k, v] of Object.entries(obj)) {
+    if (v === undefined) continue;
+    if (codec.json.includes(k)) out[k] = v === null ? null : JSON.stringify(v);
+    else if (codec.flags.includes(k)) out[k] = v ? 1 : 0;
+    else out[k] = v;
+  }
+  return out;
+}
+
+/** One page of a list. */
+export interface Page<T> {
+  rows: T[];
+  total: number;
+}
+
+/** Filters of the spend log queries. */
+export interface SpendLogFilter {
+  api_key?: string;
+  user_id?: string;
+  team_id?: string;
+  end_user?: string;
+  model?: string;
+  key_alias?: string;
+  request_id?: string;
+  status?: string;
+  /** Inclusive start (ms). */
+  from?: number;
+  /** Exclusive end (ms). */
+  to?: number;
+}
+
+/** A spend-log row with the budget periods it was charged to. */
+export interface LedgerRow {
+  log: SpendLog;
+  budgets: Array<Omit<SpendLogBudgetRow, "request_id">>;
+}
+
+/** Totals one ledger batch adds to entities. */
+export interface SpendDeltas {
+  keys: Map<string, number>;
+  users: Map<string, number>;
+  teams: Map<string, number>;
+  members: Map<string, { team_id: string; user_id: string; nano: number }>;
+  organizations: Map<string, number>;
+  endUsers: Map<string, number>;
+}
+
+/** Group-by dimensions of spend reports. */
+export type SpendGroup = "team" | "api_key" | "end_user" | "model" | "user";
+
+const GROUP_COLUMN: Record<SpendGroup, "team_id" | "api_key" | "end_user" | "model" | "user_id"> = {
+  team: "team_id",
+  api_key: "api_key",
+  end_user: "end_user",
+  model: "model",
+  user: "user_id",
+};
+
+/**
+ * Data access for the management API and the ledger: every query is parameterized (no string is ever spliced
+ * into SQL). The same code runs on SQLite and PostgreSQL.
+ */
+export class Repository {
+  constructor(
+    readonly db: Kysely<Database> | Transaction<Database>,
+    readonly dialect: "sqlite" | "postgres",
+  ) {}
+
+  /** Runs `fn` in one transaction (SQLite: serialized; PostgreSQL: read committed). */
+  async transaction<T>(fn: (repo: Repository) => Promise<T>): Promise<T> {
+    if (this.db.isTransaction) return fn(this);
+    return (this.db as Kysely<Database>).transaction().execute((trx) => fn(new Repository(trx, this.dialect)));
+  }
+
+  // ---- generic helpers ----------------------------------------------------------------------------------------
+
+  private async insert(table: TableName, obj: object): Promise<void> {
+    // biome-ignore lint/suspicious/noExplicitAny: table names are generic here; rows are checked by the callers' types
+    await (this.db as any).insertInto(table).values(encode(table, obj as Record<string, unknown>)).execute();
+  }
+
+  private async getBy<T>(table: TableName, where: Record<string, unknown>): Promise<T | undefined> {
+    // biome-ignore lint/suspicious/noExplicitAny: see insert
+    let q = (this.db as any).selectFrom(table).selectAll();
+    for (const [k, v] of Object.entries(where)) q = q.where(k, "=", v);
+    return decode<T>(table, await q.executeTakeFirst());
+  }
+
+  /** Updates the given columns; returns the number of rows changed. */
+  private async patch(
+    table: TableName,
+    where: Record<string, unknown>,
+    patch: object,
+  ): Promise<number> {
+    const values = encode(table, patch as Record<string, unknown>);
+    if (Object.keys(values).length === 0) return (await this.getBy(table, where)) === undefined ? 0 : 1;
+    // biome-ignore lint/suspicious/noExplicitAny: see insert
+    let q = (this.db as any).updateTable(table).set(values);
+    for (const [k, v] of Object.entries(where)) q = q.where(k, "=", v);
+    const r = await q.executeTakeFirst();
+    return Number(r.numUpdatedRows ?? 0);
+  }
+
+  private async deleteIn(table: TableName, column: string, values: string[]): Promise<number> {
+    if (values.length === 0) return 0;
+    // biome-ignore lint/suspicious/noExplicitAny: see insert
+    const r = await (this.db as any).deleteFrom(table).where(column, "in", values).executeTakeFirst();
+    return Number(r.numDeletedRows ?? 0);
+  }
+
+  // ---- budgets ------------------------------------------------------------------------------------------------
+
+  insertBudget(b: Budget): Promise<void> {
+    return this.insert("budgets", b);
+  }
+  getBudget(id: string): Promise<Budget | undefined> {
+    return this.getBy("budgets", { budget_id: id });
+  }
+  async getBudgets(ids: string[]): Promise<Budget[]> {
+    if (ids.length === 0) return [];
+    const rows = await this.db.selectFrom("budgets").selectAll().where("budget_id", "in", ids).execute();
+    return rows.map((r) => decode<Budget>("budgets", r)!);
+  }
+  updateBudget(id: string, patch: Partial<Budget>): Promise<number> {
+    return this.patch("budgets", { budget_id: id }, patch);
+  }
+  deleteBudgets(ids: string[]): Promise<number> {
+    return this.deleteIn("budgets", "budget_id", ids);
+  }
+  async listBudgets(): Promise<Budget[]> {
+    const rows = await this.db.selectFrom("budgets").selectAll().orderBy("created_at").orderBy("budget_id").execute();
+    return rows.map((r) => decode<Budget>("budgets", r)!);
+  }
+  /** Whether any entity still refers to a budget (deleting it would silently lift their limits). */
+  async budgetInUse(id: string): Promise<string | undefined> {
+    const checks: Array<[TableName, string]> = [
+      ["virtual_keys", "key"],
+      ["end_users", "end user"],
+      ["team_members", "team member"],
+      ["organizations", "organization"],
+      ["organization_members", "organization member"],
+    ];
+    for (const [table, what] of checks) {
+      // biome-ignore lint/suspicious/noExplicitAny: see insert
+      const row = await (this.db as any)
+        .selectFrom(table)
+        .select("budget_id")
+        .where("budget_id", "=", id)
+        .executeTakeFirst();
+      if (row) return what;
+    }
+    return undefined;
+  }
+
+  // ---- organizations ------------------------------------------------------------------------------------------
+
+  insertOrganization(o: Organization): Promise<void> {
+    return this.insert("organizations", o);
+  }
+  getOrganization(id: string): Promise<Organization | undefined> {
+    return this.getBy("organizations", { organization_id: id });
+  }
+  updateOrganization(id: string, patch: Partial<Organization>): Promise<number> {
+    return this.patch("organizations", { organization_id: id }, patch);
+  }
+  deleteOrganizations(ids: string[]): Promise<number> {
+    return this.deleteIn("organizations", "organization_id", ids);
+  }
+  async listOrganizations(): Promise<Organization[]> {
+    const rows = await this.db.selectFrom("organizations").selectAll().orderBy("created_at").execute();
+    return rows.map((r) => decode<Organization>("organizations", r)!);
+  }
+  async organizationMembers(id: string): Promise<OrganizationMember[]> {
+    return this.db
+      .selectFrom("organization_members")
+      .selectAll()
+      .where("organization_id", "=", id)
+      .orderBy("created_at")
+      .orderBy("user_id")
+      .execute();
+  }
+  getOrganizationMember(orgId: string, userId: string): Promise<OrganizationMember | undefined> {
+    return this.getBy("organization_members", { organization_id: orgId, user_id: userId });
+  }
+  insertOrganizationMember(m: OrganizationMember): Promise<void> {
+    return this.insert("organization_members", m);
+  }
+  updateOrganizationMember(orgId: string, userId: string, patch: Partial<OrganizationMember>): Promise<number> {
+    return this.patch("organization_members", { organization_id: orgId, user_id: userId }, patch);
+  }
+  async deleteOrganizationMembersOf(orgIds: string[]): Promise<number> {
+    return this.deleteIn("organization_members", "organization_id", orgIds);
+  }
+
+  // ---- teams --------------------------------------------------------------------------------------------------
+
+  insertTeam(t: Team): Promise<void> {
+    return this.insert("teams", t);
+  }
+  getTeam(id: string): Promise<Team | undefined> {
+    return this.getBy("teams", { team_id: id });
+  }
+  async getTeams(ids: string[]): Promise<Team[]> {
+    if (ids.length === 0) return [];
+    const rows = await this.db.selectFrom("teams").selectAll().where("team_id", "in", ids).execute();
+    return rows.map((r) => decode<Team>("teams", r)!);
+  }
+  updateTeam(id: string, patch: Partial<Team>): Promise<number> {
+    return this.patch("teams", { team_id: id }, patch);
+  }
+  deleteTeams(ids: string[]): Promise<number> {
+    return this.deleteIn("teams", "team_id", ids);
+  }
+  async listTeams(filter: { user_id?: string; organization_id?: string } = {}): Promise<Team[]> {
+    let q = this.db.selectFrom("teams").selectAll("teams");
+    if (filter.organization_id !== undefined) q = q.where("organization_id", "=", filter.organization_id);
+    if (filter.user_id !== undefined) {
+      const uid = filter.user_id;
+      q = q.where("team_id", "in", (sub) =>
+        sub.selectFrom("team_members").select("team_members.team_id").where("team_members.user_id", "=", uid),
+      );
+    }
+    const rows = await q.orderBy("created_at").orderBy("team_id").execute();
+    return rows.map((r) => decode<Team>("teams", r)!);
+  }
+  async teamMembers(teamId: string): Promise<TeamMember[]> {
+    return this.db
+      .selectFrom("team_members")
+      .selectAll()
+      .where("team_id", "=", teamId)
+      .orderBy("created_at")
+      .orderBy("user_id")
+      .execute();
+  }
+  async teamMembersOf(teamIds: string[]): Promise<TeamMember[]> {
+    if (teamIds.length === 0) return [];
+    return this.db
+      .selectFrom("team_members")
+      .selectAll()
+      .where("team_id", "in", teamIds)
+      .orderBy("created_at")
+      .orderBy("user_id")
+      .execute();
+  }
+  getTeamMember(teamId: string, userId: string): Promise<TeamMember | undefined> {
+    return this.getBy("team_members", { team_id: teamId, user_id: userId });
+  }
+  async membershipsOfUser(userId: string): Promise<TeamMember[]> {
+    return this.db.selectFrom("team_members").selectAll().where("user_id", "=", userId).orderBy("team_id").execute();
+  }
+  insertTeamMember(m: TeamMember): Promise<void> {
+    return this.insert("team_members", m);
+  }
+  updateTeamMember(teamId: string, userId: string, patch: Partial<TeamMember>): Promise<number> {
+    return this.patch("team_members", { team_id: teamId, user_id: userId }, patch);
+  }
+  async deleteTeamMember(teamId: string, userId: string): Promise<number> {
+    const r = await this.db
+      .deleteFrom("team_members")
+      .where("team_id", "=", teamId)
+      .where("user_id", "=", userId)
+      .executeTakeFirst();
+    return Number(r.numDeletedRows ?? 0);
+  }
+  deleteTeamMembersOfTeams(teamIds: string[]): Promise<number> {
+    return this.deleteIn("team_members", "team_id", teamIds);
+  }
+  deleteTeamMembersOfUsers(userIds: string[]): Promise<number> {
+    return this.deleteIn("team_members", "user_id", userIds);
+  }
+
+  // ---- users --------------------------------------------------------------------------------------------------
+
+  insertUser(u: User): Promise<void> {
+    return this.insert("users", u);
+  }
+  getUser(id: string): Promise<User | undefined> {
+    return this.getBy("users", { user_id: id });
+  }
+  async getUserByEmail(email: string): Promise<User | undefined> {
+    const row = await this.db.selectFrom("users").selectAll().where("user_email", "=", email).executeTakeFirst();
+    return decode<User>("users", row);
+  }
+  updateUser(id: string, patch: Partial<User>): Promise<number> {
+    return this.patch("users", { user_id: id }, patch);
+  }
+  deleteUsers(ids: string[]): Promise<number> {
+    return this.deleteIn("users", "user_id", ids);
+  }
+  async listUsers(opts: { page: number; size: number; role?: string; user_ids?: string[] }): Promise<Page<User>> {
+    let q = this.db.selectFrom("users");
+    if (opts.role !== undefined) q = q.where("user_role", "=", opts.role);
+    if (opts.user_ids !== undefined) q = q.where("user_id", "in", opts.user_ids.length ? opts.user_ids : [""]);
+    const total = Number((await q.select((eb) => eb.fn.countAll().as("n")).executeTakeFirst())?.n ?? 0);
+    const rows = await q
+      .selectAll()
+      .orderBy("created_at")
+      .orderBy("user_id")
+      .limit(opts.size)
+      .offset((opts.page - 1) * opts.size)
+      .execute();
+    return { rows: rows.map((r) => decode<User>("users", r)!), total };
+  }
+
+  // ---- keys ---------------------------------------------------------------------------------------------------
+
+  insertKey(k: Key): Promise<void> {
+    return this.insert("virtual_keys", k);
+  }
+  getKey(token: string): Promise<Key | undefined> {
+    return this.getBy("virtual_keys", { token });
+  }
+  async getKeys(tokens: string[]): Promise<Key[]> {
+    if (tokens.length === 0) return [];
+    const rows = await this.db.selectFrom("virtual_keys").selectAll().where("token", "in", tokens).execute();
+    return rows.map((r) => decode<Key>("virtual_keys", r)!);
+  }
+  async getKeysByAlias(aliases: string[]): Promise<Key[]> {
+    if (aliases.length === 0) return [];
+    const rows = await this.db.selectFrom("virtual_keys").selectAll().where("key_alias", "in", aliases).execute();
+    return rows.map((r) => decode<Key>("virtual_keys", r)!);
+  }
+  async keyTokensWhere(filter: { user_id?: string; team_id?: string }): Promise<string[]> {
+    let q = this.db.selectFrom("virtual_keys").select("token");
+    if (filter.user_id !== undefined) q = q.where("user_id", "=", filter.user_id);
+    if (filter.team_id !== undefined) q = q.where("team_id", "=", filter.team_id);
+    return (await q.execute()).map((r) => r.token);
+  }
+  updateKey(token: string, patch: Partial<Key>): Promise<number> {
+    return this.patch("virtual_keys", { token }, patch);
+  }
+  /** Replaces a key's primary key (regenerate): same row, new hash and name. */
+  async rekey(oldToken: string, patch: Partial<Key> & { token: string }): Promise<number> {
+    return this.patch("virtual_keys", { token: oldToken }, patch);
+  }
+  deleteKeys(tokens: string[]): Promise<number> {
+    return this.deleteIn("virtual_keys", "token", tokens);
+  }
+  async listKeys(opts: {
+    page: number;
+    size: number;
+    user_id?: string;
+    team_id?: string;
+    /** Callers limited to their own keys and their teams' keys. */
+    visibleTo?: { user_id: string | null; team_ids: string[] };
+    key_alias?: string;
+    organization_id?: string;
+  }): Promise<Page<Key>> {
+    let q = this.db.selectFrom("virtual_keys");
+    if (opts.user_id !== undefined) q = q.where("user_id", "=", opts.user_id);
+    if (opts.team_id !== undefined) q = q.where("team_id", "=", opts.team_id);
+    if (opts.key_alias !== undefined) q = q.where("key_alias", "=", opts.key_alias);
+    if (opts.organization_id !== undefined) q = q.where("organization_id", "=", opts.organization_id);
+    const visible = opts.visibleTo;
+    if (visible !== undefined) {
+      if (visible.user_id === null && visible.team_ids.length === 0) return { rows: [], total: 0 };
+      q = q.where((eb) =>
+        eb.or([
+          ...(visible.user_id === null ? [] : [eb("user_id", "=", visible.user_id)]),
+          ...(visible.team_ids.length ? [eb("team_id", "in", visible.team_ids)] : []),
+        ]),
+      );
+    }
+    const total = Number((await q.select((eb) => eb.fn.countAll().as("n")).executeTakeFirst())?.n ?? 0);
+    const rows = await q
+      .selectAll()
+      .orderBy("created_at")
+      .orderBy("token")
+      .limit(opts.size)
+      .offset((opts.page - 1) * opts.size)
+      .execute();
+    return { rows: rows.map((r) => decode<Key>("virtual_keys", r)!), total };
+  }
+
+  // ---- end users ----------------------------------------------------------------------------------------------
+
+  insertEndUser(e: EndUser): Promise<void> {
+    return this.insert("end_users", e);
+  }
+  getEndUser(id: string): Promise<EndUser | undefined> {
+    return this.getBy("end_users", { user_id: id });
+  }
+  updateEndUser(id: string, patch: Partial<EndUser>): Promise<number> {
+    return this.patch("end_users", { user_id: id }, patch);
+  }
+  deleteEndUsers(ids: string[]): Promise<number> {
+    return this.deleteIn("end_users", "user_id", ids);
+  }
+  async listEndUsers(): Promise<EndUser[]> {
+    const rows = await this.db.selectFrom("end_users").selectAll().orderBy("created_at").orderBy("user_id").execute();
+    return rows.map((r) => decode<EndUser>("end_users", r)!);
+  }
+
+  // ---- ledger -------------------------------------------------------------------------------------------------
+
+  /**
+   * Writes one batch of finished requests in one transaction: the spend-log rows not already present (a request id
+   * is written once, whatever the retries), their budget periods, and each entity's `spend` increased by the new
+   * rows only. Returns the number of new rows.
+   */
+  async writeLedger(batch: LedgerRow[], now: number): Promise<number> {
+    if (batch.length === 0) return 0;
+    return this.transaction(async (repo) => {
+      // A request id already present (a retried batch, a duplicate record) is skipped: ON CONFLICT DO NOTHING with
+      // RETURNING names exactly the rows this batch inserted, and only those add spend.
+      const unique = new Map<string, LedgerRow>();
+      for (const b of batch) if (!unique.has(b.log.request_id)) unique.set(b.log.request_id, b);
+      const all = [...unique.values()];
+      const inserted = new Set<string>();
+      // Chunks keep each statement under SQLite's bound-parameter limit (22 columns per row).
+      for (let i = 0; i < all.length; i += 200) {
+        const rows = all.slice(i, i + 200).map((b) => encode("spend_logs", b.log) as unknown as SpendLogRow);
+        const out = await repo.db
+          .insertInto("spend_logs")
+          .values(rows)
+          .onConflict((oc) => oc.column("request_id").doNothing())
+          .returning("request_id")
+          .execute();
+        for (const r of out) inserted.add(r.request_id);
+      }
+      const fresh = all.filter((b) => inserted.has(b.log.request_id));
+      if (fresh.length === 0) return 0;
+      const windows: SpendLogBudgetRow[] = [];
+      for (const b of fresh) {
+        for (const w of b.budgets) windows.push({ request_id: b.log.request_id, ...w });
+      }
+      for (let i = 0; i < windows.length; i += 1000) {
+        await repo.db
+          .insertInto("spend_log_budgets")
+          .values(windows.slice(i, i + 1000))
+          .execute();
+      }
+      await repo.applySpend(spendDeltas(fresh.map((b) => b.log)), now);
+      return fresh.length;
+    });
+  }
+
+  private async applySpend(d: SpendDeltas, now: number): Promise<void> {
+    const add = async (
+      table: "virtual_keys" | "users" | "teams" | "organizations",
+      col: string,
+      m: Map<string, number>,
+    ) => {
+      for (const [id, nano] of m) {
+        if (nano === 0) continue;
+        await this.db
+          .updateTable(table)
+          .set({ spend_nano: sql`spend_nano + ${nano}` } as never)
+          .where(col as never, "=", id as never)
+          .execute();
+      }
+    };
+    await add("virtual_keys", "token", d.keys);
+    await add("users", "user_id", d.users);
+    await add("teams", "team_id", d.teams);
+    await add("organizations", "organization_id", d.organizations);
+    for (const m of d.members.values()) {
+      if (m.nano === 0) continue;
+      await this.db
+        .updateTable("team_members")
+        .set({ spend_nano: sql`spend_nano + ${m.nano}` } as never)
+        .where("team_id", "=", m.team_id)
+        .where("user_id", "=", m.user_id)
+        .execute();
+    }
+    // End users are created on first sight (LiteLLM upserts customers the same way).
+    for (const [id, nano] of d.endUsers) {
+      await this.db
+        .insertInto("end_users")
+        .values({
+          user_id: id,
+          alias: null,
+          spend_nano: nano,
+          allowed_model_region: null,
+          default_model: null,
+          budget_id: null,
+          blocked: 0,
+          created_at: now,
+        })
+        .onConflict((oc) =>
+          oc.column("user_id").doUpdateSet({ spend_nano: sql`end_users.spend_nano + ${nano}` } as never),
+        )
+        .execute();
+    }
+  }
+
+  /** Spend of every budget period still open at `now` (never-ending periods included), from the ledger. */
+  async openPeriodTotals(now: number): Promise<Map<string, number>> {
+    const rows = await this.db
+      .selectFrom("spend_log_budgets")
+      .select(["budget", (eb) => eb.fn.sum<number>("spend_nano").as("total")])
+      .where((eb) => eb.or([eb("period_end", "is", null), eb("period_end", ">", now)]))
+      .groupBy("budget")
+      .execute();
+    return new Map(rows.map((r) => [r.budget, Number(r.total ?? 0)]));
+  }
+
+  /** Spend charged to the given budget periods (store keys), from the ledger. */
+  async periodTotals(budgets: string[]): Promise<Map<string, number>> {
+    if (budgets.length === 0) return new Map();
+    const rows = await this.db
+      .selectFrom("spend_log_budgets")
+      .select(["budget", (eb) => eb.fn.sum<number>("spend_nano").as("total")])
+      .where("budget", "in", budgets)
+      .groupBy("budget")
+      .execute();
+    return new Map(rows.map((r) => [r.budget, Number(r.total ?? 0)]));
+  }
+
+  async hasSpendLog(requestId: string): Promise<boolean> {
+    return (
+      (await this.db
+        .selectFrom("spend_logs")
+        .select("request_id")
+        .where("request_id", "=", requestId)
+        .executeTakeFirst()) !== undefined
+    );
+  }
+
+  private filtered(f: SpendLogFilter) {
+    let q = this.db.selectFrom("spend_logs");
+    if (f.api_key !== undefined) q = q.where("api_key", "=", f.api_key);
+    if (f.user_id !== undefined) q = q.where("user_id", "=", f.user_id);
+    if (f.team_id !== undefined) q = q.where("team_id", "=", f.team_id);
+    if (f.end_user !== undefined) q = q.where("end_user", "=", f.end_user);
+    if (f.model !== undefined) q = q.where("model", "=", f.model);
+    if (f.key_alias !== undefined) q = q.where("key_alias", "=", f.key_alias);
+    if (f.request_id !== undefined) q = q.where("request_id", "=", f.request_id);
+    if (f.status !== undefined) q = q.where("status", "=", f.status);
+    if (f.from !== undefined) q = q.where("start_time", ">=", f.from);
+    if (f.to !== undefined) q = q.where("start_time", "<", f.to);
+    return q;
+  }
+
+  async spendLogs(f: SpendLogFilter, page?: { page: number; size: number }): Promise<Page<SpendLog>> {
+    const q = this.filtered(f);
+    const total = Number((await q.select((eb) => eb.fn.countAll().as("n")).executeTakeFirst())?.n ?? 0);
+    let rows = q.selectAll().orderBy("start_time", "desc").orderBy("request_id", "desc");
+    if (page) rows = rows.limit(page.size).offset((page.page - 1) * page.size);
+    const out = await rows.execute();
+    return { rows: out.map((r) => decode<SpendLog>("spend_logs", r)!), total };
+  }
+
+  /** Total spend (nano) of the rows matching `f`. */
+  async spendTotal(f: SpendLogFilter): Promise<number> {
+    const r = await this.filtered(f)
+      .select((eb) => eb.fn.sum<number>("spend_nano").as("total"))
+      .executeTakeFirst();
+    return Number(r?.total ?? 0);
+  }
+
+  /**
+   * Spend per UTC day and group value, for `/global/spend/report`: rows `{ day: "YYYY-MM-DD", group, spend_nano,
+   * requests, prompt_tokens, completion_tokens, total_tokens }`.
+   */
+  async spendReport(
+    f: SpendLogFilter,
+    group: SpendGroup,
+  ): Promise<
+    Array<{
+      day: string;
+      group: string | null;
+      spend_nano: number;
+      requests: number;
+      prompt_tokens: number;
+      completion_tokens: number;
+      total_tokens: number;
+    }>
+  > {
+    const col = GROUP_COLUMN[group];
+    const dayExpr =
+      this.dialect === "postgres"
+        ? sql<string>`to_char(to_timestamp(start_time / 1000.0) AT TIME ZONE 'UTC', 'YYYY-MM-DD')`
+        : sql<string>`strftime('%Y-%m-%d', start_time / 1000, 'unixepoch')`;
+    const rows = await this.filtered(f)
+      .select((eb) => [
+        dayExpr.as("day"),
+        eb.ref(col).as("grp"),
+        eb.fn.sum<number>("spend_nano").as("spend_nano"),
+        eb.fn.countAll<number>().as("requests"),
+        eb.fn.sum<number>("prompt_tokens").as("prompt_tokens"),
+        eb.fn.sum<number>("completion_tokens").as("completion_tokens"),
+        eb.fn.sum<number>("total_tokens").as("total_tokens"),
+      ])
+      .groupBy([dayExpr, col])
+      .orderBy(dayExpr)
+      .orderBy(col)
+      .execute();
+    return rows.map((r) => ({
+      day: String(r.day),
+      group: (r.grp as string | null) ?? null,
+      spend_nano: Number(r.spend_nano ?? 0),
+      requests: Number(r.requests ?? 0),
+      prompt_tokens: Number(r.prompt_tokens ?? 0),
+      completion_tokens: Number(r.completion_tokens ?? 0),
+      total_tokens: Number(r.total_tokens ?? 0),
+    }));
+  }
+}
+
+/** What a batch of spend-log rows adds to each entity (failures add 0 and are skipped). */
+export function spendDeltas(logs: SpendLog[]): SpendDeltas {
+  const d: SpendDeltas = {
+    keys: new Map(),
+    users: new Map(),
+    teams: new Map(),
+    members: new Map(),
+    organizations: new Map(),
+    endUsers: new Map(),
+  };
+  const bump = (m: Map<string, number>, k: string | null, n: number) => {
+    if (k === null || k === "") return;
+    m.set(k, (m.get(k) ?? 0) + n);
+  };
+  for (const l of logs) {
+    const n = l.spend_nano;
+    bump(d.keys, l.api_key, n);
+    bump(d.users, l.user_id, n);
+    bump(d.teams, l.team_id, n);
+    bump(d.organizations, l.organization_id, n);
+    bump(d.endUsers, l.end_user, n);
+    if (l.team_id && l.user_id) {
+      const k = `${l.team_id}\u0000${l.user_id}`;
+      const m = d.members.get(k) ?? { team_id: l.team_id, user_id: l.user_id, nano: 0 };
+      m.nano += n;
+      d.members.set(k, m);
+    }
+  }
+  return d;
+}
