@@ -112,6 +112,7 @@ const migrations: Record<string, Migration> = {
       await db.schema
         .createTable("virtual_keys")
         .addColumn("token", "text", (c) => c.primaryKey())
+        .addColumn("key_id", "text", (c) => c.notNull())
         .addColumn("key_name", "text", (c) => c.notNull())
         .addColumn("key_alias", "text")
         .addColumn("spend_nano", "bigint", (c) => c.notNull().defaultTo(0))
@@ -142,6 +143,7 @@ const migrations: Record<string, Migration> = {
         .execute();
       // Aliases are unique (LiteLLM enforces it too); NULLs are distinct in a unique index on both databases.
       await db.schema.createIndex("virtual_keys_alias").on("virtual_keys").column("key_alias").unique().execute();
+      await db.schema.createIndex("virtual_keys_key_id").on("virtual_keys").column("key_id").unique().execute();
       await db.schema.createIndex("virtual_keys_user").on("virtual_keys").columns(["user_id", "team_id"]).execute();
       await db.schema.createIndex("virtual_keys_team").on("virtual_keys").column("team_id").execute();
 
@@ -162,6 +164,7 @@ const migrations: Record<string, Migration> = {
         .addColumn("request_id", "text", (c) => c.primaryKey())
         .addColumn("call_type", "text", (c) => c.notNull())
         .addColumn("api_key", "text", (c) => c.notNull())
+        .addColumn("key_id", "text")
         .addColumn("spend_nano", "bigint", (c) => c.notNull())
         .addColumn("total_tokens", "bigint", (c) => c.notNull())
         .addColumn("prompt_tokens", "bigint", (c) => c.notNull())

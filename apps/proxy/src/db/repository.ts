@@ -169,7 +169,10 @@ export class Repository {
 
   private async insert(table: TableName, obj: object): Promise<void> {
     // biome-ignore lint/suspicious/noExplicitAny: table names are generic here; rows are checked by the callers' types
-    await (this.db as any).insertInto(table).values(encode(table, obj as Record<string, unknown>)).execute();
+    await (this.db as any)
+      .insertInto(table)
+      .values(encode(table, obj as Record<string, unknown>))
+      .execute();
   }
 
   private async getBy<T>(table: TableName, where: Record<string, unknown>): Promise<T | undefined> {
@@ -180,11 +183,7 @@ export class Repository {
   }
 
   /** Updates the given columns; returns the number of rows changed. */
-  private async patch(
-    table: TableName,
-    where: Record<string, unknown>,
-    patch: object,
-  ): Promise<number> {
+  private async patch(table: TableName, where: Record<string, unknown>, patch: object): Promise<number> {
     const values = encode(table, patch as Record<string, unknown>);
     if (Object.keys(values).length === 0) return (await this.getBy(table, where)) === undefined ? 0 : 1;
     // biome-ignore lint/suspicious/noExplicitAny: see insert
@@ -465,6 +464,19 @@ export class Repository {
     return { rows: rows.map((r) => decode<Key>("virtual_keys", r)!), total };
   }
 
+  /** Every key (start-up hydration). */
+  async allKeys(): Promise<Key[]> {
+    const rows = await this.db.selectFrom("virtual_keys").selectAll().execute();
+    return rows.map((r) => decode<Key>("virtual_keys", r)!);
+  }
+  async allUsers(): Promise<User[]> {
+    const rows = await this.db.selectFrom("users").selectAll().execute();
+    return rows.map((r) => decode<User>("users", r)!);
+  }
+  async allTeamMembers(): Promise<TeamMember[]> {
+    return this.db.selectFrom("team_members").selectAll().execute();
+  }
+
   // ---- end users ----------------------------------------------------------------------------------------------
 
   insertEndUser(e: EndUser): Promise<void> {
@@ -543,7 +555,7 @@ export class Repository {
           .execute();
       }
     };
-    await add("virtual_keys", "token", d.keys);
+    await add("virtual_keys", "key_id", d.keys);
     await add("users", "user_id", d.users);
     await add("teams", "team_id", d.teams);
     await add("organizations", "organization_id", d.organizations);
@@ -707,7 +719,7 @@ export function spendDeltas(logs: SpendLog[]): SpendDeltas {
   };
   for (const l of logs) {
     const n = l.spend_nano;
-    bump(d.keys, l.api_key, n);
+    bump(d.keys, l.key_id, n);
     bump(d.users, l.user_id, n);
     bump(d.teams, l.team_id, n);
     bump(d.organizations, l.organization_id, n);

@@ -115,6 +115,11 @@ export interface UserRow {
 /** `virtual_keys`: LiteLLM's `LiteLLM_VerificationToken`; `token` is the sha256 hex of the secret. */
 export interface KeyRow {
   token: string;
+  /**
+   * The key's stable id: its first hash, kept when the secret is regenerated. Budgets and rate limits count under
+   * it, so regenerating a key never resets what it has spent.
+   */
+  key_id: string;
   key_name: string;
   key_alias: string | null;
   spend_nano: number;
@@ -163,6 +168,8 @@ export interface SpendLogRow {
   call_type: string;
   /** Hashed key, `""` for the master key or no key. */
   api_key: string;
+  /** The key's stable id (see `KeyRow.key_id`), null without a key. */
+  key_id: string | null;
   spend_nano: number;
   total_tokens: number;
   prompt_tokens: number;

@@ -9,6 +9,7 @@ const NOW = Date.UTC(2026, 0, 15, 12, 0, 0);
 function key(token: string, extra: Partial<Key> = {}): Key {
   return {
     token,
+    key_id: token,
     key_name: `sk-...${token.slice(-4)}`,
     key_alias: null,
     spend_nano: 0,
@@ -45,6 +46,7 @@ function log(id: string, extra: Partial<SpendLog> = {}): SpendLog {
     request_id: id,
     call_type: "acompletion",
     api_key: "hash-a",
+    key_id: "hash-a",
     spend_nano: 1_000,
     total_tokens: 30,
     prompt_tokens: 10,
