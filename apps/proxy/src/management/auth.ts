@@ -2,12 +2,16 @@ import { timingSafeEqual } from "node:crypto";
 import type { EntityCache } from "./cache.js";
 import { ApiError, dbUnavailable, toApiError, unauthorized } from "./errors.js";
 import {
-  buildIdentity,
+  buildEndUserPolicy,
+  buildKeyIdentity,
   type Caller,
   checkKeyRequest,
+  composeRequest,
   type EndUserBundle,
+  type EndUserPolicy,
   type IdentitySettings,
   type KeyBundle,
+  type KeyIdentity,
   MASTER_CALLER,
   type RequestIdentity,
   ROLES,
@@ -76,6 +80,12 @@ export class Authenticator {
   private readonly now: () => number;
   readonly settings: IdentitySettings;
   private readonly masterKey: string | null;
+  private readonly memo = new Map<string, { b: KeyBundle; id: KeyIdentity }>();
+  private readonly euMemo = new Map<
+    string,
+    { row: EndUserBundle["row"]; budget: EndUserBundle["budget"]; policy: EndUserPolicy }
+  >();
+  readonly masterIdentity: KeyIdentity;
 
   constructor(
     readonly cache: EntityCache,
@@ -84,6 +94,7 @@ export class Authenticator {
     this.now = options.now ?? Date.now;
     this.settings = options.settings ?? {};
     this.masterKey = options.masterKey ?? null;
+    this.masterIdentity = buildKeyIdentity(MASTER_CALLER, null, this.settings);
   }
 
   private isMaster(secret: string): boolean {
@@ -136,62 +147,107 @@ export class Authenticator {
     return { caller: this.callerOf(bundle), bundle };
   }
 
+  /** The identity of a key state, built once and reused while none of its entities changed. */
+  private identityOfBundle(b: KeyBundle): KeyIdentity {
+    const m = this.memo.get(b.key.token);
+    if (
+      m !== undefined &&
+      m.b.key === b.key &&
+      m.b.keyBudget === b.keyBudget &&
+      m.b.user === b.user &&
+      m.b.team === b.team &&
+      m.b.member === b.member &&
+      m.b.memberBudget === b.memberBudget &&
+      m.b.organization === b.organization &&
+      m.b.organizationBudget === b.organizationBudget
+    ) {
+      return m.id;
+    }
+    const id = buildKeyIdentity(this.callerOf(b), b, this.settings);
+    if (this.memo.size >= 100_000) this.memo.clear();
+    this.memo.set(b.key.token, { b, id });
+    return id;
+  }
+
   /**
-   * The auth step of an LLM request: who calls, and the descriptors and budgets to admit with. Throws an
-   * {@link ApiError} with LiteLLM's status and type when the request may not proceed (401 unknown/blocked key,
-   * 400 expired key, 403 model not allowed, 400 bad end-user id, 503 database down for a key not cached).
+   * The proxy's auth plug point: a key's {@link KeyIdentity} (the same object for every request while the key and
+   * what it depends on are unchanged). Synchronous when cached; a promise when something must be read first.
+   * Throws LiteLLM's errors: 401 missing/unknown/blocked key, 400 expired key, 401 blocked team, 503 database down
+   * for a key not cached.
    */
-  resolveRequest(input: RequestAuthInput): RequestIdentity | Promise<RequestIdentity> {
-    const secret = apiKeyOf(input.headers);
-    const endUser = input.endUser;
-    if (endUser !== undefined) checkId("user", endUser);
-    let bundle: KeyBundle | null | undefined = null;
-    let caller: Caller = MASTER_CALLER;
-    let token = "";
-    if (!this.isMaster(secret)) {
-      token = this.tokenOf(secret);
-      bundle = this.cache.peekKey(token);
-      if (bundle === null) throw this.notFound(secret, token);
+  identityFor(secret: string | undefined): KeyIdentity | Promise<KeyIdentity> {
+    if (secret === undefined || secret === "") throw unauthorized("No api key passed in.");
+    if (this.isMaster(secret)) return this.masterIdentity;
+    const token = this.tokenOf(secret);
+    const b = this.cache.peekKey(token);
+    if (b === null) throw this.notFound(secret, token);
+    if (b !== undefined) {
+      checkKeyRequest(b, undefined, this.now(), this.settings);
+      return this.identityOfBundle(b);
     }
-    const eu = endUser === undefined ? null : this.cache.peekEndUser(endUser);
-    if (bundle === undefined || eu === undefined) return this.resolveSlow(secret, token, input);
-    if (bundle !== null) {
-      checkKeyRequest(bundle, input.model, this.now(), this.settings);
-      caller = this.callerOf(bundle);
-    }
-    return this.finish(caller, bundle, eu, input.model);
+    return this.loadBundle(secret, token).then((lb) => {
+      checkKeyRequest(lb, undefined, this.now(), this.settings);
+      return this.identityOfBundle(lb);
+    });
   }
 
-  private finish(
-    caller: Caller,
-    bundle: KeyBundle | null,
-    eu: EndUserBundle | null,
-    model: string | undefined,
-  ): RequestIdentity {
-    if (eu?.row?.blocked) {
-      throw unauthorized(`End User=${eu.id} is blocked. Update via \`/customer/unblock\` if you're an admin.`);
-    }
-    return buildIdentity(caller, bundle, eu, model, this.settings);
-  }
-
-  private async resolveSlow(secret: string, token: string, input: RequestAuthInput): Promise<RequestIdentity> {
-    let bundle: KeyBundle | null = null;
-    let eu: EndUserBundle | null = null;
+  private async loadBundle(secret: string, token: string): Promise<KeyBundle> {
+    let b: KeyBundle | null;
     try {
-      [bundle, eu] = await Promise.all([
-        token === "" ? null : this.cache.loadKey(token),
-        input.endUser === undefined ? null : this.cache.loadEndUser(input.endUser),
-      ]);
+      b = await this.cache.loadKey(token);
     } catch (err) {
       const e = toApiError(err);
       throw e.status === 503 ? dbUnavailable("cannot verify this key while the database is down") : e;
     }
-    let caller: Caller = MASTER_CALLER;
-    if (token !== "") {
-      if (bundle === null) throw this.notFound(secret, token);
-      checkKeyRequest(bundle, input.model, this.now(), this.settings);
-      caller = this.callerOf(bundle);
+    if (b === null) throw this.notFound(secret, token);
+    return b;
+  }
+
+  /** The proxy's end-user plug point: an end user's limits and budgets; 401 for a blocked end user. */
+  endUserPolicy(id: string): EndUserPolicy | Promise<EndUserPolicy> {
+    checkId("user", id);
+    const eu = this.cache.peekEndUser(id);
+    if (eu !== undefined) return this.policyOf(eu);
+    return this.cache.loadEndUser(id).then(
+      (loaded) => this.policyOf(loaded),
+      (err) => {
+        const e = toApiError(err);
+        throw e.status === 503 ? dbUnavailable("cannot read this end user while the database is down") : e;
+      },
+    );
+  }
+
+  private policyOf(eu: EndUserBundle): EndUserPolicy {
+    if (eu.row?.blocked) {
+      throw unauthorized(`End User=${eu.id} is blocked. Update via \`/customer/unblock\` if you're an admin.`);
     }
-    return this.finish(caller, bundle, eu, input.model);
+    const m = this.euMemo.get(eu.id);
+    if (m !== undefined && m.row === eu.row && m.budget === eu.budget) return m.policy;
+    const policy = buildEndUserPolicy(eu, this.settings);
+    if (this.euMemo.size >= 100_000) this.euMemo.clear();
+    this.euMemo.set(eu.id, { row: eu.row, budget: eu.budget, policy });
+    return policy;
+  }
+
+  /**
+   * One request's admission in one call (identity + its model's limits + the end user), with the model check.
+   * Synchronous when everything is cached.
+   */
+  resolveRequest(input: RequestAuthInput): RequestIdentity | Promise<RequestIdentity> {
+    const secret = apiKeyOf(input.headers);
+    const id = this.identityFor(secret);
+    const eu = input.endUser === undefined ? null : this.endUserPolicy(input.endUser);
+    if (id instanceof Promise || eu instanceof Promise) {
+      return Promise.all([id, eu]).then(([i, e]) => this.compose(i, e, input));
+    }
+    return this.compose(id, eu, input);
+  }
+
+  private compose(id: KeyIdentity, eu: EndUserPolicy | null, input: RequestAuthInput): RequestIdentity {
+    if (input.model !== undefined && id.caller.key !== null) {
+      const b = this.memo.get(id.caller.key.token)?.b;
+      if (b !== undefined) checkKeyRequest(b, input.model, this.now(), this.settings);
+    }
+    return composeRequest(id, input.model, input.endUser ?? null, eu);
   }
 }

@@ -72,23 +72,56 @@ export interface IdentitySettings {
   windowMs?: number;
 }
 
-/** What the request path admits with: the caller, the rate-limit descriptors and the budgets, and who to bill. */
+/** Who a request's spend is billed to (the spend-log row's columns). */
+export interface Attribution {
+  api_key: string;
+  key_id: string | null;
+  key_alias: string | null;
+  user_id: string | null;
+  team_id: string | null;
+  organization_id: string | null;
+  end_user: string | null;
+}
+
+/**
+ * A key's identity for the request path, built once per key state and reused by every request (the proxy's
+ * `Identity` plug-point shape, plus the management caller and the spend attribution).
+ */
+export interface KeyIdentity {
+  role: Role;
+  keyHash?: string;
+  keyAlias?: string;
+  userId?: string;
+  teamId?: string;
+  orgId?: string;
+  /** Rate-limit descriptors of the key, its user, team, team member and organization. */
+  limits: readonly Descriptor[];
+  /** Per-model descriptors (`model_per_key`, `model_per_team`, `model_per_organization`) of one public model. */
+  modelLimits: (model: string) => readonly Descriptor[];
+  /** Budgets of the key, user (keys without a team), team, team member, organization and their per-model entries. */
+  budgets: readonly BudgetSpec[];
+  /** Allowed public model names / access groups; null = every model. */
+  models: readonly string[] | null;
+  /** Copied into spend records: `tollgate_key_id` (the key's stable id). */
+  metadata?: Record<string, unknown>;
+  caller: Caller;
+  attribution: Omit<Attribution, "end_user">;
+}
+
+/** An end user's limits and budgets (own budget row, else `max_end_user_budget`). */
+export interface EndUserPolicy {
+  limits: readonly Descriptor[];
+  budgets: readonly BudgetSpec[];
+}
+
+/** What one request admits with: the caller, the rate-limit descriptors and the budgets, and who to bill. */
 export interface RequestIdentity {
   caller: Caller;
   /** Rate-limit descriptors (key, user, team, team member, end user, organization, per-model). */
   descriptors: Descriptor[];
   /** Budgets (key, user, team, team member, end user, organization, per-model); the proxy adds the global one. */
   budgets: BudgetSpec[];
-  /** Attribution of the request's spend-log row. */
-  attribution: {
-    api_key: string;
-    key_id: string | null;
-    key_alias: string | null;
-    user_id: string | null;
-    team_id: string | null;
-    organization_id: string | null;
-    end_user: string | null;
-  };
+  attribution: Attribution;
   /** True: `budgets` already holds the end user's budget (own or the `max_end_user_budget` default). */
   coversEndUser: boolean;
 }
@@ -269,18 +302,206 @@ export function checkKeyRequest(
   }
 }
 
+const NO_DESCRIPTORS: readonly Descriptor[] = Object.freeze([]);
+
+/** Expands access groups and `all-team-models`; null = unrestricted. */
+function expandModels(
+  list: readonly string[],
+  groups: ReadonlyMap<string, readonly string[]> | undefined,
+  teamModels: readonly string[] | null,
+): Set<string> | null {
+  if (list.length === 0) return null;
+  const out = new Set<string>();
+  for (const entry of list) {
+    if (entry === "*" || entry === "all-proxy-models") return null;
+    if (entry === "all-team-models") {
+      if (teamModels === null) return null;
+      for (const m of teamModels) out.add(m);
+      continue;
+    }
+    out.add(entry);
+    for (const m of groups?.get(entry) ?? []) out.add(m);
+  }
+  return out;
+}
+
 /**
- * Builds a request's rate-limit descriptors and budgets from what the database knows, with LiteLLM's precedence:
+ * The models a key may call: its own list, within its team's list (and, for a key without a team, its user's),
+ * access groups expanded; null when none of them restricts.
+ */
+export function effectiveModels(b: KeyBundle, settings: IdentitySettings): string[] | null {
+  const groups = settings.accessGroups;
+  const team = b.team === null ? null : expandModels(b.team.models, groups, null);
+  const lists: Array<Set<string> | null> = [expandModels(b.key.models, groups, team === null ? null : [...team])];
+  if (b.team !== null) lists.push(team);
+  else if (b.user !== null) lists.push(expandModels(b.user.models, groups, null));
+  let out: string[] | null = null;
+  for (const l of lists) {
+    if (l === null) continue;
+    const allowed: Set<string> = l;
+    out = out === null ? [...allowed] : out.filter((m: string) => allowed.has(m));
+  }
+  return out;
+}
+
+/**
+ * Builds a key's identity: limits and budgets with LiteLLM's precedence (pure, deterministic):
  * - limits: the key's own `rpm_limit`/`tpm_limit`/`max_parallel_requests` (else its linked budget's), its user's,
- *   its team's, the team member's (own budget row, else the team's default member budget), the end user's budget
- *   row, the organization's budget row; per model: the key's `metadata.model_rpm_limit/model_tpm_limit` (else its
- *   `model_max_budget` entry's `rpm_limit`/`tpm_limit`), the team's and the organization's metadata maps;
+ *   its team's, the team member's (own budget row, else the team's default member budget), the organization's
+ *   budget row; per model: the key's `metadata.model_rpm_limit/model_tpm_limit` (else its `model_max_budget`
+ *   entry's `rpm_limit`/`tpm_limit`), the team's and the organization's metadata maps;
  * - budgets (via `litellmBudgets`): key (own fields, else its linked budget), user only for keys without a team
  *   (`max_internal_user_budget` for `internal_user`s without their own), team, team member (`max_budget_in_team`),
- *   end user (own budget row, else `max_end_user_budget`), organization (when `max_budget > 0`), and every
- *   `model_max_budget` entry.
- * Pure: no I/O, deterministic for its inputs.
+ *   organization (when `max_budget > 0`), and every `model_max_budget` entry.
+ * `b` null: the master key (no limits or budgets of its own).
  */
+export function buildKeyIdentity(caller: Caller, b: KeyBundle | null, settings: IdentitySettings): KeyIdentity {
+  if (b === null) {
+    return {
+      role: caller.role,
+      userId: caller.user_id ?? undefined,
+      limits: NO_DESCRIPTORS,
+      modelLimits: () => NO_DESCRIPTORS,
+      budgets: [],
+      models: null,
+      caller,
+      attribution: {
+        api_key: "",
+        key_id: null,
+        key_alias: null,
+        user_id: caller.user_id,
+        team_id: null,
+        organization_id: null,
+      },
+    };
+  }
+  const windowMs = settings.windowMs ?? 60_000;
+  const limitsOut: Descriptor[] = [];
+  const ctx: LiteLLMBudgetContext = {};
+  const { key, keyBudget: kb, user, team, memberBudget: mb, organization: org, organizationBudget: ob } = b;
+  const kid = key.key_id;
+  const keyLimits = limits(
+    key.rpm_limit ?? kb?.rpm_limit,
+    key.tpm_limit ?? kb?.tpm_limit,
+    key.max_parallel_requests ?? kb?.max_parallel_requests,
+    windowMs,
+  );
+  if (keyLimits) limitsOut.push(scopes.apiKey(kid, keyLimits));
+  if (user !== null) {
+    const l = limits(user.rpm_limit, user.tpm_limit, user.max_parallel_requests, windowMs);
+    if (l) limitsOut.push(scopes.user(user.user_id, l));
+  }
+  if (team !== null) {
+    const l = limits(team.rpm_limit, team.tpm_limit, team.max_parallel_requests, windowMs);
+    if (l) limitsOut.push(scopes.team(team.team_id, l));
+  }
+  if (key.team_id !== null && key.user_id !== null && mb !== null) {
+    const l = limits(mb.rpm_limit, mb.tpm_limit, mb.max_parallel_requests, windowMs);
+    if (l) limitsOut.push(scopes.teamMember(key.team_id, key.user_id, l));
+  }
+  if (org !== null && ob !== null) {
+    const l = limits(ob.rpm_limit, ob.tpm_limit, ob.max_parallel_requests, windowMs);
+    if (l) limitsOut.push(scopes.organization(org.organization_id, l));
+  }
+  const perModel = new Map<string, readonly Descriptor[]>();
+  const modelLimits = (model: string): readonly Descriptor[] => {
+    const cached = perModel.get(model);
+    if (cached !== undefined) return cached;
+    const out: Descriptor[] = [];
+    const mmb = key.model_max_budget[model] ?? kb?.model_max_budget?.[model];
+    const l = limits(
+      num(key.metadata.model_rpm_limit, model) ?? mmb?.rpm_limit ?? undefined,
+      num(key.metadata.model_tpm_limit, model) ?? mmb?.tpm_limit ?? undefined,
+      undefined,
+      windowMs,
+    );
+    if (l) out.push(scopes.modelPerKey(kid, model, l));
+    if (team !== null) {
+      const tl = limits(
+        num(team.metadata.model_rpm_limit, model),
+        num(team.metadata.model_tpm_limit, model),
+        undefined,
+        windowMs,
+      );
+      if (tl) out.push(scopes.modelPerTeam(team.team_id, model, tl));
+    }
+    if (org !== null) {
+      const ol = limits(
+        num(org.metadata.model_rpm_limit, model),
+        num(org.metadata.model_tpm_limit, model),
+        undefined,
+        windowMs,
+      );
+      if (ol) out.push(scopes.modelPerOrganization(org.organization_id, model, ol));
+    }
+    const frozen = out.length === 0 ? NO_DESCRIPTORS : out;
+    if (perModel.size < 1_000) perModel.set(model, frozen);
+    return frozen;
+  };
+
+  ctx.key = keyBudgetFields(key, kb);
+  if (user !== null) ctx.user = userBudgetFields(user, settings);
+  if (key.team_id !== null) {
+    // A key of a team is billed to the team even when the team row does not exist (LiteLLM lets keys name any
+    // team_id): the team slot is filled so the owner's personal budget does not apply.
+    ctx.team = team === null ? { team_id: key.team_id } : teamBudgetFields(team);
+    if (key.user_id !== null && mb !== null) ctx.team_member = memberBudgetFields(key.team_id, key.user_id, mb);
+  }
+  if (org !== null && ob !== null) ctx.organization = organizationBudgetFields(org, ob);
+  const orgId = org?.organization_id ?? key.organization_id ?? null;
+  return {
+    role: caller.role,
+    keyHash: key.token,
+    ...(key.key_alias === null ? {} : { keyAlias: key.key_alias }),
+    ...(key.user_id === null ? {} : { userId: key.user_id }),
+    ...(key.team_id === null ? {} : { teamId: key.team_id }),
+    ...(orgId === null ? {} : { orgId }),
+    limits: limitsOut,
+    modelLimits,
+    budgets: litellmBudgets(ctx),
+    models: effectiveModels(b, settings),
+    metadata: { tollgate_key_id: kid },
+    caller,
+    attribution: {
+      api_key: key.token,
+      key_id: kid,
+      key_alias: key.key_alias,
+      user_id: key.user_id,
+      team_id: key.team_id,
+      organization_id: orgId,
+    },
+  };
+}
+
+/** An end user's limits and budgets: their budget row's, else the `max_end_user_budget` default. */
+export function buildEndUserPolicy(eu: EndUserBundle, settings: IdentitySettings): EndUserPolicy {
+  const eb = eu.budget;
+  const windowMs = settings.windowMs ?? 60_000;
+  const l = eb === null ? undefined : limits(eb.rpm_limit, eb.tpm_limit, eb.max_parallel_requests, windowMs);
+  return {
+    limits: l ? [scopes.endUser(eu.id, l)] : NO_DESCRIPTORS,
+    budgets: litellmBudgets({ end_user: endUserBudgetFields(eu.id, eb, settings) }),
+  };
+}
+
+/** One request's admission from a key identity, its model and its end user (what the proxy composes). */
+export function composeRequest(
+  id: KeyIdentity,
+  model: string | undefined,
+  endUserId: string | null,
+  eu: EndUserPolicy | null,
+): RequestIdentity {
+  const descriptors = [...id.limits, ...(model === undefined ? [] : id.modelLimits(model)), ...(eu?.limits ?? [])];
+  return {
+    caller: id.caller,
+    descriptors,
+    budgets: [...id.budgets, ...(eu?.budgets ?? [])],
+    attribution: { ...id.attribution, end_user: endUserId },
+    coversEndUser: eu !== null,
+  };
+}
+
+/** Builds one request's admission in one step (tests and callers without the proxy's plug points). */
 export function buildIdentity(
   caller: Caller,
   b: KeyBundle | null,
@@ -288,99 +509,10 @@ export function buildIdentity(
   model: string | undefined,
   settings: IdentitySettings,
 ): RequestIdentity {
-  const windowMs = settings.windowMs ?? 60_000;
-  const descriptors: Descriptor[] = [];
-  const ctx: LiteLLMBudgetContext = {};
-  const add = (d: Descriptor | undefined) => {
-    if (d !== undefined) descriptors.push(d);
-  };
-
-  if (b !== null) {
-    const { key, keyBudget: kb, user, team, memberBudget: mb, organization: org, organizationBudget: ob } = b;
-    const kid = key.key_id;
-    const keyLimits = limits(
-      key.rpm_limit ?? kb?.rpm_limit,
-      key.tpm_limit ?? kb?.tpm_limit,
-      key.max_parallel_requests ?? kb?.max_parallel_requests,
-      windowMs,
-    );
-    if (keyLimits) add(scopes.apiKey(kid, keyLimits));
-    if (user !== null) {
-      const l = limits(user.rpm_limit, user.tpm_limit, user.max_parallel_requests, windowMs);
-      if (l) add(scopes.user(user.user_id, l));
-    }
-    if (team !== null) {
-      const l = limits(team.rpm_limit, team.tpm_limit, team.max_parallel_requests, windowMs);
-      if (l) add(scopes.team(team.team_id, l));
-    }
-    if (key.team_id !== null && key.user_id !== null && mb !== null) {
-      const l = limits(mb.rpm_limit, mb.tpm_limit, mb.max_parallel_requests, windowMs);
-      if (l) add(scopes.teamMember(key.team_id, key.user_id, l));
-    }
-    if (org !== null && ob !== null) {
-      const l = limits(ob.rpm_limit, ob.tpm_limit, ob.max_parallel_requests, windowMs);
-      if (l) add(scopes.organization(org.organization_id, l));
-    }
-    if (model !== undefined) {
-      const mmb = key.model_max_budget[model] ?? kb?.model_max_budget?.[model];
-      const rpm = num(key.metadata.model_rpm_limit, model) ?? mmb?.rpm_limit ?? undefined;
-      const tpm = num(key.metadata.model_tpm_limit, model) ?? mmb?.tpm_limit ?? undefined;
-      const l = limits(rpm, tpm, undefined, windowMs);
-      if (l) add(scopes.modelPerKey(kid, model, l));
-      if (team !== null) {
-        const tl = limits(
-          num(team.metadata.model_rpm_limit, model),
-          num(team.metadata.model_tpm_limit, model),
-          undefined,
-          windowMs,
-        );
-        if (tl) add(scopes.modelPerTeam(team.team_id, model, tl));
-      }
-      if (org !== null) {
-        const ol = limits(
-          num(org.metadata.model_rpm_limit, model),
-          num(org.metadata.model_tpm_limit, model),
-          undefined,
-          windowMs,
-        );
-        if (ol) add(scopes.modelPerOrganization(org.organization_id, model, ol));
-      }
-    }
-
-    ctx.key = keyBudgetFields(key, kb);
-    if (user !== null) ctx.user = userBudgetFields(user, settings);
-    if (key.team_id !== null) {
-      // A key of a team is billed to the team even when the team row does not exist (LiteLLM lets keys name any
-      // team_id): the team slot is filled so the owner's personal budget does not apply.
-      ctx.team = team === null ? { team_id: key.team_id } : teamBudgetFields(team);
-      if (key.user_id !== null && mb !== null) ctx.team_member = memberBudgetFields(key.team_id, key.user_id, mb);
-    }
-    if (org !== null && ob !== null) ctx.organization = organizationBudgetFields(org, ob);
-  }
-
-  let coversEndUser = false;
-  if (endUser !== null) {
-    const eb = endUser.budget;
-    const l = eb === null ? undefined : limits(eb.rpm_limit, eb.tpm_limit, eb.max_parallel_requests, windowMs);
-    if (l) add(scopes.endUser(endUser.id, l));
-    ctx.end_user = endUserBudgetFields(endUser.id, eb, settings);
-    coversEndUser = true;
-  }
-
-  const key = b?.key ?? null;
-  return {
-    caller,
-    descriptors,
-    budgets: litellmBudgets(ctx),
-    attribution: {
-      api_key: key?.token ?? "",
-      key_id: key?.key_id ?? null,
-      key_alias: key?.key_alias ?? null,
-      user_id: key?.user_id ?? (caller.kind === "master" ? PROXY_ADMIN_USER : null),
-      team_id: key?.team_id ?? null,
-      organization_id: b?.organization?.organization_id ?? key?.organization_id ?? null,
-      end_user: endUser?.id ?? null,
-    },
-    coversEndUser,
-  };
+  return composeRequest(
+    buildKeyIdentity(caller, b, settings),
+    model,
+    endUser?.id ?? null,
+    endUser === null ? null : buildEndUserPolicy(endUser, settings),
+  );
 }

@@ -1,6 +1,7 @@
 import {
   type BudgetRef,
   type BudgetSpec,
+  baseKeyOf,
   type CompiledBudget,
   compileBudget,
   type HydrateTotal,
@@ -49,6 +50,11 @@ export interface FinishedRequest {
   budgets?: readonly BudgetSpec[];
   /** The gate's `SpendRecord.scopes`: the budgets the charge was counted against. */
   charged?: readonly BudgetRef[];
+  /**
+   * The gate's `SpendRecord.periods` (same order as `charged`): the period of each budget charged. With both, the
+   * ledger names exactly the windows the store counted, whatever the budgets' settings are by now.
+   */
+  periods?: readonly string[];
   /** The gate's `SpendRecord.time` (the store clock of the charge): picks each budget's period. Default `endTime`. */
   chargedAt?: number;
   requesterIp?: string | null;
@@ -70,6 +76,12 @@ export interface LedgerOptions {
   periods?: PeriodSettings;
   now?: () => number;
   onError?: (err: unknown, info: { pending: number; dropped: number }) => void;
+}
+
+/** The end (ms) a `Period.id` names (`<schedule>:<end>`), null for `never`. */
+function periodEnd(id: string): number | null {
+  const m = /:(\d+)$/.exec(id);
+  return m === null ? null : Number(m[1]);
 }
 
 const refKey = (r: BudgetRef) => `${r.scope}\u0000${r.id}\u0000${r.teamId ?? ""}\u0000${r.model ?? ""}`;
@@ -132,7 +144,16 @@ export class LedgerWriter {
   toRow(r: FinishedRequest): LedgerRow {
     const a = r.identity?.attribution;
     const budgets: LedgerRow["budgets"] = [];
-    if (r.costNano > 0 && r.budgets !== undefined) {
+    if (r.costNano > 0 && r.charged !== undefined && r.periods !== undefined && r.periods.length === r.charged.length) {
+      const seen = new Set<string>();
+      r.charged.forEach((ref, i) => {
+        const period = r.periods![i]!;
+        const key = `${baseKeyOf(ref, this.periods.keyPrefix)}:${period}`;
+        if (seen.has(key)) return;
+        seen.add(key);
+        budgets.push({ budget: key, period_end: periodEnd(period), spend_nano: r.costNano });
+      });
+    } else if (r.costNano > 0 && r.budgets !== undefined) {
       const charged = r.charged === undefined ? undefined : new Set(r.charged.map(refKey));
       const at = r.chargedAt ?? r.endTime;
       const seen = new Set<string>();

@@ -1,6 +1,6 @@
-import { MAX_NANO, parseDuration } from "@tollgate/budgets";
+import { formatDuration, MAX_NANO, parseDuration } from "@tollgate/budgets";
 import type { JsonObject, ModelBudgetEntry } from "../db/repository.js";
-import { badRequest } from "./errors.js";
+import { ApiError, badRequest } from "./errors.js";
 
 /** Longest id, alias, e-mail or role accepted (characters). */
 export const MAX_ID_LENGTH = 256;
@@ -130,7 +130,9 @@ export class Fields {
       throw badRequest(`${name} must be a duration string such as "30d" or "1mo", got ${show(v)}`, name);
     }
     try {
-      return parseDuration(v) === null ? null : v.trim();
+      // Stored in its canonical form (`1hr` → `1h`, which LiteLLM reads the same way).
+      const d = parseDuration(v);
+      return d === null ? null : formatDuration(d);
     } catch (err) {
       throw badRequest(`${name}: ${(err as Error).message}`, name);
     }
@@ -143,7 +145,7 @@ export class Fields {
     const out: Record<string, number> = {};
     for (const [model, n] of Object.entries(v)) {
       checkId(`${name} model`, model);
-      out[model] = intValue(`${name}.${model}`, n);
+      out[model] = intValue(`${name}.${model}`, n, name);
     }
     return out;
   }
@@ -161,7 +163,7 @@ export class Fields {
       checkId(`${name} model`, model);
       const where = `${name}.${model}`;
       if (typeof entry === "number" || typeof entry === "string") {
-        out[model] = { max_budget: usdValue(where, entry, true) };
+        out[model] = { max_budget: usdValue(where, entry, true, name) };
         continue;
       }
       if (typeof entry !== "object" || entry === null || Array.isArray(entry)) {
@@ -171,25 +173,37 @@ export class Fields {
         );
       }
       const e = new Fields(entry as JsonObject);
-      const budget = e.has("budget_limit") ? usdValue(`${where}.budget_limit`, e.body.budget_limit, true) : undefined;
-      const max = e.has("max_budget") ? usdValue(`${where}.max_budget`, e.body.max_budget, true) : undefined;
+      const budget = e.has("budget_limit")
+        ? usdValue(`${where}.budget_limit`, e.body.budget_limit, true, name)
+        : undefined;
+      const max = e.has("max_budget") ? usdValue(`${where}.max_budget`, e.body.max_budget, true, name) : undefined;
       if (budget === undefined && max === undefined) {
         throw badRequest(`${where} needs "budget_limit" (or "max_budget")`, name);
       }
       const norm: ModelBudgetEntry = {};
       if (budget !== undefined) norm.budget_limit = budget;
       if (max !== undefined) norm.max_budget = max;
-      const period = e.duration("time_period");
-      const duration = e.duration("budget_duration");
+      const period = withParam(name, () => e.duration("time_period"));
+      const duration = withParam(name, () => e.duration("budget_duration"));
       if (period !== undefined) norm.time_period = period;
       if (duration !== undefined) norm.budget_duration = duration;
-      const tpm = e.int("tpm_limit");
-      const rpm = e.int("rpm_limit");
+      const tpm = withParam(name, () => e.int("tpm_limit"));
+      const rpm = withParam(name, () => e.int("rpm_limit"));
       if (tpm !== undefined) norm.tpm_limit = tpm;
       if (rpm !== undefined) norm.rpm_limit = rpm;
       out[model] = norm;
     }
     return out;
+  }
+}
+
+/** Runs a nested field reader, reporting its errors under the top-level field `param`. */
+function withParam<T>(param: string, read: () => T): T {
+  try {
+    return read();
+  } catch (err) {
+    if (err instanceof ApiError) throw badRequest(err.message, param);
+    throw err;
   }
 }
 
@@ -201,26 +215,27 @@ export function checkId(name: string, v: string): string {
   return v;
 }
 
-function usdValue(name: string, v: unknown, allowNegative: boolean): number {
+function usdValue(name: string, v: unknown, allowNegative: boolean, param = name): number {
   let n: number;
   if (typeof v === "number") n = v;
   else if (typeof v === "string" && NUMERIC.test(v.trim())) n = Number(v.trim());
   else if (typeof v === "string" && allowNegative && /^-/.test(v.trim()) && NUMERIC.test(v.trim().slice(1)))
     n = Number(v.trim());
-  else throw badRequest(`${name} must be a number of USD, got ${show(v)}`, name);
-  if (!Number.isFinite(n)) throw badRequest(`${name} must be a finite number, got ${show(v)}`, name);
-  if (n < 0 && !allowNegative) throw badRequest(`${name} cannot be negative. Received: ${show(v)}`, name);
-  if (n > MAX_USD) throw badRequest(`${name} is too large (at most ${MAX_USD} USD)`, name);
+  else throw badRequest(`${name} must be a number of USD, got ${show(v)}`, param);
+  if (!Number.isFinite(n)) throw badRequest(`${name} must be a finite number, got ${show(v)}`, param);
+  if (n < 0 && !allowNegative) throw badRequest(`${name} cannot be negative. Received: ${show(v)}`, param);
+  if (n > MAX_USD) throw badRequest(`${name} is too large (at most ${MAX_USD} USD)`, param);
   return n;
 }
 
-function intValue(name: string, v: unknown): number {
+function intValue(name: string, v: unknown, param = name): number {
   let n: number;
   if (typeof v === "number") n = v;
   else if (typeof v === "string" && INTEGER.test(v.trim())) n = Number(v.trim());
-  else throw badRequest(`${name} must be a non-negative integer, got ${show(v)}`, name);
-  if (!Number.isSafeInteger(n) || n < 0)
-    throw badRequest(`${name} must be a non-negative integer, got ${show(v)}`, name);
+  else throw badRequest(`${name} must be a non-negative integer, got ${show(v)}`, param);
+  if (!Number.isSafeInteger(n) || n < 0) {
+    throw badRequest(`${name} must be a non-negative integer, got ${show(v)}`, param);
+  }
   return n;
 }
 
