@@ -163,7 +163,7 @@ describe.each(DIALECTS)("auth matrix on %s", (dialect) => {
       "auth_error",
       /can only create keys for themselves/,
     );
-    const info = await m.call("GET", "/key/info", { key: keys.alice, query: { key: keys.bob } });
+    const info = await m.call("GET", "/key/info", { key: keys.alice, query: { key: keys.bob! } });
     expect(info.status).toBe(403);
     const self = await m.call("GET", "/user/info", { key: keys.bob, query: { user_id: "alice" } });
     expect(self.status).toBe(403);
