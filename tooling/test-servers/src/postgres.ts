@@ -173,8 +173,8 @@ export async function createDatabase(adminUrl: string, name?: string): Promise<s
 
 /**
  * Starts a PostgreSQL server: `initdb` (trust auth, UTF8, no fsync) in a temporary directory, then `postgres` on a
- * free loopback port with durability settings off (tests only: a crash may lose the last commits, which the
- * durability tests of the proxy do not rely on; they restart the server with `kill9` + `restart`).
+ * free loopback port with `fsync=off` (tests only): a committed transaction is in the WAL the kernel holds, so it
+ * survives `kill9` + `restart` of the server process (as with a real server), not a power loss of the machine.
  * @example
  * const pg = await startPostgres();
  * const url = await pg.createDatabase();
@@ -208,8 +208,6 @@ export async function startPostgres(options: StartPostgresOptions = {}): Promise
     `listen_addresses=${HOST}`,
     "-c",
     "fsync=off",
-    "-c",
-    "synchronous_commit=off",
     "-c",
     "full_page_writes=off",
     "-c",
