@@ -148,6 +148,7 @@ async function killProc(proc: Proc | undefined, signal: NodeJS.Signals): Promise
 /** Runs one query on a short-lived connection. */
 async function query(url: string, sql: string): Promise<void> {
   const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5_000 });
+  client.on("error", () => {}); // a server killed mid-query: the query rejects, the event must not crash the process
   await client.connect();
   try {
     await client.query(sql);

@@ -108,8 +108,10 @@ export async function openDatabase(
       idleTimeoutMillis: 30_000,
       types: pgTypes(),
     });
-    // An idle client losing its connection (database restart) emits here; without a listener Node would crash.
+    // A client losing its connection (database restart) emits "error": on the pool for idle clients, on the client
+    // itself while checked out. Without listeners Node would crash; the query in flight rejects on its own.
     pool.on("error", () => {});
+    pool.on("connect", (client) => client.on("error", () => {}));
     db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   } else {
     const path = sqlitePath(url, baseDir);
