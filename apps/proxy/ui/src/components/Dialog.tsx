@@ -10,6 +10,10 @@ export function Dialog(props: { title: string; onClose: () => void; children: Co
     const d = ref.current!;
     const opener = document.activeElement as HTMLElement | null;
     if (!d.open) d.showModal();
+    // showModal focuses the first focusable element (the close button): start in the content instead
+    d.querySelector<HTMLElement>(
+      ".dialog-body :is(input, select, textarea):not([disabled]), .dialog-body [autofocus]",
+    )?.focus();
     return () => {
       if (d.open) d.close();
       opener?.focus?.();
