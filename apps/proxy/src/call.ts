@@ -17,7 +17,15 @@
  */
 import type { ServerResponse } from "node:http";
 import { StringDecoder } from "node:string_decoder";
-import { type BudgetSpec, budgetErrorBody, costOf, type Nano, nanoToUsdNumber, type Usage } from "@tollgate/budgets";
+import {
+  type BudgetSpec,
+  budgetErrorBody,
+  costOf,
+  type Nano,
+  nanoToUsdNumber,
+  type SpendRecord,
+  type Usage,
+} from "@tollgate/budgets";
 import {
   capAndEstimate,
   type Denial,
@@ -139,6 +147,8 @@ export class LlmCall {
   private gone = false;
   private ended = false;
   private outcome: CallStatus | undefined;
+  /** What the ticket charged to budgets (its SpendRecord), for the spend record. */
+  private charged: SpendRecord | undefined;
   private cost: Nano = 0;
   /** Settle/fail/release in progress or done (exactly once). */
   private finishing: Promise<void> | undefined;
@@ -795,8 +805,9 @@ export class LlmCall {
     const t0 = performance.now();
     const p = how === "settle" ? ticket.settle(u ?? "estimate") : how === "fail" ? ticket.fail(u) : ticket.release();
     this.finishing = p.then(
-      () => {
+      (outcome) => {
         proxy.metrics.storeLatency(how, performance.now() - t0);
+        if (outcome.status === "applied" && outcome.record !== undefined) this.charged = outcome.record;
       },
       (err: unknown) => {
         proxy.log.error({ callId: this.ex.callId, err, how }, "ticket outcome failed; the lease will expire");
@@ -914,6 +925,9 @@ export class LlmCall {
       startTime: this.startedAt,
       endTime: Date.now(),
       metadata: id?.metadata,
+      ...(this.charged === undefined
+        ? {}
+        : { charged: { scopes: this.charged.scopes, periods: this.charged.periods, time: this.charged.time } }),
     };
   }
 }

@@ -480,6 +480,11 @@ export class TollgateProxy {
     }
   }
 
+  /** The counter store (after `listen` started it); extensions use it, e.g. to restore budget counters. */
+  get counterStore(): CounterStore | undefined {
+    return this.store;
+  }
+
   get address(): AddressInfo | null {
     return this.server.address() as AddressInfo | null;
   }

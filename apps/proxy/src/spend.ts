@@ -4,6 +4,7 @@
  * (queue the record; the management API batches them into its ledger). A listener that throws is logged and ignored.
  * `flush()` is awaited at shutdown, after the last request finished.
  */
+import type { BudgetRef } from "@tollgate/budgets";
 import type { Logger } from "pino";
 import type { CallStatus } from "./call.js";
 
@@ -37,6 +38,11 @@ export interface CallRecord {
   startTime: number;
   endTime: number;
   metadata: Record<string, unknown> | undefined;
+  /**
+   * The budgets the charge was counted against, from the ticket's `SpendRecord` (`scopes`, `periods`: the period of
+   * each, `time`: the store clock of the charge). Absent when nothing was charged to a budget.
+   */
+  charged?: { scopes: BudgetRef[]; periods?: string[]; time: number };
 }
 
 export interface SpendListener {

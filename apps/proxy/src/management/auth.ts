@@ -2,6 +2,7 @@ import { timingSafeEqual } from "node:crypto";
 import type { EntityCache } from "./cache.js";
 import { ApiError, dbUnavailable, toApiError, unauthorized } from "./errors.js";
 import {
+  ANONYMOUS_CALLER,
   buildEndUserPolicy,
   buildKeyIdentity,
   type Caller,
@@ -86,6 +87,7 @@ export class Authenticator {
     { row: EndUserBundle["row"]; budget: EndUserBundle["budget"]; policy: EndUserPolicy }
   >();
   readonly masterIdentity: KeyIdentity;
+  readonly anonymousIdentity: KeyIdentity;
 
   constructor(
     readonly cache: EntityCache,
@@ -95,6 +97,7 @@ export class Authenticator {
     this.settings = options.settings ?? {};
     this.masterKey = options.masterKey ?? null;
     this.masterIdentity = buildKeyIdentity(MASTER_CALLER, null, this.settings);
+    this.anonymousIdentity = buildKeyIdentity(ANONYMOUS_CALLER, null, this.settings);
   }
 
   private isMaster(secret: string): boolean {
@@ -176,7 +179,11 @@ export class Authenticator {
    * for a key not cached.
    */
   identityFor(secret: string | undefined): KeyIdentity | Promise<KeyIdentity> {
-    if (secret === undefined || secret === "") throw unauthorized("No api key passed in.");
+    if (secret === undefined || secret === "") {
+      // A proxy without a master key is open (LiteLLM's behaviour): no key is the anonymous caller.
+      if (this.masterKey === null) return this.anonymousIdentity;
+      throw unauthorized("No api key passed in.");
+    }
     if (this.isMaster(secret)) return this.masterIdentity;
     const token = this.tokenOf(secret);
     const b = this.cache.peekKey(token);

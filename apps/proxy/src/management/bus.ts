@@ -12,7 +12,7 @@ export interface RedisPubSubClient {
 
 /** Options of {@link createRedisBus}. */
 export interface RedisBusOptions {
-  /** Any connection (the proxy's store connection is fine). */
+  /** A connection for publishing. The bus quits it on close. */
   publisher: RedisPubSubClient;
   /** A dedicated connection: it enters subscriber mode. The bus quits it on close. */
   subscriber: RedisPubSubClient;
@@ -65,7 +65,7 @@ export async function createRedisBus(options: RedisBusOptions): Promise<Invalida
     async close() {
       if (closed) return;
       closed = true;
-      await options.subscriber.quit().catch(() => {});
+      await Promise.all([options.subscriber.quit().catch(() => {}), options.publisher.quit().catch(() => {})]);
     },
   };
 }

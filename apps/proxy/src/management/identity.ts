@@ -9,7 +9,8 @@ export type Role = (typeof ROLES)[number];
 
 /** Who calls: the master key, or a virtual key acting with its user's role. */
 export interface Caller {
-  kind: "master" | "key";
+  /** `anonymous`: no key on a proxy without a master key (LLM routes only; the management API refuses it). */
+  kind: "master" | "key" | "anonymous";
   role: Role;
   /** The user the caller acts as: `default_user_id` for the master key (LiteLLM's proxy admin name), else the key's user. */
   user_id: string | null;
@@ -24,6 +25,17 @@ export interface Caller {
 
 /** LiteLLM's name of the proxy admin acting through the master key. */
 export const PROXY_ADMIN_USER = "default_user_id";
+
+/** The caller of an open proxy (no master key) that sent no key: least privilege. */
+export const ANONYMOUS_CALLER: Caller = Object.freeze({
+  kind: "anonymous",
+  role: "internal_user_viewer",
+  user_id: null,
+  token: null,
+  key_id: null,
+  team_id: null,
+  key: null,
+}) as Caller;
 
 export const MASTER_CALLER: Caller = Object.freeze({
   kind: "master",
@@ -62,9 +74,9 @@ export interface EndUserBundle {
 /** Proxy-wide settings the identity depends on (`litellm_settings` and the model list). */
 export interface IdentitySettings {
   /** `litellm_settings.max_end_user_budget`: budget of end users without their own. */
-  maxEndUserBudget?: number | null;
+  maxEndUserBudget?: number | string | null;
   /** `litellm_settings.max_internal_user_budget` (+ `internal_user_budget_duration`): default for `internal_user`s. */
-  maxInternalUserBudget?: number | null;
+  maxInternalUserBudget?: number | string | null;
   internalUserBudgetDuration?: string | null;
   /** Model access groups: group name → model names (`model_info.access_groups` of the model list). */
   accessGroups?: ReadonlyMap<string, readonly string[]>;
@@ -88,7 +100,7 @@ export interface Attribution {
  * `Identity` plug-point shape, plus the management caller and the spend attribution).
  */
 export interface KeyIdentity {
-  role: Role;
+  role: Role | "anonymous";
   keyHash?: string;
   keyAlias?: string;
   userId?: string;
@@ -358,7 +370,7 @@ export function effectiveModels(b: KeyBundle, settings: IdentitySettings): strin
 export function buildKeyIdentity(caller: Caller, b: KeyBundle | null, settings: IdentitySettings): KeyIdentity {
   if (b === null) {
     return {
-      role: caller.role,
+      role: caller.kind === "anonymous" ? "anonymous" : caller.role,
       userId: caller.user_id ?? undefined,
       limits: NO_DESCRIPTORS,
       modelLimits: () => NO_DESCRIPTORS,

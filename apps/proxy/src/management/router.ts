@@ -1,9 +1,10 @@
+import type { JsonObject } from "../db/repository.js";
 import type { Authenticator, Headers } from "./auth.js";
 import * as budgets from "./budgets.js";
 import type { HandlerInput, HandlerResult, ManagementContext } from "./context.js";
 import { adminOnly } from "./context.js";
 import * as customers from "./customers.js";
-import { ApiError, type ErrorBody, forbidden, toApiError } from "./errors.js";
+import { ApiError, badRequest, type ErrorBody, forbidden, toApiError, unauthorized } from "./errors.js";
 import type { Caller } from "./identity.js";
 import * as keys from "./keys.js";
 import * as orgs from "./organizations.js";
@@ -165,10 +166,38 @@ export class ManagementApi {
     return [...BY_PATH.keys()];
   }
 
+  /** Authenticates the request's key, then {@link handleAs}. */
   async handle(req: ManagementRequest): Promise<ManagementResponse> {
+    let caller: Caller;
     try {
-      let path = req.path;
-      let body: string | undefined = req.body;
+      caller = (await this.auth.authenticate(req.headers)).caller;
+    } catch (err) {
+      const e = toApiError(err);
+      return { status: e.status, body: e.toBody() satisfies ErrorBody };
+    }
+    let body: unknown;
+    try {
+      body = req.body === undefined || req.method.toUpperCase() === "GET" ? undefined : parseJsonObject(req.body);
+    } catch (err) {
+      const e = toApiError(err);
+      return { status: e.status, body: e.toBody() };
+    }
+    return this.handleAs(caller, req.method, req.path, req.query, body);
+  }
+
+  /**
+   * Serves one management call for an authenticated caller (the proxy's route handler calls this with the
+   * identity its auth step resolved). `body` is the parsed JSON (anything: a non-object is a 400).
+   */
+  async handleAs(
+    caller: Caller | undefined,
+    method: string,
+    rawPath: string,
+    query: URLSearchParams,
+    body: unknown,
+  ): Promise<ManagementResponse> {
+    try {
+      let path = rawPath;
       const m = REGENERATE_PATH.exec(path);
       let pathKey: string | undefined;
       if (m !== null) {
@@ -177,9 +206,9 @@ export class ManagementApi {
       }
       const candidates = BY_PATH.get(path);
       if (candidates === undefined) {
-        return { status: 404, body: new ApiError(404, "not_found_error", `Unknown route ${req.path}`, null).toBody() };
+        return { status: 404, body: new ApiError(404, "not_found_error", `Unknown route ${rawPath}`, null).toBody() };
       }
-      const route = candidates.find((r) => r.methods.includes(req.method.toUpperCase()));
+      const route = candidates.find((r) => r.methods.includes(method.toUpperCase()));
       if (route === undefined) {
         const allowed = candidates.flatMap((r) => r.methods).join(", ");
         return {
@@ -187,21 +216,26 @@ export class ManagementApi {
           body: new ApiError(
             405,
             "method_not_allowed",
-            `Method ${req.method} not allowed on ${path}; use ${allowed}`,
+            `Method ${method} not allowed on ${path}; use ${allowed}`,
             null,
           ).toBody(),
         };
       }
-      const { caller } = await this.auth.authenticate(req.headers);
+      if (caller === undefined || caller.kind === "anonymous") {
+        throw unauthorized("No api key passed in. The management API needs the master key or a virtual key.");
+      }
       routeCheck(caller, route, path);
-      const parsed = route.methods.includes("GET") ? {} : parseJsonObject(body);
-      if (pathKey !== undefined) parsed.key = pathKey;
-      body = undefined;
+      let parsed: JsonObject;
+      if (route.methods.includes("GET") || body === undefined || body === null) parsed = {};
+      else if (typeof body !== "object" || Array.isArray(body))
+        throw badRequest("The request body must be a JSON object", "body");
+      else parsed = body as JsonObject;
+      if (pathKey !== undefined) parsed = { ...parsed, key: pathKey };
       const input: HandlerInput = {
         caller,
         body: parsed,
         fields: new Fields(parsed),
-        query: req.query,
+        query,
         route: path,
         ctx: this.ctx,
       };

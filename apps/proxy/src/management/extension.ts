@@ -1,0 +1,201 @@
+/**
+ * Mounts the management API, its database and the spend ledger on the proxy through its three plug points
+ * (auth, routes, spend records), and restores budget counters from the ledger when the store is in memory.
+ */
+import { dirname } from "node:path";
+import { createBudgets } from "@tollgate/budgets";
+import { Cluster, Redis } from "ioredis";
+import type { ProxyConfig } from "../config/load.js";
+import { resolveDatabaseUrl } from "../db/database.js";
+import { ProxyHttpError } from "../errors.js";
+import type { Exchange } from "../exchange.js";
+import type { Identity } from "../identity.js";
+import type { ProxyExtension, TollgateProxy } from "../server.js";
+import type { CallRecord } from "../spend.js";
+import type { UiBackend } from "../ui-routes.js";
+import { createRedisBus, type RedisPubSubClient } from "./bus.js";
+import type { InvalidationBus } from "./cache.js";
+import { ApiError } from "./errors.js";
+import type { KeyIdentity } from "./identity.js";
+import { createManagement, type FinishedRequest, type Management } from "./index.js";
+import { ROUTES } from "./router.js";
+import { uiBackend } from "./ui-backend.js";
+
+/** `database_url: none` (or `DATABASE_URL=none`) runs the proxy without a database (LiteLLM's no-DB mode). */
+export function databaseDisabled(config: ProxyConfig): boolean {
+  const u = config.databaseUrl?.trim().toLowerCase();
+  return u === "none" || u === "off" || u === "false";
+}
+
+/** Our ApiErrors as the proxy's HTTP errors (same status, type, param, message). */
+function toProxyError(err: unknown): unknown {
+  return err instanceof ApiError ? new ProxyHttpError(err.status, err.message, err.type, err.param) : err;
+}
+
+const CALL_TYPES: Record<CallRecord["callType"], string> = {
+  chat: "acompletion",
+  completion: "atext_completion",
+  embedding: "aembedding",
+};
+
+/** A proxy spend record as a ledger entry. */
+export function finishedFromCallRecord(r: CallRecord): FinishedRequest {
+  const charged = (
+    r as CallRecord & { charged?: { scopes: FinishedRequest["charged"]; periods?: string[]; time: number } }
+  ).charged;
+  const keyId = r.metadata?.tollgate_key_id;
+  return {
+    requestId: r.requestId,
+    identity: {
+      attribution: {
+        api_key: r.keyHash ?? "",
+        key_id: typeof keyId === "string" ? keyId : null,
+        key_alias: r.keyAlias ?? null,
+        user_id: r.userId ?? null,
+        team_id: r.teamId ?? null,
+        organization_id: r.orgId ?? null,
+        end_user: r.endUserId ?? null,
+      },
+    },
+    callType: CALL_TYPES[r.callType] ?? r.callType,
+    modelGroup: r.model,
+    ...(r.deploymentId === undefined ? {} : { model: r.deploymentId }),
+    ...(r.apiBase === undefined ? {} : { apiBase: r.apiBase }),
+    status: r.status === "success" || r.status === "cutoff" ? "success" : "failure",
+    promptTokens: r.inputTokens,
+    completionTokens: r.outputTokens,
+    totalTokens: r.inputTokens + r.outputTokens,
+    costNano: r.spendNano,
+    startTime: r.startTime,
+    endTime: r.endTime,
+    ...(charged?.scopes === undefined ? {} : { charged: charged.scopes, chargedAt: charged.time }),
+    ...(charged?.periods === undefined ? {} : { periods: charged.periods }),
+    metadata: { status: r.status, http_status: r.httpStatus, stream: r.stream },
+  };
+}
+
+/** A pub/sub bus on the store's Redis (standalone or Cluster); none for the memory and Upstash stores. */
+async function busFor(config: ProxyConfig, onError: (err: unknown) => void): Promise<InvalidationBus | undefined> {
+  const s = config.store;
+  let make: () => RedisPubSubClient & { on(event: "error", l: (e: unknown) => void): unknown };
+  if (s.type === "redis") make = () => new Redis(s.url, { maxRetriesPerRequest: 1 });
+  else if (s.type === "redis_cluster") {
+    make = () =>
+      new Cluster(
+        s.nodes,
+        s.password === undefined ? {} : { redisOptions: { password: s.password } },
+      ) as unknown as RedisPubSubClient & {
+        on(event: "error", l: (e: unknown) => void): unknown;
+      };
+  } else return undefined;
+  const publisher = make();
+  const subscriber = make();
+  publisher.on("error", onError);
+  subscriber.on("error", onError);
+  return createRedisBus({ publisher, subscriber, onError });
+}
+
+/**
+ * The management extension: virtual keys, users, teams, organizations, customers, budgets and spend on the
+ * database `general_settings.database_url` / `DATABASE_URL` names (default: `tollgate.db`, SQLite, next to the
+ * config file).
+ */
+export function managementExtension(config: ProxyConfig): ProxyExtension & { uiBackend: () => UiBackend | undefined } {
+  let m: Management | undefined;
+  let ui: UiBackend | undefined;
+  return {
+    name: "management",
+    uiBackend: () => ui,
+    async start(proxy: TollgateProxy) {
+      const baseDir = config.file === undefined ? process.cwd() : dirname(config.file);
+      const url = resolveDatabaseUrl(config.databaseUrl, {}, baseDir);
+      const ls = (config.raw as { litellm_settings?: Record<string, unknown> }).litellm_settings ?? {};
+      const accessGroups = new Map<string, string[]>();
+      for (const d of config.deployments) {
+        for (const g of d.accessGroups) {
+          const list = accessGroups.get(g) ?? [];
+          if (!list.includes(d.modelName)) list.push(d.modelName);
+          accessGroups.set(g, list);
+        }
+      }
+      const bus = await busFor(config, (err) =>
+        proxy.log.warn({ err: (err as Error)?.message }, "cache invalidation bus"),
+      );
+      m = await createManagement({
+        databaseUrl: url,
+        baseDir,
+        masterKey: config.masterKey,
+        settings: {
+          maxEndUserBudget: config.maxEndUserBudget,
+          maxInternalUserBudget: (ls.max_internal_user_budget as number | string | null | undefined) ?? null,
+          internalUserBudgetDuration: (ls.internal_user_budget_duration as string | null | undefined) ?? null,
+          maxBudget: config.maxBudget === null ? null : Number(config.maxBudget),
+          accessGroups,
+        },
+        ...(bus === undefined ? {} : { bus }),
+        ledger: {
+          onError: (err, info) =>
+            proxy.log.error({ err: (err as Error)?.message, ...info }, "spend ledger write failed; retrying"),
+        },
+      });
+      const mgmt = m;
+      proxy.log.info({ database: mgmt.db.displayUrl, dialect: mgmt.db.dialect }, "database ready");
+
+      // 1. auth: virtual keys (and the master key) through the identity cache; end users through the customer table
+      proxy.authenticator = {
+        authenticate(token) {
+          try {
+            const id = mgmt.auth.identityFor(token);
+            return id instanceof Promise ? (id.catch((e) => Promise.reject(toProxyError(e))) as Promise<Identity>) : id;
+          } catch (err) {
+            throw toProxyError(err);
+          }
+        },
+      };
+      proxy.endUsers = {
+        resolve(id) {
+          try {
+            const p = mgmt.auth.endUserPolicy(id);
+            return p instanceof Promise ? p.catch((e) => Promise.reject(toProxyError(e))) : p;
+          } catch (err) {
+            throw toProxyError(err);
+          }
+        },
+      };
+
+      // 2. routes
+      for (const route of ROUTES) {
+        for (const method of route.methods) {
+          proxy.routes.add(method, route.path, async (ex: Exchange) => {
+            const id = ex.identity as unknown as KeyIdentity | undefined;
+            const r = await mgmt.api.handleAs(id?.caller, method, route.path, ex.query, ex.body);
+            ex.send(r.status, r.body);
+          });
+        }
+      }
+
+      ui = uiBackend(proxy, mgmt);
+
+      // 3. spend records → the ledger (batched off the request path)
+      proxy.spend.add({
+        record: (r) => mgmt.record(finishedFromCallRecord(r)),
+        flush: () => mgmt.ledger.flush(),
+      });
+
+      // A restart on the memory store: rebuild the budget counters from the ledger before any traffic.
+      const store = proxy.counterStore;
+      if (config.store.type === "memory" && store !== undefined) {
+        const totals = await mgmt.hydrationTotals(proxy.globalBudgets);
+        if (totals.length > 0) {
+          await createBudgets({ store, unknownModel: "allow" }).hydrate({ totals });
+          proxy.log.info({ budgets: totals.length }, "budget counters restored from the spend ledger");
+        }
+      }
+    },
+    async stop() {
+      const r = await m?.close();
+      if (r !== undefined && r.unwritten > 0)
+        throw new Error(`${r.unwritten} spend-log rows could not be written (database down)`);
+    },
+  };
+}
