@@ -83,7 +83,9 @@ async function main(): Promise<void> {
 
   const proxy = createProxy(config);
   for (const w of config.warnings) proxy.log.warn(`config: ${w}`);
-  for (const ext of await loadExtensions(config)) proxy.use(ext);
+  // The bundled example keeps its database in the working directory, not inside the installed package.
+  const extensions = await loadExtensions(config, example ? { databaseDir: process.cwd() } : {});
+  for (const ext of extensions) proxy.use(ext);
   let address: { port: number };
   try {
     address = await proxy.listen(port, host);
@@ -103,6 +105,7 @@ async function main(): Promise<void> {
       `  store:      ${config.store.type}`,
       `  master key: ${config.masterKey === null ? "" : `${config.masterKey} `}${keyNote}`,
       `  admin UI:   ${url}/ui (sign in with the master key)`,
+      ...extensions.flatMap((e) => e.describe?.() ?? []),
       `  models:     ${[...new Set(config.deployments.map((d) => d.modelName))].join(", ") || "(none)"}`,
       "",
       "Try it:",

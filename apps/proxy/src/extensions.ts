@@ -9,9 +9,14 @@ import { databaseDisabled, managementExtension } from "./management/extension.js
 import type { ProxyExtension } from "./server.js";
 import { uiExtension } from "./ui-routes.js";
 
-export async function loadExtensions(config: ProxyConfig): Promise<ProxyExtension[]> {
+export interface ExtensionOptions {
+  /** Where the default SQLite file goes. @default the config file's directory */
+  databaseDir?: string;
+}
+
+export async function loadExtensions(config: ProxyConfig, options: ExtensionOptions = {}): Promise<ProxyExtension[]> {
   if (databaseDisabled(config)) return [uiExtension()];
-  const management = managementExtension(config);
+  const management = managementExtension(config, options);
   // The management extension starts first, so the UI's routes find its backend when they are called.
   return [management, uiExtension({ backend: management.uiBackend })];
 }

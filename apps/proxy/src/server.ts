@@ -59,6 +59,8 @@ export interface ProxyExtension {
   start?(proxy: TollgateProxy): void | Promise<void>;
   /** Called at shutdown after in-flight requests finished and spend listeners flushed. */
   stop?(): void | Promise<void>;
+  /** Lines for the start-up message (after `start`), e.g. `  database:   sqlite /path/tollgate.db`. */
+  describe?(): string[];
 }
 
 const BODY = Symbol("tollgate.body");

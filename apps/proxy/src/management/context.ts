@@ -105,21 +105,35 @@ export function currentPeriod(
 }
 
 /**
- * The `spend` and `budget_reset_at` an entity shows: with a `budget_duration`, the spend of the current period from
- * the ledger (LiteLLM zeroes `spend` at each reset); without one, the entity's total spend.
+ * The `spend` and `budget_reset_at` an entity shows: with a budget (`spec`) that has a `budget_duration`, the spend of
+ * the current period from the ledger (LiteLLM zeroes `spend` at each reset); otherwise the entity's total spend.
+ * `resetOnly` (an entity with a `budget_duration` but no budget to count against) gives `budget_reset_at` only.
  */
 export async function shownSpend(
   ctx: ManagementContext,
   spec: BudgetSpec | null,
   totalNano: number,
+  resetOnly?: BudgetSpec | null,
 ): Promise<{ spend: number; budget_reset_at: string | null }> {
-  if (spec === null || spec.duration === null || spec.duration === undefined) {
-    return { spend: usd(totalNano), budget_reset_at: null };
-  }
   const now = ctx.now();
+  if (spec === null || spec.duration === null || spec.duration === undefined) {
+    const r = resetOnly?.duration ? currentPeriod(ctx, resetOnly, now).end : null;
+    return { spend: usd(totalNano), budget_reset_at: iso(r) };
+  }
   const { key, end } = currentPeriod(ctx, spec, now);
   const totals = await ctx.repo.periodTotals([key]);
   return { spend: usd(totals.get(key) ?? 0), budget_reset_at: iso(end) };
+}
+
+/** A spec for `budget_reset_at` of an entity without a budget (see {@link shownSpend}). */
+export function resetSpec(
+  scope: BudgetSpec["scope"],
+  id: string,
+  duration: string | null,
+  startedAt: number | null,
+): BudgetSpec | null {
+  if (duration === null) return null;
+  return { scope, id, maxBudget: null, duration, ...(startedAt === null ? {} : { startedAt }) };
 }
 
 /** `metadata` with LiteLLM's management fields folded in (`model_rpm_limit`, `tags`, …). */

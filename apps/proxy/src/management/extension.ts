@@ -100,14 +100,25 @@ async function busFor(config: ProxyConfig, onError: (err: unknown) => void): Pro
  * database `general_settings.database_url` / `DATABASE_URL` names (default: `tollgate.db`, SQLite, next to the
  * config file).
  */
-export function managementExtension(config: ProxyConfig): ProxyExtension & { uiBackend: () => UiBackend | undefined } {
+export function managementExtension(
+  config: ProxyConfig,
+  options: { databaseDir?: string } = {},
+): ProxyExtension & { uiBackend: () => UiBackend | undefined } {
   let m: Management | undefined;
   let ui: UiBackend | undefined;
   return {
     name: "management",
     uiBackend: () => ui,
+    describe() {
+      if (m === undefined) return [];
+      const bus =
+        config.store.type === "redis" || config.store.type === "redis_cluster"
+          ? "Redis pub/sub"
+          : "local (2 s refresh)";
+      return [`  database:   ${m.db.dialect} ${m.db.displayUrl} (cache invalidation: ${bus})`];
+    },
     async start(proxy: TollgateProxy) {
-      const baseDir = config.file === undefined ? process.cwd() : dirname(config.file);
+      const baseDir = options.databaseDir ?? (config.file === undefined ? process.cwd() : dirname(config.file));
       const url = resolveDatabaseUrl(config.databaseUrl, {}, baseDir);
       const ls = (config.raw as { litellm_settings?: Record<string, unknown> }).litellm_settings ?? {};
       const accessGroups = new Map<string, string[]>();

@@ -10,6 +10,7 @@ import {
   mergeMetadata,
   ok,
   requireAdmin,
+  resetSpec,
   shownSpend,
 } from "./context.js";
 import { badRequest, forbidden, notFound } from "./errors.js";
@@ -49,7 +50,12 @@ export async function keyView(ctx: ManagementContext, k: Key, budget?: Budget | 
   const kb =
     budget === undefined ? (k.budget_id === null ? null : ((await ctx.repo.getBudget(k.budget_id)) ?? null)) : budget;
   const spec = litellmBudgets({ key: keyBudgetFields(k, kb) }).find((b) => b.model === undefined) ?? null;
-  const { spend, budget_reset_at } = await shownSpend(ctx, spec, k.spend_nano);
+  const { spend, budget_reset_at } = await shownSpend(
+    ctx,
+    spec,
+    k.spend_nano,
+    resetSpec("key", k.key_id, k.budget_duration ?? kb?.budget_duration ?? null, k.budget_started_at),
+  );
   return {
     key_name: k.key_name,
     key_alias: k.key_alias,

@@ -13,6 +13,7 @@ import {
   mergeMetadata,
   ok,
   requireAdmin,
+  resetSpec,
   shownSpend,
   usd,
 } from "./context.js";
@@ -27,7 +28,12 @@ const TEAM_METADATA_FIELDS = ["model_rpm_limit", "model_tpm_limit", "tags", "gua
 export async function teamView(ctx: ManagementContext, t: Team, members?: TeamMember[]): Promise<JsonObject> {
   const ms = members ?? (await ctx.repo.teamMembers(t.team_id));
   const spec = litellmBudgets({ team: teamBudgetFields(t) }).find((b) => b.model === undefined) ?? null;
-  const { spend, budget_reset_at } = await shownSpend(ctx, spec, t.spend_nano);
+  const { spend, budget_reset_at } = await shownSpend(
+    ctx,
+    spec,
+    t.spend_nano,
+    resetSpec("team", t.team_id, t.budget_duration, t.budget_started_at),
+  );
   return {
     team_id: t.team_id,
     team_alias: t.team_alias,

@@ -9,6 +9,7 @@ import {
   type ManagementContext,
   ok,
   requireAdmin,
+  resetSpec,
   shownSpend,
 } from "./context.js";
 import { badRequest, forbidden, notFound } from "./errors.js";
@@ -29,7 +30,12 @@ export function readRole(f: Fields, name = "user_role"): Role | undefined {
 export async function userView(ctx: ManagementContext, u: User, memberships?: TeamMember[]): Promise<JsonObject> {
   const teams = memberships ?? (await ctx.repo.membershipsOfUser(u.user_id));
   const spec = litellmBudgets({ user: userBudgetFields(u, ctx.settings) }).find((b) => b.model === undefined) ?? null;
-  const { spend, budget_reset_at } = await shownSpend(ctx, spec, u.spend_nano);
+  const { spend, budget_reset_at } = await shownSpend(
+    ctx,
+    spec,
+    u.spend_nano,
+    resetSpec("user", u.user_id, u.budget_duration, u.budget_started_at),
+  );
   return {
     user_id: u.user_id,
     user_alias: u.user_alias,
