@@ -51,6 +51,14 @@ export interface WindowSpec {
   windowMs: number;
   /** `fixed` (anchored at first use) or `sliding` (previous window weighted by overlap). */
   algorithm: WindowAlgorithm;
+  /**
+   * Contract 2: the counters of this window never carry holds, in any batch, for as long as the key lives (rate-limit
+   * windows; budgets hold). A store may then skip hold data for this window: the Redis stores pass and read no hold
+   * keys. Keep it the same for every batch naming the key: a window flagged here whose counters hold in another
+   * batch would not see those holds. An admission with `hold > 0` in such a window is `INVALID_ARGUMENT`.
+   * @default false
+   */
+  noHolds?: boolean;
 }
 
 export interface WindowOp extends WindowSpec {

@@ -64,6 +64,9 @@ function checkWindow(w: WindowSpec, i: number): void {
       `windows[${i}].windowMs must be a positive integer (ms), got ${w.windowMs}`,
     );
   }
+  if (w.noHolds !== undefined && typeof w.noHolds !== "boolean") {
+    throw new TollgateError("INVALID_ARGUMENT", `windows[${i}].noHolds must be a boolean, got ${String(w.noHolds)}`);
+  }
   if (w.algorithm !== "fixed" && w.algorithm !== "sliding") {
     throw new TollgateError(
       "INVALID_ARGUMENT",
@@ -176,7 +179,12 @@ export function validateAdmitBatch(batch: AdmitBatch): void {
             `hold for ${w.key}:${c.name} must be a non-negative integer, got ${c.hold}`,
           );
         }
-        if (c.hold > 0) needsLease = true;
+        if (c.hold > 0) {
+          if (w.noHolds === true) {
+            throw new TollgateError("INVALID_ARGUMENT", `${w.key}:${c.name} holds in a window declared noHolds`);
+          }
+          needsLease = true;
+        }
       }
     }
   });
