@@ -13,10 +13,12 @@ import {
   type LeaseRef,
   type ReadQuery,
   type ReadResult,
+  type TicketState,
   TollgateError,
+  type WindowSpec,
   type WindowState,
 } from "@tollgate/core";
-import { gaugeKey, holdKeys, pushCounterKeys, windowKey } from "./keys.js";
+import { gaugeKey, holdKeys, pushCounterKeys, pushHoldKeys, windowKey } from "./keys.js";
 import { ADJUST_SCRIPT, ADMIT_SCRIPT, type LuaScript, READ_SCRIPT, RENEW_SCRIPT } from "./scripts.js";
 
 /** One script invocation: what EVALSHA/EVAL receive. */
@@ -47,27 +49,69 @@ function pushLeaseKeys(keys: string[], prefix: string, lease: LeaseRef): void {
   }
 }
 
-/** Encodes an admission for {@link ADMIT_SCRIPT}. The batch must already be validated. */
-export function encodeAdmit(batch: AdmitBatch, opts: EncodeOptions): ScriptCall {
+/** The flags argument of a window: 1 sliding, 2 holds (hold keys passed; not `noHolds`). */
+const windowFlags = (sliding: boolean, holds: boolean): string => (sliding ? (holds ? "3" : "1") : holds ? "2" : "0");
+
+/** The ticket an admission records: its key and how long it lives (ms). */
+export interface AdmitTicket {
+  key: string;
+  ttlMs: number;
+}
+
+/**
+ * The ticket of an adjustment: its key, what to do (`settle`, `release`, or the store-internal `discard`: undo an
+ * admission known to be applied and forget the ticket), and how long the finished mark lives (ms).
+ */
+export interface AdjustTicket {
+  key: string;
+  mode: "settle" | "release" | "discard";
+  keepMs: number;
+  /**
+   * Compensations of an admission whose answer is unknown: every window is guarded by the ticket instead of a
+   * start (apply to the window the ticket's admission applied to, i.e. current and started no later than it).
+   */
+  guardByTicket?: boolean;
+}
+
+const TICKET_MODE = { settle: "1", release: "2", discard: "3" } as const;
+
+/**
+ * Encodes an admission for {@link ADMIT_SCRIPT}. The batch must already be validated. With `ticket`, the script
+ * refuses the batch when that ticket is finished and records it as open when admitted.
+ */
+export function encodeAdmit(batch: AdmitBatch, opts: EncodeOptions, ticket?: AdmitTicket): ScriptCall {
   const { prefix } = opts;
   const keys: string[] = [];
+  const hkeys: string[] = [];
   const lease = batch.lease;
+  if (ticket) keys.push(ticket.key);
   const args: string[] = [
     clockArg(opts),
     lease ? lease.id : "",
     lease ? String(lease.ttlMs) : "0",
+    ticket ? String(ticket.ttlMs) : "0",
+    "", // ns
+    "", // nh
     String(batch.windows.length),
     String(batch.gauges.length),
   ];
   for (const w of batch.windows) {
     keys.push(windowKey(prefix, w.key));
     const sliding = w.algorithm === "sliding";
-    args.push(String(w.windowMs), flag(sliding), String(w.counters.length));
+    const holds = w.noHolds !== true;
+    args.push(String(w.windowMs), windowFlags(sliding, holds), String(w.counters.length));
     for (const c of w.counters) {
-      pushCounterKeys(keys, prefix, w.key, c.name, sliding, true);
-      args.push(String(c.limit), String(c.amount), String(c.hold ?? 0), flag(c.enforce));
+      pushCounterKeys(keys, prefix, w.key, c.name, sliding, false);
+      args.push(String(c.limit), String(c.amount), flag(c.enforce));
+      if (holds) {
+        pushHoldKeys(hkeys, prefix, w.key, c.name);
+        args.push(String(c.hold ?? 0));
+      }
     }
   }
+  args[4] = String(keys.length);
+  args[5] = String(hkeys.length / 2);
+  for (const k of hkeys) keys.push(k);
   for (const g of batch.gauges) {
     keys.push(gaugeKey(prefix, g.key, g.name));
     args.push(String(g.limit), flag(g.enforce));
@@ -75,46 +119,74 @@ export function encodeAdmit(batch: AdmitBatch, opts: EncodeOptions): ScriptCall 
   return { script: ADMIT_SCRIPT, keys, args };
 }
 
-/** Encodes an adjustment (deltas and/or release) for {@link ADJUST_SCRIPT}. */
-export function encodeAdjust(batch: AdjustBatch, opts: EncodeOptions): ScriptCall {
+/**
+ * Encodes an adjustment (deltas and/or release) for {@link ADJUST_SCRIPT}. Without read-back, a guarded window's
+ * counters with a delta of 0 are left out (a guarded window never rolls, so they would not be written).
+ */
+export function encodeAdjust(batch: AdjustBatch, opts: EncodeOptions, ticket?: AdjustTicket): ScriptCall {
   const { prefix } = opts;
   const keys: string[] = [];
+  const hkeys: string[] = [];
   const rel = batch.release;
   const readBack = batch.readBack !== false;
+  if (ticket) keys.push(ticket.key);
   const args: string[] = [
     clockArg(opts),
     rel ? rel.id : "",
+    "", // ns
+    "", // nh
     String(batch.windows.length),
     String(rel ? rel.gauges.length : 0),
     String(rel ? rel.holds.length : 0),
     flag(readBack),
+    ticket ? TICKET_MODE[ticket.mode] : "0",
+    ticket ? String(ticket.keepMs) : "0",
   ];
   for (const w of batch.windows) {
     keys.push(windowKey(prefix, w.key));
-    const guarded = w.expectStart !== undefined;
+    const byTicket = ticket?.guardByTicket === true;
+    const guarded = byTicket || w.expectStart !== undefined;
     const sliding = w.algorithm === "sliding";
+    const holds = readBack && w.noHolds !== true;
+    const at = args.length;
     args.push(
       String(w.windowMs),
-      flag(sliding),
-      flag(guarded),
-      guarded ? String(w.expectStart) : "0",
-      String(w.counters.length),
+      windowFlags(sliding, holds),
+      byTicket ? "2" : flag(guarded),
+      !byTicket && guarded ? String(w.expectStart) : "0",
+      "",
     );
+    let n = 0;
     for (const c of w.counters) {
-      pushCounterKeys(keys, prefix, w.key, c.name, sliding, readBack);
+      if (!readBack && guarded && c.delta === 0) continue;
+      pushCounterKeys(keys, prefix, w.key, c.name, sliding, false);
+      if (holds) pushHoldKeys(hkeys, prefix, w.key, c.name);
       args.push(String(c.delta));
+      n++;
     }
+    args[at + 4] = String(n);
   }
+  args[2] = String(keys.length);
+  args[3] = String(hkeys.length / 2);
+  for (const k of hkeys) keys.push(k);
   if (rel) pushLeaseKeys(keys, prefix, rel);
   return { script: ADJUST_SCRIPT, keys, args };
 }
 
-/** Encodes a lease renewal for {@link RENEW_SCRIPT}. */
-export function encodeRenew(lease: LeaseRef, ttlMs: number, opts: EncodeOptions): ScriptCall {
+/** Encodes a lease renewal for {@link RENEW_SCRIPT}; with `ticket`, an open ticket there is renewed too. */
+export function encodeRenew(lease: LeaseRef, ttlMs: number, opts: EncodeOptions, ticket?: string): ScriptCall {
   const { prefix } = opts;
   const keys: string[] = [];
   pushLeaseKeys(keys, prefix, lease);
-  const args = [clockArg(opts), lease.id, String(ttlMs), String(lease.gauges.length), String(lease.holds.length)];
+  if (ticket !== undefined) keys.push(ticket);
+  const args = [
+    clockArg(opts),
+    lease.id,
+    String(ttlMs),
+    String(lease.gauges.length),
+    String(lease.holds.length),
+    flag(ticket !== undefined),
+  ];
   return { script: RENEW_SCRIPT, keys, args };
 }
 
@@ -122,13 +194,21 @@ export function encodeRenew(lease: LeaseRef, ttlMs: number, opts: EncodeOptions)
 export function encodeRead(query: ReadQuery, opts: EncodeOptions): ScriptCall {
   const { prefix } = opts;
   const keys: string[] = [];
-  const args: string[] = [clockArg(opts), String(query.windows.length), String(query.gauges.length)];
+  const hkeys: string[] = [];
+  const args: string[] = [clockArg(opts), "", "", String(query.windows.length), String(query.gauges.length)];
   for (const w of query.windows) {
     keys.push(windowKey(prefix, w.key));
     const sliding = w.algorithm === "sliding";
-    args.push(String(w.windowMs), flag(sliding), String(w.counters.length));
-    for (const name of w.counters) pushCounterKeys(keys, prefix, w.key, name, sliding, true);
+    const holds = w.noHolds !== true;
+    args.push(String(w.windowMs), windowFlags(sliding, holds), String(w.counters.length));
+    for (const name of w.counters) {
+      pushCounterKeys(keys, prefix, w.key, name, sliding, false);
+      if (holds) pushHoldKeys(hkeys, prefix, w.key, name);
+    }
   }
+  args[1] = String(keys.length);
+  args[2] = String(hkeys.length / 2);
+  for (const k of hkeys) keys.push(k);
   for (const g of query.gauges) keys.push(gaugeKey(prefix, g.key, g.name));
   return { script: READ_SCRIPT, keys, args };
 }
@@ -162,10 +242,18 @@ function badReply(script: string, why: string): TollgateError {
   return new TollgateError("STORE_DATA_CORRUPT", `unexpected reply from the ${script} script: ${why}`);
 }
 
-function readWindow(r: Reply, counters: number): WindowState {
+/** One window's states in a reply: start, then value, previous (sliding only) and held (with holds only). */
+function readWindow(r: Reply, w: WindowSpec, counters: number): WindowState {
+  const sliding = w.algorithm === "sliding";
+  const holds = w.noHolds !== true;
   const start = r.next();
   const states: CounterState[] = new Array(counters);
-  for (let c = 0; c < counters; c++) states[c] = { value: r.next(), previous: r.next(), held: r.next() };
+  for (let c = 0; c < counters; c++) {
+    const value = r.next();
+    const previous = sliding ? r.next() : 0;
+    const held = holds ? r.next() : 0;
+    states[c] = { value, previous, held };
+  }
   return { start, counters: states };
 }
 
@@ -175,6 +263,8 @@ function readGauge(r: Reply): GaugeState {
   return { inFlight, earliestExpiry: e < 0 ? null : e };
 }
 
+const TICKET_STATES: Array<TicketState | undefined> = [undefined, "open", "unknown", "finished"];
+
 /** Decodes the reply of {@link ADMIT_SCRIPT} for `batch`. */
 export function decodeAdmit(batch: AdmitBatch, reply: unknown): AdmitResult {
   const r = new Reply("admit", reply);
@@ -183,45 +273,53 @@ export function decodeAdmit(batch: AdmitBatch, reply: unknown): AdmitResult {
   const kind = r.next();
   const a = r.next();
   const b = r.next();
-  const windows = batch.windows.map((w) => readWindow(r, w.counters.length));
+  const windows = batch.windows.map((w) => readWindow(r, w, w.counters.length));
   const gauges = batch.gauges.map(() => readGauge(r));
   r.end();
   const result: AdmitResult = { admitted, now, windows, gauges };
   if (kind === 1) result.denied = { type: "counter", window: a, counter: b };
   else if (kind === 2) result.denied = { type: "gauge", gauge: a };
+  else if (kind === 3) result.denied = { type: "ticket" };
   return result;
 }
 
-/** Decodes the reply of {@link ADJUST_SCRIPT} for `batch` (`windows: []` without read-back). */
+/**
+ * Decodes the reply of {@link ADJUST_SCRIPT} for `batch` (`windows: []` without read-back). `ticket` is the state
+ * the script found (absent when the call carried no ticket).
+ */
 export function decodeAdjust(batch: AdjustBatch, reply: unknown): AdjustResult {
   const r = new Reply("adjust", reply);
   const now = r.next();
   const released = r.next();
+  const ticket = TICKET_STATES[r.next()];
   const readBack = batch.readBack !== false;
   const applied: boolean[] = new Array(batch.windows.length);
   const windows: WindowState[] = readBack ? new Array(batch.windows.length) : [];
   batch.windows.forEach((w, i) => {
     applied[i] = r.next() === 1;
-    if (readBack) windows[i] = readWindow(r, w.counters.length);
+    if (readBack) windows[i] = readWindow(r, w, w.counters.length);
   });
   r.end();
-  return { now, applied, windows, released };
+  const result: AdjustResult = { now, applied, windows, released };
+  if (ticket !== undefined) result.ticket = ticket;
+  return result;
 }
 
-/** Decodes the reply of {@link RENEW_SCRIPT}: the number of entries renewed. */
-export function decodeRenew(reply: unknown): number {
+/** Decodes the reply of {@link RENEW_SCRIPT}: the gauge and hold entries renewed, and whether an open ticket was. */
+export function decodeRenew(reply: unknown): { renewed: number; ticket: boolean } {
   const r = new Reply("renew", reply);
   r.next();
   const renewed = r.next();
+  const ticket = r.next() === 1;
   r.end();
-  return renewed;
+  return { renewed, ticket };
 }
 
 /** Decodes the reply of {@link READ_SCRIPT} for `query`. */
 export function decodeRead(query: ReadQuery, reply: unknown): ReadResult {
   const r = new Reply("read", reply);
   const now = r.next();
-  const windows = query.windows.map((w) => readWindow(r, w.counters.length));
+  const windows = query.windows.map((w) => readWindow(r, w, w.counters.length));
   const gauges = query.gauges.map(() => readGauge(r));
   r.end();
   return { now, windows, gauges };

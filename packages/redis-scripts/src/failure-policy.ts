@@ -1,6 +1,9 @@
 /**
  * The failure policy shared by the remote stores: what a request gets when the backend cannot answer within
  * a few milliseconds, and how the store recovers by itself when the backend answers again.
+ *
+ * It takes its fallback store as an argument (the Redis and Upstash stores create a `@tollgate/store-memory` store
+ * up front), so this module depends on nothing but `@tollgate/core`.
  */
 import {
   type AdjustBatch,
@@ -8,6 +11,7 @@ import {
   type AdmitBatch,
   type AdmitResult,
   type CounterStore,
+  type GaugeOp,
   type LeaseRef,
   type ReadQuery,
   type ReadResult,
@@ -20,13 +24,13 @@ import {
   validateRenew,
   type WindowState,
 } from "@tollgate/core";
-import { createMemoryStore } from "@tollgate/store-memory";
 import { type Listener, Listeners } from "./emitter.js";
+import { ReplayQueue } from "./replay-queue.js";
 
 /**
  * - `closed`: fail the call with `StoreUnavailableError` (`code: "STORE_UNAVAILABLE"`; the proxy answers 503).
  * - `open`: admit without counting; results carry `degraded: "open"`.
- * - `fallback`: decide on a local in-memory store (limits optionally divided by the instance count);
+ * - `fallback`: decide on a local store (limits optionally divided by the instance count);
  *   results carry `degraded: "fallback"`.
  */
 export type FailurePolicy = "closed" | "open" | "fallback";
@@ -52,18 +56,25 @@ export interface StoreHealthEvent {
 export interface FailurePolicyOptions {
   /** What calls get while the backend is unavailable. @default "closed" */
   policy?: FailurePolicy;
-  /** A call that has not answered after this many ms counts as a failure. @default 100 */
+  /**
+   * A call that has not answered after this many ms counts as a failure. A backend that times its own calls out
+   * (the script stores: `timeoutMs` of {@link ScriptStore}) is not raced: it answers in time by itself, and knows
+   * what to undo when it does not get its own answers. @default 100
+   */
   timeoutMs?: number;
   /**
    * While degraded, calls skip the backend (answering at once by the policy) except one probe call at most
-   * every `retryIntervalMs`; the first probe that answers switches back to healthy. @default 1000
+   * every `retryIntervalMs`; the first probe that answers switches back to healthy. Settles and releases waiting
+   * to be replayed are retried at the same pace. @default 1000
    */
   retryIntervalMs?: number;
   /**
-   * Local store for the `fallback` policy. When omitted, a `@tollgate/store-memory` store is created
-   * (and closed by `close()`); an injected one is never closed. @default createMemoryStore()
+   * The local store the `fallback` policy decides on; required with it (the Redis and Upstash stores create a
+   * `@tollgate/store-memory` store up front). Closed by `close()` only with `closeFallback`.
    */
   fallbackStore?: CounterStore;
+  /** `close()` closes `fallbackStore` too (the store created it). @default false */
+  closeFallback?: boolean;
   /**
    * `fallback` only: each limit is divided by this number of instances (rounded down, never below 1 for a
    * positive limit), so N instances deciding locally stay near the shared limit. @default 1
@@ -71,6 +82,8 @@ export interface FailurePolicyOptions {
   instances?: number;
   /** Local clock for retry intervals, events and `open` results. @default Date.now */
   now?: () => number;
+  /** Most in-flight leases mirrored for the `fallback` policy, and most replays waiting. @default 100000 */
+  maxTracked?: number;
 }
 
 /** A `CounterStore` wrapped by {@link withFailurePolicy}. */
@@ -79,6 +92,13 @@ export interface ResilientStore extends CounterStore {
   readonly health: StoreHealth;
   /** The policy applied while degraded. */
   readonly policy: FailurePolicy;
+  /**
+   * Calls waiting to reach the backend: settles and releases (with a ticket) answered by the policy while it was
+   * unavailable, and compensations of admissions whose answer was lost.
+   */
+  readonly pendingReplays: number;
+  /** Sends what waits now, retrying until nothing waits or `timeoutMs` passed; answers how many still wait. */
+  flush(timeoutMs?: number): Promise<number>;
   /** Listens to health switches; returns a function that removes the listener. */
   onHealthChange(listener: Listener<StoreHealthEvent>): () => void;
 }
@@ -105,21 +125,43 @@ export function resolveFailurePolicyOptions(o: FailurePolicyOptions = {}): Resol
     instances: o.instances ?? 1,
   };
   if (!Number.isSafeInteger(resolved.timeoutMs) || resolved.timeoutMs <= 0) {
-    throw new TollgateError("INVALID_DURATION", `timeoutMs must be a positive integer, got ${o.timeoutMs}`);
+    throw new TollgateError("INVALID_DURATION", `timeoutMs must be a positive integer, got ${String(o.timeoutMs)}`);
   }
   if (!Number.isSafeInteger(resolved.retryIntervalMs) || resolved.retryIntervalMs < 0) {
     throw new TollgateError(
       "INVALID_DURATION",
-      `retryIntervalMs must be a non-negative integer, got ${o.retryIntervalMs}`,
+      `retryIntervalMs must be a non-negative integer, got ${String(o.retryIntervalMs)}`,
     );
   }
   if (!Number.isSafeInteger(resolved.instances) || resolved.instances < 1) {
-    throw new TollgateError("INVALID_ARGUMENT", `instances must be a positive integer, got ${o.instances}`);
+    throw new TollgateError("INVALID_ARGUMENT", `instances must be a positive integer, got ${String(o.instances)}`);
   }
   if (!["closed", "open", "fallback"].includes(resolved.policy)) {
-    throw new TollgateError("INVALID_ARGUMENT", `policy must be "closed", "open" or "fallback", got ${o.policy}`);
+    throw new TollgateError(
+      "INVALID_ARGUMENT",
+      `policy must be "closed", "open" or "fallback", got ${String(o.policy)}`,
+    );
+  }
+  if (o.now !== undefined && typeof o.now !== "function") {
+    throw new TollgateError("INVALID_ARGUMENT", "now must be a function returning ms since epoch");
+  }
+  if (o.fallbackStore !== undefined && !isStore(o.fallbackStore)) {
+    throw new TollgateError("INVALID_ARGUMENT", "fallbackStore must be a CounterStore (admit, adjust, renew, read)");
   }
   return resolved;
+}
+
+function isStore(s: unknown): s is CounterStore {
+  const o = s as Partial<CounterStore> | null;
+  return (
+    typeof o === "object" &&
+    o !== null &&
+    typeof o.admit === "function" &&
+    typeof o.adjust === "function" &&
+    typeof o.renew === "function" &&
+    typeof o.read === "function" &&
+    typeof o.close === "function"
+  );
 }
 
 const isUnavailable = (err: unknown): err is TollgateError =>
@@ -150,17 +192,44 @@ export function perInstanceLimit(limit: number, n: number): number {
 const zeroWindows = (windows: Array<{ counters: unknown[] }>, now: number): WindowState[] =>
   windows.map((w) => ({ start: now, counters: w.counters.map(() => ({ value: 0, previous: 0, held: 0 })) }));
 
+/** A store that times out its own calls (see {@link ScriptStore}). */
+interface SelfTimed {
+  timeoutMs?: number;
+  pendingCompensations?: number;
+  flush?(timeoutMs: number): Promise<number>;
+}
+
+/** An in-flight lease this process took on the backend, mirrored for the fallback. */
+interface Mirrored {
+  gauges: Array<{ key: string; name: string }>;
+  expiresAt: number;
+  ticket: boolean;
+}
+
+/** A bounded insertion-ordered map: the oldest entry goes beyond `max`. */
+function boundedSet<K, V>(map: Map<K, V>, key: K, value: V, max: number): void {
+  map.delete(key);
+  map.set(key, value);
+  if (map.size > max) map.delete(map.keys().next().value as K);
+}
+
 class FailurePolicyStore implements ResilientStore {
   readonly contractVersion = STORE_CONTRACT_VERSION;
   readonly name: string;
   readonly policy: FailurePolicy;
-  private readonly timeoutMs: number;
+  private readonly timeoutMs: number | undefined;
   private readonly retryIntervalMs: number;
   private readonly instances: number;
   private readonly now: () => number;
   private readonly listeners = new Listeners<StoreHealthEvent>();
-  private fallback: CounterStore | undefined;
-  private readonly ownsFallback: boolean;
+  private readonly fallback: CounterStore | undefined;
+  private readonly closeFallback: boolean;
+  private readonly maxTracked: number;
+  private readonly replays: ReplayQueue;
+  /** `fallback`: in-flight leases taken on the backend by this process, by lease id. */
+  private readonly inflight = new Map<string, Mirrored>();
+  /** `fallback`: leases (and tickets) admitted by the local store; their settles and releases stay local. */
+  private readonly localTickets = new Map<string, true>();
   private state: StoreHealth = "healthy";
   private lastError: TollgateError | undefined;
   private lastTry = 0;
@@ -168,22 +237,44 @@ class FailurePolicyStore implements ResilientStore {
   private closed = false;
 
   constructor(
-    private readonly backend: CounterStore,
+    private readonly backend: CounterStore & SelfTimed,
     o: FailurePolicyOptions,
   ) {
     this.name = backend.name;
     const resolved = resolveFailurePolicyOptions(o);
     this.policy = resolved.policy;
-    this.timeoutMs = resolved.timeoutMs;
+    // A backend that times out its own calls knows what to undo when it does; racing it would lose that.
+    this.timeoutMs = backend.timeoutMs === undefined ? resolved.timeoutMs : undefined;
     this.retryIntervalMs = resolved.retryIntervalMs;
     this.instances = resolved.instances;
     this.now = o.now ?? Date.now;
     this.fallback = o.fallbackStore;
-    this.ownsFallback = o.fallbackStore === undefined;
+    this.closeFallback = o.closeFallback === true;
+    this.maxTracked = o.maxTracked ?? 100_000;
+    if (this.policy === "fallback" && !this.fallback) {
+      throw new TollgateError("INVALID_ARGUMENT", 'policy "fallback" needs a fallbackStore');
+    }
+    this.replays = new ReplayQueue({
+      retryIntervalMs: Math.max(1, resolved.retryIntervalMs),
+      now: this.now,
+      maxEntries: this.maxTracked,
+    });
   }
 
   get health(): StoreHealth {
     return this.state;
+  }
+
+  get pendingReplays(): number {
+    return this.replays.size + (this.backend.pendingCompensations ?? 0);
+  }
+
+  async flush(timeoutMs = 5000): Promise<number> {
+    const [mine, theirs] = await Promise.all([
+      this.replays.flush(timeoutMs),
+      this.backend.flush ? this.backend.flush(timeoutMs) : 0,
+    ]);
+    return mine + theirs;
   }
 
   onHealthChange(listener: Listener<StoreHealthEvent>): () => void {
@@ -195,17 +286,16 @@ class FailurePolicyStore implements ResilientStore {
     this.state = state;
     const event: StoreHealthEvent = { store: this.name, state, policy: this.policy, at: this.now() };
     if (cause) event.cause = cause;
+    if (state === "healthy") {
+      // What waited for the backend goes now: a slot released during the outage frees at once.
+      if (this.replays.size > 0) void this.replays.pass();
+    }
     this.listeners.emit(event);
   }
 
-  private local(): CounterStore {
-    this.fallback ??= createMemoryStore();
-    return this.fallback;
-  }
-
   /**
-   * Runs `op` on the backend with the timeout, or answers by the policy. Errors that prove the backend
-   * answered (bad input, corrupt data, closed) pass through and count as healthy.
+   * Runs `op` on the backend (raced against the timeout unless it times itself out), or answers by the policy.
+   * Errors that prove the backend answered (bad input, corrupt data, closed) pass through and count as healthy.
    */
   private async call<T>(op: () => Promise<T>, degraded: () => Promise<T> | T): Promise<T> {
     if (this.closed) throw new TollgateError("STORE_CLOSED", `[${this.name}] the store is closed`);
@@ -217,7 +307,7 @@ class FailurePolicyStore implements ResilientStore {
       this.lastTry = t;
     }
     try {
-      const result = await withTimeout(op(), this.timeoutMs, this.name);
+      const result = await (this.timeoutMs === undefined ? op() : withTimeout(op(), this.timeoutMs, this.name));
       this.switchTo("healthy");
       return result;
     } catch (err) {
@@ -227,6 +317,7 @@ class FailurePolicyStore implements ResilientStore {
       }
       this.lastError = err;
       this.lastTry = this.now();
+      if (this.state === "healthy" && this.policy === "fallback") await this.mirrorInflight();
       this.switchTo("degraded", err);
       return this.degradedAnswer(degraded);
     } finally {
@@ -243,9 +334,55 @@ class FailurePolicyStore implements ResilientStore {
     return degraded();
   }
 
+  /**
+   * Entering an outage with the `fallback` policy: the leases this process holds on the backend are taken on the
+   * local store too (never denied), so requests already in flight count against the local share of each
+   * `max_parallel_requests` limit and their releases free them there.
+   */
+  private async mirrorInflight(): Promise<void> {
+    const now = this.now();
+    for (const [id, m] of this.inflight) {
+      const ttlMs = m.expiresAt - now;
+      if (ttlMs <= 0) {
+        this.inflight.delete(id);
+        continue;
+      }
+      const gauges: GaugeOp[] = m.gauges.map((g) => ({ key: g.key, name: g.name, limit: 0, enforce: false }));
+      await this.fallback!.admit({ windows: [], gauges, lease: { id, ttlMs }, ticket: m.ticket }).catch(
+        () => undefined,
+      );
+    }
+  }
+
+  /**
+   * A ticketed settle or release the backend did not get: replayed until it does (its ticket makes the replay
+   * apply exactly once), for at most half the ticket's keep time, so that the finished mark of an attempt that did
+   * apply is still there when a replay arrives.
+   */
+  private replayLater(batch: AdjustBatch): void {
+    const t = batch.ticket;
+    if (!t) return;
+    this.replays.add(`${t.finish} ${t.id}`, () => this.backend.adjust(batch), this.now() + t.keepMs / 2, false);
+  }
+
   admit(batch: AdmitBatch): Promise<AdmitResult> {
     return this.call(
-      () => this.backend.admit(batch),
+      async () => {
+        const r = await this.backend.admit(batch);
+        if (this.fallback && r.admitted && batch.lease && batch.gauges.length > 0) {
+          boundedSet(
+            this.inflight,
+            batch.lease.id,
+            {
+              gauges: batch.gauges.map((g) => ({ key: g.key, name: g.name })),
+              expiresAt: this.now() + batch.lease.ttlMs,
+              ticket: batch.ticket === true,
+            },
+            this.maxTracked,
+          );
+        }
+        return r;
+      },
       async () => {
         validateAdmitBatch(batch);
         if (this.policy === "open") {
@@ -270,16 +407,27 @@ class FailurePolicyStore implements ResilientStore {
                 })),
                 gauges: batch.gauges.map((g) => ({ ...g, limit: perInstanceLimit(g.limit, n) })),
               };
-        return { ...(await this.local().admit(scaled)), degraded: "fallback" };
+        const r = await this.fallback!.admit(scaled);
+        if (r.admitted && batch.lease) boundedSet(this.localTickets, batch.lease.id, true, this.maxTracked);
+        return { ...r, degraded: "fallback" };
       },
     );
   }
 
   adjust(batch: AdjustBatch): Promise<AdjustResult> {
+    const id = batch.ticket?.id ?? batch.release?.id;
+    if (id !== undefined && this.localTickets.has(id)) {
+      // Admitted by the local store during an outage: it is finished there (the backend never counted it).
+      validateAdjustBatch(batch);
+      if (batch.release) this.localTickets.delete(id);
+      return this.fallback!.adjust(batch).then((r) => ({ ...r, degraded: "fallback" as const }));
+    }
+    if (batch.release) this.inflight.delete(batch.release.id);
     return this.call(
       () => this.backend.adjust(batch),
-      async () => {
+      async (): Promise<AdjustResult> => {
         validateAdjustBatch(batch);
+        this.replayLater(batch);
         if (this.policy === "open") {
           const now = this.now();
           return {
@@ -290,19 +438,29 @@ class FailurePolicyStore implements ResilientStore {
             degraded: "open",
           };
         }
-        return { ...(await this.local().adjust(batch)), degraded: "fallback" };
+        return { ...(await this.fallback!.adjust(batch)), degraded: "fallback" };
       },
-    );
+    ).catch((err: unknown) => {
+      // closed: the caller gets the error, the backend still gets the settle or release once it answers.
+      if (isUnavailable(err) && this.policy === "closed") this.replayLater(batch);
+      throw err;
+    });
   }
 
   renew(lease: LeaseRef, ttlMs: number): Promise<number> {
+    const m = this.inflight.get(lease.id);
+    if (m) m.expiresAt = this.now() + ttlMs;
+    if (this.localTickets.has(lease.id)) {
+      validateRenew(lease, ttlMs);
+      return this.fallback!.renew(lease, ttlMs);
+    }
     return this.call(
       () => this.backend.renew(lease, ttlMs),
       () => {
         validateRenew(lease, ttlMs);
         // `open` tracks no leases: report every entry as renewed so running requests are not cut off.
-        if (this.policy === "open") return lease.gauges.length + lease.holds.length;
-        return this.local().renew(lease, ttlMs);
+        if (this.policy === "open") return lease.gauges.length + lease.holds.length + (lease.windows ? 1 : 0);
+        return this.fallback!.renew(lease, ttlMs);
       },
     );
   }
@@ -320,7 +478,7 @@ class FailurePolicyStore implements ResilientStore {
             gauges: query.gauges.map(() => ({ inFlight: 0, earliestExpiry: null })),
           };
         }
-        return this.local().read(query);
+        return this.fallback!.read(query);
       },
     );
   }
@@ -328,15 +486,23 @@ class FailurePolicyStore implements ResilientStore {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    // Replays still waiting get one last chance while the backend's connection is up.
+    if (this.replays.size > 0) await this.replays.flush(this.timeoutMs ?? this.backend.timeoutMs ?? 1000);
+    this.replays.close();
     await this.backend.close();
-    if (this.ownsFallback) await this.fallback?.close();
+    if (this.closeFallback) await this.fallback?.close();
   }
 }
 
 /**
- * Wraps a remote store with a failure policy, millisecond timeouts and automatic recovery.
+ * Wraps a remote store with a failure policy, millisecond timeouts, automatic recovery, and replays of the
+ * ticketed settles and releases the backend missed.
  * @example
- * const store = withFailurePolicy(createScriptStore({ name: "redis", exec }), { policy: "fallback", instances: 3 });
+ * const store = withFailurePolicy(createScriptStore({ name: "redis", exec, timeoutMs: 100 }), {
+ *   policy: "fallback",
+ *   fallbackStore: createMemoryStore(),
+ *   instances: 3,
+ * });
  * store.onHealthChange((e) => log.warn(`store ${e.store} is ${e.state}`));
  */
 export function withFailurePolicy(store: CounterStore, options: FailurePolicyOptions = {}): ResilientStore {

@@ -4,6 +4,8 @@
  * Runs on Node and edge runtimes (no Node-only APIs).
  */
 export {
+  type AdjustTicket,
+  type AdmitTicket,
   decodeAdjust,
   decodeAdmit,
   decodeRead,
@@ -29,8 +31,30 @@ export {
   type StoreHealthEvent,
   withFailurePolicy,
 } from "./failure-policy.js";
-export { baseKey, counterKeys, DEFAULT_PREFIX, gaugeKey, hasHashTag, windowKey } from "./keys.js";
-export { createScriptStore, type ScriptStoreOptions } from "./script-store.js";
+export {
+  baseKey,
+  counterKeys,
+  DEFAULT_PREFIX,
+  gaugeKey,
+  hasHashTag,
+  slotTag,
+  ticketKey,
+  windowKey,
+} from "./keys.js";
+export {
+  assembleRemoteStore,
+  type RemoteStoreOptions,
+  type RemoteStoreParts,
+  type ResolvedRemoteOptions,
+  resolveRemoteOptions,
+} from "./remote-store.js";
+export { type ReplayDropReason, ReplayQueue, type ReplayQueueOptions } from "./replay-queue.js";
+export {
+  createScriptStore,
+  DEFAULT_TICKET_KEEP_MS,
+  type ScriptStore,
+  type ScriptStoreOptions,
+} from "./script-store.js";
 export {
   ADJUST_SCRIPT,
   ADMIT_SCRIPT,

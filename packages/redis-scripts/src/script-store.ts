@@ -2,6 +2,11 @@
  * A generic `CounterStore` over the Lua scripts: it validates, encodes, runs one script per round trip
  * through an injected executor, and decodes. The Redis store (standalone and Cluster) and the Upstash store
  * are thin layers that only provide the executor.
+ *
+ * Every admission records a ticket (contract 2): the caller's when the batch asks for one, else one of the store's
+ * own. A script call that gets no answer in time may still be applied by Redis later; for an admission the store
+ * then sends a compensation keyed by that ticket, which undoes the admission if it was applied, or marks the ticket
+ * finished so that a late arrival is refused. Either way nothing stays counted for a call that failed.
  */
 import {
   type AdjustBatch,
@@ -9,11 +14,14 @@ import {
   type AdmitBatch,
   type AdmitResult,
   type CounterStore,
+  createIdGenerator,
   type DeniedAt,
   type LeaseRef,
   type ReadQuery,
   type ReadResult,
   STORE_CONTRACT_VERSION,
+  StoreUnavailableError,
+  type TicketState,
   TollgateError,
   validateAdjustBatch,
   validateAdmitBatch,
@@ -21,6 +29,7 @@ import {
   validateRenew,
 } from "@tollgate/core";
 import {
+  type AdjustTicket,
   decodeAdjust,
   decodeAdmit,
   decodeRead,
@@ -33,7 +42,11 @@ import {
 } from "./codec.js";
 import { toStoreError } from "./errors.js";
 import type { ScriptExecutor } from "./executor.js";
-import { DEFAULT_PREFIX, gaugeKey, holdKeys, windowKey } from "./keys.js";
+import { DEFAULT_PREFIX, gaugeKey, holdKeys, slotTag, ticketKey, windowKey } from "./keys.js";
+import { type ReplayDropReason, ReplayQueue } from "./replay-queue.js";
+
+/** Default of {@link ScriptStoreOptions.ticketKeepMs}. */
+export const DEFAULT_TICKET_KEEP_MS = 60_000;
 
 /** Options of {@link createScriptStore}. */
 export interface ScriptStoreOptions {
@@ -45,10 +58,30 @@ export interface ScriptStoreOptions {
   prefix?: string;
   /**
    * Hash slot of a key. When given (Redis Cluster), a batch whose keys span several slots is split into one
-   * script per slot group, run in parallel; a denial in any group compensates the groups already applied.
-   * Without it every batch is one script, one round trip. @default undefined (single slot)
+   * script per slot group, run in parallel, each with its own ticket; a denial or failure in any group compensates
+   * the others. Without it every batch is one script, one round trip. @default undefined (single slot)
    */
   slotOf?: (key: string) => number;
+  /**
+   * A script call not answered within this many ms fails with `StoreUnavailableError`, and an admission is then
+   * compensated (its answer is unknown: it may still be applied). @default undefined (no timeout of its own)
+   */
+  timeoutMs?: number;
+  /**
+   * How long the store's own tickets live: the finished mark of a compensation (a late admission arriving within
+   * it is refused) and the ticket of an admission that did not ask for one. @default 60000
+   */
+  ticketKeepMs?: number;
+  /** Pause between retries of compensations that could not reach the backend, ms. @default 1000 */
+  retryIntervalMs?: number;
+  /** Local clock for retry deadlines. @default Date.now */
+  now?: () => number;
+  /**
+   * Started at creation and awaited (at most `timeoutMs`) by the first calls, e.g. `SCRIPT LOAD` of every script so
+   * that a burst on a cold client does not send the full scripts with EVAL. A failure is ignored: the executor's
+   * NOSCRIPT fallback still works.
+   */
+  ready?: () => Promise<unknown>;
   /**
    * Testing only: the store clock in ms, read on every call and used by the scripts instead of server TIME,
    * so tests can move time without sleeping. @default undefined (server TIME)
@@ -56,10 +89,22 @@ export interface ScriptStoreOptions {
   testClock?: () => number;
   /** Called once by the first `close()`, e.g. to quit a client the store owns. */
   onClose?: () => Promise<void> | void;
+  /** Called for a compensation given up without reaching the backend (after `ticketKeepMs`, or at `close()`). */
+  onReplayDrop?: (label: string, reason: ReplayDropReason, error?: unknown) => void;
 }
 
-/** Groups item indices by slot: one entry per slot, each holding the indices of every list. */
-function groupBySlot(slotOf: (key: string) => number, lists: string[][]): number[][][] {
+/** The store {@link createScriptStore} makes: a `CounterStore` that also reports its pending compensations. */
+export interface ScriptStore extends CounterStore {
+  /** The store times its own calls out (`timeoutMs`), so a wrapper need not race them. */
+  readonly timeoutMs: number | undefined;
+  /** Compensations waiting to reach the backend. */
+  readonly pendingCompensations: number;
+  /** Retries the waiting compensations until none waits or `timeoutMs` passed; answers how many still wait. */
+  flush(timeoutMs: number): Promise<number>;
+}
+
+/** Groups item indices by slot: one entry per slot, each holding the slot and the indices of every list. */
+function groupBySlot(slotOf: (key: string) => number, lists: string[][]): Array<{ slot: number; idx: number[][] }> {
   const bySlot = new Map<number, number[][]>();
   lists.forEach((keys, kind) => {
     keys.forEach((key, i) => {
@@ -72,10 +117,10 @@ function groupBySlot(slotOf: (key: string) => number, lists: string[][]): number
       group[kind]!.push(i);
     });
   });
-  return [...bySlot.values()];
+  return [...bySlot].map(([slot, idx]) => ({ slot, idx }));
 }
 
-const pick = <T>(items: T[], idx: number[]): T[] => idx.map((i) => items[i]!);
+const pick = <T>(items: readonly T[], idx: number[]): T[] => idx.map((i) => items[i]!);
 
 /** Copies a slot group's results back to their places in the whole batch: `into[idx[j]] = from[j]`. */
 function scatter<T>(idx: number[], from: readonly T[], into: T[]): void {
@@ -84,20 +129,60 @@ function scatter<T>(idx: number[], from: readonly T[], into: T[]): void {
   });
 }
 
-/** Orders denials the way the contract checks them: windows in order, then gauges. */
+/** Orders denials the way the contract checks them: windows in order, then gauges (a finished ticket last). */
 function deniedRank(d: DeniedAt): number {
   if (d.type === "ticket") return 2e15;
   return d.type === "counter" ? d.window * 1e6 + d.counter : 1e15 + d.gauge;
 }
 
-class ScriptStore implements CounterStore {
+/** The ticket state a split adjustment answers: open when any group applied, else unknown, else finished. */
+function combineTickets(states: Array<TicketState | undefined>): TicketState | undefined {
+  if (states.includes("open")) return "open";
+  if (states.includes("unknown")) return "unknown";
+  return states.includes("finished") ? "finished" : undefined;
+}
+
+const isUnavailable = (err: unknown): boolean => err instanceof TollgateError && err.code === "STORE_UNAVAILABLE";
+
+/** Rejects with `StoreUnavailableError` when `p` has not settled within `ms`. */
+function withTimeout<T>(p: Promise<T>, ms: number, store: string): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new StoreUnavailableError(store, `no answer within ${ms} ms`)), ms);
+    p.then(
+      (v) => {
+        clearTimeout(timer);
+        resolve(v);
+      },
+      (e) => {
+        clearTimeout(timer);
+        reject(e);
+      },
+    );
+  });
+}
+
+/** One slot group of an admission: its part of the batch and its ticket key. */
+interface AdmitGroup {
+  batch: AdmitBatch;
+  ticket: string;
+  windows: number[];
+  gauges: number[];
+}
+
+class ScriptStoreImpl implements ScriptStore {
   readonly contractVersion = STORE_CONTRACT_VERSION;
   readonly name: string;
+  readonly timeoutMs: number | undefined;
   private readonly exec: ScriptExecutor;
   private readonly prefix: string;
   private readonly slotOf: ((key: string) => number) | undefined;
   private readonly testClock: (() => number) | undefined;
   private readonly onClose: (() => Promise<void> | void) | undefined;
+  private readonly keepMs: number;
+  private readonly now: () => number;
+  private readonly replays: ReplayQueue;
+  private readonly internalId = createIdGenerator();
+  private ready: Promise<unknown> | undefined;
   private closed = false;
 
   constructor(o: ScriptStoreOptions) {
@@ -107,6 +192,32 @@ class ScriptStore implements CounterStore {
     this.slotOf = o.slotOf;
     this.testClock = o.testClock;
     this.onClose = o.onClose;
+    this.timeoutMs = o.timeoutMs;
+    this.keepMs = o.ticketKeepMs ?? DEFAULT_TICKET_KEEP_MS;
+    this.now = o.now ?? Date.now;
+    this.replays = new ReplayQueue({
+      retryIntervalMs: o.retryIntervalMs ?? 1000,
+      now: this.now,
+      onDrop: o.onReplayDrop,
+    });
+    if (o.ready) {
+      const started = o.ready().then(
+        () => undefined,
+        () => undefined,
+      );
+      this.ready = started;
+      void started.then(() => {
+        this.ready = undefined;
+      });
+    }
+  }
+
+  get pendingCompensations(): number {
+    return this.replays.size;
+  }
+
+  flush(timeoutMs: number): Promise<number> {
+    return this.replays.flush(timeoutMs);
   }
 
   private opts() {
@@ -117,51 +228,120 @@ class ScriptStore implements CounterStore {
     if (this.closed) throw new TollgateError("STORE_CLOSED", `[${this.name}] the store is closed`);
   }
 
-  /**
-   * Cluster only: the slot groups of a batch (see {@link groupBySlot}), or `undefined` when the store is not
-   * clustered or the batch fits one slot. `lists` is only called for a clustered store.
-   */
-  private slotGroups(lists: () => string[][]): number[][][] | undefined {
-    if (!this.slotOf) return undefined;
-    const groups = groupBySlot(this.slotOf, lists());
-    return groups.length > 1 ? groups : undefined;
+  /** The first calls wait for `ready` (script loading), at most `timeoutMs`. */
+  private async whenReady(): Promise<void> {
+    const ready = this.ready;
+    if (!ready) return;
+    await (this.timeoutMs === undefined
+      ? ready
+      : Promise.race([ready, new Promise((r) => setTimeout(r, this.timeoutMs))]));
+  }
+
+  /** The ticket key of a slot group (`slot` undefined on a single Redis). */
+  private ticketKeyOf(id: string, slot: number | undefined): string {
+    return slot === undefined ? ticketKey(this.prefix, id) : ticketKey(this.prefix, id, slotTag(this.slotOf!, slot));
   }
 
   private async run(call: ScriptCall): Promise<unknown> {
+    const p = this.exec(call.script, call.keys, call.args);
     try {
-      return await this.exec(call.script, call.keys, call.args);
+      return await (this.timeoutMs === undefined ? p : withTimeout(p, this.timeoutMs, this.name));
     } catch (err) {
       throw toStoreError(this.name, err);
     }
   }
 
+  // ---- admit ----
+
   async admit(batch: AdmitBatch): Promise<AdmitResult> {
     this.checkOpen();
     validateAdmitBatch(batch);
-    const groups = this.slotGroups(() => [
+    if (this.ready) await this.whenReady();
+    const own = batch.ticket === true;
+    const id = own ? batch.lease!.id : `~${this.internalId()}`;
+    const ttlMs = own ? batch.lease!.ttlMs : this.keepMs;
+    if (!this.slotOf) return this.admitGroup(batch, this.ticketKeyOf(id, undefined), ttlMs);
+    const groups = groupBySlot(this.slotOf, [
       batch.windows.map((w) => windowKey(this.prefix, w.key)),
       batch.gauges.map((g) => gaugeKey(this.prefix, g.key, g.name)),
     ]);
-    return groups ? this.admitAcrossSlots(batch, groups) : this.admitOne(batch);
+    if (groups.length === 0) return this.admitGroup(batch, this.ticketKeyOf(id, 0), ttlMs);
+    if (groups.length === 1) return this.admitGroup(batch, this.ticketKeyOf(id, groups[0]!.slot), ttlMs);
+    return this.admitAcrossSlots(
+      batch,
+      groups.map(({ slot, idx: [w, g] }) => ({
+        batch: { windows: pick(batch.windows, w!), gauges: pick(batch.gauges, g!), lease: batch.lease },
+        ticket: this.ticketKeyOf(id, slot),
+        windows: w!,
+        gauges: g!,
+      })),
+      ttlMs,
+    );
   }
 
-  private async admitOne(batch: AdmitBatch): Promise<AdmitResult> {
-    return decodeAdmit(batch, await this.run(encodeAdmit(batch, this.opts())));
+  /** One script for one slot group; a call that got no answer is compensated (it may still apply). */
+  private async admitGroup(batch: AdmitBatch, ticket: string, ttlMs: number): Promise<AdmitResult> {
+    try {
+      return decodeAdmit(batch, await this.run(encodeAdmit(batch, this.opts(), { key: ticket, ttlMs })));
+    } catch (err) {
+      if (isUnavailable(err)) this.compensateLater(batch, ticket);
+      throw err;
+    }
+  }
+
+  /** The adjustment that undoes an admission: counters back by their amounts, the lease off its gauges and holds. */
+  private undoOf(sub: AdmitBatch): AdjustBatch {
+    const adjust: AdjustBatch = {
+      readBack: false,
+      windows: sub.windows.map((w) => ({
+        key: w.key,
+        windowMs: w.windowMs,
+        algorithm: w.algorithm,
+        noHolds: w.noHolds,
+        counters: w.counters.map((c) => ({ name: c.name, delta: -c.amount })),
+      })),
+    };
+    const lease = sub.lease;
+    if (lease && (sub.gauges.length > 0 || sub.windows.some((w) => w.counters.some((c) => (c.hold ?? 0) > 0)))) {
+      adjust.release = {
+        id: lease.id,
+        gauges: sub.gauges.map((g) => ({ key: g.key, name: g.name })),
+        holds: sub.windows.flatMap((w) =>
+          w.counters.filter((c) => (c.hold ?? 0) > 0).map((c) => ({ key: w.key, name: c.name })),
+        ),
+      };
+    }
+    return adjust;
+  }
+
+  /** Sends an undo keyed by the group's ticket. */
+  private undo(sub: AdmitBatch, ticket: string, mode: "release" | "discard"): Promise<unknown> {
+    const t: AdjustTicket = { key: ticket, mode, keepMs: this.keepMs, guardByTicket: true };
+    return this.run(encodeAdjust(this.undoOf(sub), this.opts(), t));
   }
 
   /**
-   * Cluster path: one script per slot group, in parallel. When a group denies (or fails), every group that
-   * applied is compensated with a window-guarded adjustment (counters back by their amounts) and a release
-   * of the lease on its gauges and holds. Between apply and compensate another request may see the higher
-   * count and be denied spuriously; it can never be admitted over a limit.
+   * Queues the compensation of an admission whose answer is unknown (sent at once, then retried while the backend
+   * cannot be reached): it undoes the admission if its ticket is open, and marks the ticket finished either way,
+   * so the admission, should it arrive later, is refused.
    */
-  private async admitAcrossSlots(batch: AdmitBatch, groups: number[][][]): Promise<AdmitResult> {
-    const subs = groups.map(([w, g]) => ({
-      windows: pick(batch.windows, w!),
-      gauges: pick(batch.gauges, g!),
-      lease: batch.lease,
-    }));
-    const settled = await Promise.allSettled(subs.map((s) => this.admitOne(s)));
+  private compensateLater(sub: AdmitBatch, ticket: string): void {
+    this.replays.add(`compensate ${ticket}`, () => this.undo(sub, ticket, "release"), this.now() + this.keepMs);
+  }
+
+  /**
+   * Cluster path: one script per slot group, in parallel. When every group admitted, the request is admitted. When
+   * a group denied, every group that applied is undone (and its ticket forgotten, so the id may be admitted again)
+   * before answering the denial. When a group got no answer, it and every group that applied are compensated in the
+   * background (their tickets end finished) and the call fails. Between apply and undo another request may see a
+   * higher count and be denied spuriously; it can never be admitted over a limit.
+   */
+  private async admitAcrossSlots(batch: AdmitBatch, groups: AdmitGroup[], ttlMs: number): Promise<AdmitResult> {
+    const settled = await Promise.allSettled(
+      groups.map(async (g) =>
+        decodeAdmit(g.batch, await this.run(encodeAdmit(g.batch, this.opts(), { key: g.ticket, ttlMs }))),
+      ),
+    );
     let failure: unknown;
     let allAdmitted = true;
     for (const s of settled) {
@@ -175,26 +355,40 @@ class ScriptStore implements CounterStore {
       settled.forEach((s, gi) => {
         const r = (s as PromiseFulfilledResult<AdmitResult>).value;
         now = Math.max(now, r.now);
-        scatter(groups[gi]![0]!, r.windows, windows);
-        scatter(groups[gi]![1]!, r.gauges, gauges);
+        scatter(groups[gi]!.windows, r.windows, windows);
+        scatter(groups[gi]!.gauges, r.gauges, gauges);
       });
       return { admitted: true, now, windows, gauges };
     }
-    // Undo every group that applied, then answer as if nothing had been applied.
-    const undo: Promise<unknown>[] = [];
+    if (failure !== undefined) {
+      // Some group's answer is unknown (or it failed on data): undo every group that applied or may have applied.
+      settled.forEach((s, gi) => {
+        const g = groups[gi]!;
+        if (s.status === "rejected" ? isUnavailable(s.reason) : s.value.admitted)
+          this.compensateLater(g.batch, g.ticket);
+      });
+      throw failure;
+    }
+    // Every group answered and one denied: undo the groups that applied, then answer as if nothing had applied.
+    const undo: Array<Promise<unknown>> = [];
     let now = 0;
     let denied: DeniedAt | undefined;
     settled.forEach((s, gi) => {
-      if (s.status !== "fulfilled") return;
-      const r = s.value;
-      const sub = subs[gi]!;
-      const [wIdx, gIdx] = groups[gi] as [number[], number[]];
+      const r = (s as PromiseFulfilledResult<AdmitResult>).value;
+      const g = groups[gi]!;
+      const sub = g.batch;
       now = Math.max(now, r.now);
       if (r.admitted) {
-        undo.push(this.compensate(sub, r).catch(() => undefined));
+        undo.push(
+          this.undo(sub, g.ticket, "discard").catch((err: unknown) => {
+            // The undo's answer is lost too: finish the ticket in the background and fail this call.
+            this.compensateLater(sub, g.ticket);
+            failure ??= err;
+          }),
+        );
         sub.windows.forEach((w, j) => {
           const st = r.windows[j]!;
-          windows[wIdx[j]!] = {
+          windows[g.windows[j]!] = {
             start: st.start,
             counters: st.counters.map((c, ci) => ({
               value: c.value - w.counters[ci]!.amount,
@@ -205,17 +399,17 @@ class ScriptStore implements CounterStore {
         });
         r.gauges.forEach((gs, j) => {
           const inFlight = gs.inFlight - 1;
-          gauges[gIdx[j]!] = { inFlight, earliestExpiry: inFlight > 0 ? gs.earliestExpiry : null };
+          gauges[g.gauges[j]!] = { inFlight, earliestExpiry: inFlight > 0 ? gs.earliestExpiry : null };
         });
       } else {
-        scatter(wIdx, r.windows, windows);
-        scatter(gIdx, r.gauges, gauges);
+        scatter(g.windows, r.windows, windows);
+        scatter(g.gauges, r.gauges, gauges);
         const d = r.denied!;
         const global: DeniedAt =
           d.type === "counter"
-            ? { type: "counter", window: wIdx[d.window]!, counter: d.counter }
+            ? { type: "counter", window: g.windows[d.window]!, counter: d.counter }
             : d.type === "gauge"
-              ? { type: "gauge", gauge: gIdx[d.gauge]! }
+              ? { type: "gauge", gauge: g.gauges[d.gauge]! }
               : d;
         if (!denied || deniedRank(global) < deniedRank(denied)) denied = global;
       }
@@ -225,51 +419,39 @@ class ScriptStore implements CounterStore {
     return { admitted: false, now, denied: denied!, windows, gauges };
   }
 
-  private async compensate(sub: AdmitBatch, applied: AdmitResult): Promise<void> {
-    const lease = sub.lease;
-    const adjust: AdjustBatch = {
-      readBack: false,
-      windows: sub.windows.map((w, j) => ({
-        key: w.key,
-        windowMs: w.windowMs,
-        algorithm: w.algorithm,
-        expectStart: applied.windows[j]!.start,
-        counters: w.counters.map((c) => ({ name: c.name, delta: -c.amount })),
-      })),
-    };
-    if (lease) {
-      adjust.release = {
-        id: lease.id,
-        gauges: sub.gauges.map((g) => ({ key: g.key, name: g.name })),
-        holds: sub.windows.flatMap((w) =>
-          w.counters.filter((c) => (c.hold ?? 0) > 0).map((c) => ({ key: w.key, name: c.name })),
-        ),
-      };
-    }
-    await this.run(encodeAdjust(adjust, this.opts()));
-  }
+  // ---- adjust ----
 
   async adjust(batch: AdjustBatch): Promise<AdjustResult> {
     this.checkOpen();
     validateAdjustBatch(batch);
+    if (this.ready) await this.whenReady();
+    const t = batch.ticket;
+    const ticketOf = (slot: number | undefined): AdjustTicket | undefined =>
+      t && { key: this.ticketKeyOf(t.id, slot), mode: t.finish, keepMs: t.keepMs };
+    if (!this.slotOf) return this.adjustOne(batch, ticketOf(undefined));
     const rel = batch.release;
-    const groups = this.slotGroups(() => [
+    const groups = groupBySlot(this.slotOf, [
       batch.windows.map((w) => windowKey(this.prefix, w.key)),
       rel ? rel.gauges.map((g) => gaugeKey(this.prefix, g.key, g.name)) : [],
       rel ? rel.holds.map((h) => holdKeys(this.prefix, h.key, h.name)[0]) : [],
     ]);
-    if (!groups) return this.adjustOne(batch);
-    // Not atomic across slots (nothing can be); each slot group is atomic on its own.
-    const results = await Promise.all(
-      groups.map(([w, g, h]) => {
+    if (groups.length === 0) return this.adjustOne(batch, ticketOf(0));
+    if (groups.length === 1) return this.adjustOne(batch, ticketOf(groups[0]!.slot));
+    // Not atomic across slots (nothing can be); each slot group is atomic on its own, and exactly once by its ticket,
+    // so a retry of the whole batch applies only the groups that did not apply.
+    const settled = await Promise.allSettled(
+      groups.map(({ slot, idx: [w, g, h] }) => {
         const sub: AdjustBatch = { windows: pick(batch.windows, w!) };
         if (batch.readBack === false) sub.readBack = false;
         if (rel && (g!.length > 0 || h!.length > 0)) {
           sub.release = { id: rel.id, gauges: pick(rel.gauges, g!), holds: pick(rel.holds, h!) };
         }
-        return this.adjustOne(sub);
+        return this.adjustOne(sub, ticketOf(slot));
       }),
     );
+    const failed = settled.find((s) => s.status === "rejected");
+    if (failed) throw (failed as PromiseRejectedResult).reason;
+    const results = settled.map((s) => (s as PromiseFulfilledResult<AdjustResult>).value);
     const out: AdjustResult = {
       now: 0,
       applied: new Array(batch.windows.length),
@@ -279,47 +461,72 @@ class ScriptStore implements CounterStore {
     results.forEach((r, gi) => {
       out.now = Math.max(out.now, r.now);
       out.released += r.released;
-      scatter(groups[gi]![0]!, r.applied, out.applied);
-      scatter(groups[gi]![0]!, r.windows, out.windows);
+      scatter(groups[gi]!.idx[0]!, r.applied, out.applied);
+      scatter(groups[gi]!.idx[0]!, r.windows, out.windows);
     });
     if (batch.readBack === false) out.windows = [];
+    const ticket = combineTickets(results.map((r) => r.ticket));
+    if (ticket !== undefined) out.ticket = ticket;
     return out;
   }
 
-  private async adjustOne(batch: AdjustBatch): Promise<AdjustResult> {
-    return decodeAdjust(batch, await this.run(encodeAdjust(batch, this.opts())));
+  private async adjustOne(batch: AdjustBatch, ticket: AdjustTicket | undefined): Promise<AdjustResult> {
+    return decodeAdjust(batch, await this.run(encodeAdjust(batch, this.opts(), ticket)));
   }
+
+  // ---- renew ----
 
   async renew(lease: LeaseRef, ttlMs: number): Promise<number> {
     this.checkOpen();
     validateRenew(lease, ttlMs);
-    const groups = this.slotGroups(() => [
+    if (this.ready) await this.whenReady();
+    if (!this.slotOf) {
+      const r = await this.renewOne(lease, ttlMs, this.ticketKeyOf(lease.id, undefined));
+      return r.renewed + (r.ticket ? 1 : 0);
+    }
+    const groups = groupBySlot(this.slotOf, [
       lease.gauges.map((g) => gaugeKey(this.prefix, g.key, g.name)),
       lease.holds.map((h) => holdKeys(this.prefix, h.key, h.name)[0]),
+      (lease.windows ?? []).map((w) => windowKey(this.prefix, w)),
     ]);
-    if (!groups) return this.renewOne(lease, ttlMs);
     const counts = await Promise.all(
-      groups.map(([g, h]) =>
-        this.renewOne({ id: lease.id, gauges: pick(lease.gauges, g!), holds: pick(lease.holds, h!) }, ttlMs),
+      groups.map(({ slot, idx: [g, h] }) =>
+        this.renewOne(
+          { id: lease.id, gauges: pick(lease.gauges, g!), holds: pick(lease.holds, h!) },
+          ttlMs,
+          this.ticketKeyOf(lease.id, slot),
+        ),
       ),
     );
-    return counts.reduce((a, b) => a + b, 0);
+    // The ticket counts as one entry, however many slot groups keep a part of it.
+    return counts.reduce((n, r) => n + r.renewed, 0) + (counts.some((r) => r.ticket) ? 1 : 0);
   }
 
-  private async renewOne(lease: LeaseRef, ttlMs: number): Promise<number> {
-    return decodeRenew(await this.run(encodeRenew(lease, ttlMs, this.opts())));
+  private async renewOne(
+    lease: LeaseRef,
+    ttlMs: number,
+    ticket: string,
+  ): Promise<{ renewed: number; ticket: boolean }> {
+    return decodeRenew(await this.run(encodeRenew(lease, ttlMs, this.opts(), ticket)));
   }
+
+  // ---- read ----
 
   async read(query: ReadQuery): Promise<ReadResult> {
     this.checkOpen();
     validateReadQuery(query);
-    const groups = this.slotGroups(() => [
-      query.windows.map((w) => windowKey(this.prefix, w.key)),
-      query.gauges.map((g) => gaugeKey(this.prefix, g.key, g.name)),
-    ]);
-    if (!groups) return this.readOne(query);
+    if (this.ready) await this.whenReady();
+    const groups = this.slotOf
+      ? groupBySlot(this.slotOf, [
+          query.windows.map((w) => windowKey(this.prefix, w.key)),
+          query.gauges.map((g) => gaugeKey(this.prefix, g.key, g.name)),
+        ])
+      : [];
+    if (groups.length <= 1) return this.readOne(query);
     const results = await Promise.all(
-      groups.map(([w, g]) => this.readOne({ windows: pick(query.windows, w!), gauges: pick(query.gauges, g!) })),
+      groups.map(({ idx: [w, g] }) =>
+        this.readOne({ windows: pick(query.windows, w!), gauges: pick(query.gauges, g!) }),
+      ),
     );
     const out: ReadResult = {
       now: 0,
@@ -328,8 +535,8 @@ class ScriptStore implements CounterStore {
     };
     results.forEach((r, gi) => {
       out.now = Math.max(out.now, r.now);
-      scatter(groups[gi]![0]!, r.windows, out.windows);
-      scatter(groups[gi]![1]!, r.gauges, out.gauges);
+      scatter(groups[gi]!.idx[0]!, r.windows, out.windows);
+      scatter(groups[gi]!.idx[1]!, r.gauges, out.gauges);
     });
     return out;
   }
@@ -341,6 +548,9 @@ class ScriptStore implements CounterStore {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    // Compensations still waiting get one last chance while the connection is up.
+    if (this.replays.size > 0) await this.replays.flush(this.timeoutMs ?? 1000);
+    this.replays.close();
     await this.onClose?.();
   }
 }
@@ -353,6 +563,6 @@ class ScriptStore implements CounterStore {
  *   exec: evalshaWithFallback({ evalsha: ..., eval: ... }),
  * });
  */
-export function createScriptStore(options: ScriptStoreOptions): CounterStore {
-  return new ScriptStore(options);
+export function createScriptStore(options: ScriptStoreOptions): ScriptStore {
+  return new ScriptStoreImpl(options);
 }

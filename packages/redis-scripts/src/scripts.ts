@@ -22,10 +22,10 @@ export type ScriptName = "admit" | "adjust" | "renew" | "read";
  */
 // BEGIN SHAS
 const SHAS = {
-  admit: "ec22ca4ccdcdd46fca9d9711febeed1f4194237a",
-  adjust: "372324ffc6322c9ae7ecb8db4c8a23b413d222b7",
-  renew: "9f12171692e279baad6ab95525ff5d5605ef31fd",
-  read: "b26694d461d9e1df3e391571cdfd2f2f5b1bfa8d",
+  admit: "402d27fa60189740091360349ac5ad6aec351247",
+  adjust: "facfcd98877964971a7fc5521fc4672d616f845f",
+  renew: "360f472f7f588bc9824920db5e286e60078fb33a",
+  read: "fdac80c6b52f20d518ff593e7dce91505962cf12",
 } as const;
 // END SHAS
 

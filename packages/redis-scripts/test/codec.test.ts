@@ -39,42 +39,62 @@ describe("keys", () => {
 });
 
 describe("codec", () => {
-  it("encodes an admission: every key in KEYS, in the order the script reads them", () => {
+  it("encodes an admission: string keys first (one MGET), then hold keys, then gauges", () => {
     const call = encodeAdmit(batch, { prefix: "tg:" });
     expect(call.script.name).toBe("admit");
     expect(call.keys).toEqual([
       "tg:{api_key:abc}:window",
       "tg:{api_key:abc}:requests",
       "tg:{api_key:abc}:requests:prev",
-      "tg:{api_key:abc}:requests:holds",
-      "tg:{api_key:abc}:requests:held",
       "tg:{api_key:abc}:tokens",
       "tg:{api_key:abc}:tokens:prev",
+      "tg:{api_key:abc}:requests:holds",
+      "tg:{api_key:abc}:requests:held",
       "tg:{api_key:abc}:tokens:holds",
       "tg:{api_key:abc}:tokens:held",
       "tg:{api_key:abc}:max_parallel_requests",
     ]);
+    // clock, lease, ttl, ticket ttl, ns, nh, windows, gauges; window: ms, flags (sliding + holds), counters;
+    // per counter limit, amount, enforce, hold; per gauge limit, enforce.
     expect(call.args).toEqual([
-      "",
-      "L",
-      "30000",
-      "1",
-      "1",
-      "60000",
-      "1",
-      "2",
-      "10",
-      "1",
-      "0",
-      "1",
-      "1000",
-      "50",
-      "20",
-      "0",
-      "3",
-      "1",
+      ...["", "L", "30000", "0", "5", "2", "1", "1"],
+      ...["60000", "3", "2"],
+      ...["10", "1", "1", "0"],
+      ...["1000", "50", "0", "20"],
+      ...["3", "1"],
     ]);
     expect(encodeAdmit(batch, { prefix: "tg:", testNowMs: 1234 }).args[0]).toBe("1234");
+  });
+
+  it("a window declared noHolds takes no hold keys and no hold arguments; a ticket key comes first", () => {
+    const call = encodeAdmit(
+      {
+        windows: [
+          {
+            key: "{k}",
+            windowMs: 1000,
+            algorithm: "fixed",
+            noHolds: true,
+            counters: [
+              { name: "requests", limit: 5, amount: 1, enforce: true },
+              { name: "tokens", limit: 50, amount: 7, enforce: true },
+            ],
+          },
+        ],
+        gauges: [],
+        lease: { id: "L", ttlMs: 9 },
+        ticket: true,
+      },
+      { prefix: "" },
+      { key: "ticket:L", ttlMs: 9 },
+    );
+    expect(call.keys).toEqual(["ticket:L", "{k}:window", "{k}:requests", "{k}:tokens"]);
+    expect(call.args).toEqual([
+      ...["", "L", "9", "9", "4", "0", "1", "0"],
+      ...["1000", "0", "2"],
+      ...["5", "1", "1"],
+      ...["50", "7", "1"],
+    ]);
   });
 
   it("encodes adjust, renew and read with release keys after the window keys", () => {
@@ -86,9 +106,11 @@ describe("codec", () => {
         release: { id: "L", gauges: [{ key: "{a}", name: "g" }], holds: [{ key: "{b}", name: "h" }] },
       },
       { prefix: "" },
+      { key: "ticket:L", mode: "settle", keepMs: 60_000 },
     );
     // A fixed window has no `:prev` key (the sliding admission above has one per counter).
     expect(adj.keys).toEqual([
+      "ticket:L",
       "{a}:window",
       "{a}:t",
       "{a}:t:holds",
@@ -97,13 +119,28 @@ describe("codec", () => {
       "{b}:h:holds",
       "{b}:h:held",
     ]);
-    expect(adj.args).toEqual(["", "L", "1", "1", "1", "1", "1000", "0", "1", "5", "1", "-2"]);
-    // Without read-back the adjusted counters take no hold keys (the released ones still do).
+    // clock, lease, ns, nh, windows, gauges, holds, read-back, ticket mode, keep; window: ms, flags, guard, start,
+    // counters, deltas.
+    expect(adj.args).toEqual([
+      ...["", "L", "3", "1", "1", "1", "1", "1", "1", "60000"],
+      ...["1000", "2", "1", "5", "1", "-2"],
+    ]);
+    // Without read-back the adjusted counters take no hold keys (the released ones still do), and a guarded
+    // window's counters with a delta of 0 are left out.
     const leanBatch: AdjustBatch = {
       readBack: false,
       windows: [
-        { key: "{a}", windowMs: 1000, algorithm: "fixed", expectStart: 5, counters: [{ name: "t", delta: -2 }] },
-        { key: "{s}", windowMs: 1000, algorithm: "sliding", counters: [{ name: "t", delta: 1 }] },
+        {
+          key: "{a}",
+          windowMs: 1000,
+          algorithm: "fixed",
+          expectStart: 5,
+          counters: [
+            { name: "r", delta: 0 },
+            { name: "t", delta: -2 },
+          ],
+        },
+        { key: "{s}", windowMs: 1000, algorithm: "sliding", counters: [{ name: "t", delta: 0 }] },
       ],
       release: { id: "L", gauges: [], holds: [{ key: "{b}", name: "h" }] },
     };
@@ -117,12 +154,18 @@ describe("codec", () => {
       "{b}:h:holds",
       "{b}:h:held",
     ]);
-    expect(lean.args[5]).toBe("0");
-    // The short reply: now, released, applied per window.
-    expect(decodeAdjust(leanBatch, [7, 1, 1, 0])).toEqual({ now: 7, released: 1, applied: [true, false], windows: [] });
-    const ren = encodeRenew({ id: "L", gauges: [{ key: "{a}", name: "g" }], holds: [] }, 500, { prefix: "" });
-    expect(ren.keys).toEqual(["{a}:g"]);
-    expect(ren.args).toEqual(["", "L", "500", "1", "0"]);
+    expect(lean.args.slice(0, 10)).toEqual(["", "L", "5", "0", "2", "0", "1", "0", "0", "0"]);
+    // The short reply: now, released, ticket state, applied per window.
+    expect(decodeAdjust(leanBatch, [7, 1, 0, 1, 0])).toEqual({
+      now: 7,
+      released: 1,
+      applied: [true, false],
+      windows: [],
+    });
+    expect(decodeAdjust(leanBatch, [7, 0, 3, 0, 0]).ticket).toBe("finished");
+    const ren = encodeRenew({ id: "L", gauges: [{ key: "{a}", name: "g" }], holds: [] }, 500, { prefix: "" }, "t:L");
+    expect(ren.keys).toEqual(["{a}:g", "t:L"]);
+    expect(ren.args).toEqual(["", "L", "500", "1", "0", "1"]);
     const rd = encodeRead({ windows: [], gauges: [{ key: "{a}", name: "g" }] }, { prefix: "" });
     expect(rd.keys).toEqual(["{a}:g"]);
   });
@@ -145,6 +188,7 @@ describe("codec", () => {
       ],
       gauges: [{ inFlight: 3, earliestExpiry: 150 }],
     });
+    expect(decodeAdmit(batch, [0, 100, 3, 0, 0, 90, 3, 1, 0, 400, 2, 20, 3, 150]).denied).toEqual({ type: "ticket" });
     expect(decodeRead({ windows: [], gauges: [{ key: "{a}", name: "g" }] }, [7, 0, -1]).gauges[0]).toEqual({
       inFlight: 0,
       earliestExpiry: null,

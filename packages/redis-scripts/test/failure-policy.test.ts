@@ -1,4 +1,9 @@
-import { type AdmitBatch, type CounterStore, StoreUnavailableError, TollgateError } from "@tollgate/core";
+import {
+  type AdmitBatch,
+  type CounterStore,
+  StoreUnavailableError,
+  TollgateError,
+} from "@tollgate/core";
 import { createMemoryStore } from "@tollgate/store-memory";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { perInstanceLimit, type StoreHealthEvent, withFailurePolicy } from "../src/index.js";
@@ -118,7 +123,8 @@ describe("withFailurePolicy", () => {
 
   it("fallback: decides on a local store with each limit divided by the instance count", async () => {
     const { store: backend, state } = switchableBackend();
-    const store = withFailurePolicy(backend, { policy: "fallback", instances: 3 });
+    const fallbackStore = createMemoryStore();
+    const store = withFailurePolicy(backend, { policy: "fallback", instances: 3, fallbackStore, closeFallback: true });
     state.mode = "refused";
     const results = [];
     for (let i = 0; i < 6; i++) results.push(await store.admit(batch(10)));
@@ -150,5 +156,12 @@ describe("withFailurePolicy", () => {
     expect(() => withFailurePolicy(backend, { timeoutMs: 0 })).toThrow(TollgateError);
     expect(() => withFailurePolicy(backend, { instances: 0 })).toThrow(TollgateError);
     expect(() => withFailurePolicy(backend, { policy: "maybe" as never })).toThrow(TollgateError);
+    // The fallback decides on a store given up front; without one the policy cannot work.
+    expect(() => withFailurePolicy(backend, { policy: "fallback" })).toThrow(
+      expect.objectContaining({ code: "INVALID_ARGUMENT" }),
+    );
+    expect(() => withFailurePolicy(backend, { policy: "fallback", fallbackStore: {} as never })).toThrow(
+      expect.objectContaining({ code: "INVALID_ARGUMENT" }),
+    );
   });
 });

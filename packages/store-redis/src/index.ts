@@ -4,54 +4,50 @@
  */
 import { TollgateError } from "@tollgate/core";
 import {
-  createScriptStore,
+  assembleRemoteStore,
   evalshaWithFallback,
-  type FailurePolicy,
-  type FailurePolicyOptions,
+  type RemoteStoreOptions,
   type ResilientStore,
-  resolveFailurePolicyOptions,
+  resolveRemoteOptions,
+  SCRIPTS,
   type ScriptExecutor,
-  withFailurePolicy,
 } from "@tollgate/redis-scripts";
+import { createMemoryStore } from "@tollgate/store-memory";
 import calculateSlot from "cluster-key-slot";
 import { Cluster, type ClusterNode, type ClusterOptions, Redis, type RedisOptions } from "ioredis";
 
 export type {
   FailurePolicy,
+  RemoteStoreOptions,
   ResilientStore,
   StoreHealth,
   StoreHealthEvent,
 } from "@tollgate/redis-scripts";
 
-/** Options of {@link createRedisStore}. Give exactly one of `client`, `connection` or `cluster`. */
-export interface RedisStoreOptions {
+/** Default of {@link RedisStoreOptions.timeoutMs}. */
+export const DEFAULT_REDIS_TIMEOUT_MS = 250;
+
+/**
+ * Options of {@link createRedisStore}: the options every remote store shares ({@link RemoteStoreOptions}), and
+ * exactly one of `client`, `connection` or `cluster`.
+ */
+export interface RedisStoreOptions extends RemoteStoreOptions {
   /**
    * An ioredis `Redis` or `Cluster` client to use. The store never closes it. Its own settings apply; set
-   * `commandTimeout` and `maxRetriesPerRequest` on it yourself (see the README) for fast failure.
+   * `commandTimeout` and `maxRetriesPerRequest: 0` on it yourself (see the README) for fast failure.
    */
   client?: Redis | Cluster;
   /** A `redis://` URL or ioredis options for a standalone client the store creates and closes. */
   connection?: string | RedisOptions;
   /** Startup nodes (and options) for a Cluster client the store creates and closes. */
   cluster?: { nodes: ClusterNode[]; options?: ClusterOptions };
-  /** Prepended to every key, outside the braces (`tollgate:{api_key:abc}:requests`). @default "tollgate:" */
-  prefix?: string;
-  /** What calls get while Redis is unavailable: `closed`, `open` or `fallback`. @default "closed" */
-  failurePolicy?: FailurePolicy;
   /**
-   * Milliseconds after which a call counts as failed. Also the `commandTimeout` of a client the store creates.
-   * @default 100
+   * A script call that has not answered after this many ms counts as failed (also the `commandTimeout` of a client
+   * the store creates). An admission that fails this way is undone in the background, since Redis may still apply
+   * it; a settle or release with a ticket is replayed until Redis answers.
+   * @default 250
    */
   timeoutMs?: number;
-  /** While degraded, at most one call per this many ms probes Redis; the first answer recovers. @default 1000 */
-  retryIntervalMs?: number;
-  /** `fallback` only: each limit is divided by this many instances on the local store. @default 1 */
-  fallbackInstances?: number;
-  /**
-   * Testing only: the store clock in ms, used by the scripts instead of Redis TIME (lets tests move time
-   * without sleeping). Never set it in production: instances would stop agreeing on time. @default undefined
-   */
-  testClock?: () => number;
 }
 
 /** Settings of clients the store creates: fail fast instead of queueing, reconnect forever. */
@@ -71,16 +67,46 @@ function isCluster(client: Redis | Cluster): client is Cluster {
   return (client as Cluster).isCluster === true;
 }
 
+/** Resolves once a Cluster client knows its nodes (at once when it already does). */
+function clusterReady(cluster: Cluster): Promise<void> {
+  if (cluster.status === "ready") return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const onReady = () => {
+      cluster.off("error", onError);
+      resolve();
+    };
+    const onError = (err: unknown) => {
+      cluster.off("ready", onReady);
+      reject(err);
+    };
+    cluster.once("ready", onReady);
+    cluster.once("error", onError);
+  });
+}
+
+/** `SCRIPT LOAD` of `source` on the standalone server, or on every master of the Cluster. */
+async function loadScript(client: Redis | Cluster, source: string): Promise<void> {
+  if (!isCluster(client)) {
+    await client.script("LOAD", source);
+    return;
+  }
+  await clusterReady(client);
+  await Promise.all(client.nodes("master").map((node) => node.script("LOAD", source)));
+}
+
 function ioredisExecutor(client: Redis | Cluster): ScriptExecutor {
   return evalshaWithFallback({
     evalsha: (sha, keys, args) => client.evalsha(sha, keys.length, ...keys, ...args),
     eval: (source, keys, args) => client.eval(source, keys.length, ...keys, ...args),
+    load: (source) => loadScript(client, source),
   });
 }
 
 /**
  * Creates the Redis `CounterStore`. Standalone: one round trip per admission, adjustment and renewal.
- * Cluster: one script per hash-slot group, in parallel, with compensation when a group denies.
+ * Cluster: one script per hash-slot group, in parallel, with compensation when a group denies or does not answer.
+ * The scripts are loaded (`SCRIPT LOAD`, every master of a Cluster) as the store is created; the first calls wait
+ * for that, at most `timeoutMs`.
  * @example
  * import { Redis } from "ioredis";
  * const store = createRedisStore({ client: new Redis(process.env.REDIS_URL!), failurePolicy: "fallback" });
@@ -89,19 +115,27 @@ function ioredisExecutor(client: Redis | Cluster): ScriptExecutor {
  * await store.close(); // quits the client it created
  */
 export function createRedisStore(options: RedisStoreOptions): ResilientStore {
+  // Bad options must throw before a client exists: a created client connects at once and would reconnect forever
+  // with nothing left to close it.
+  const resolved = resolveRemoteOptions(options, "redis", DEFAULT_REDIS_TIMEOUT_MS);
   const given = [options.client, options.connection, options.cluster].filter((x) => x !== undefined).length;
   if (given !== 1) {
     throw new TollgateError("INVALID_ARGUMENT", "createRedisStore needs exactly one of client, connection or cluster");
   }
-  const policyOptions: FailurePolicyOptions = {
-    policy: options.failurePolicy,
-    timeoutMs: options.timeoutMs,
-    retryIntervalMs: options.retryIntervalMs,
-    instances: options.fallbackInstances,
-  };
-  // Bad failure-policy options must throw before a client exists: a created client connects at once and
-  // would reconnect forever with nothing left to close it.
-  const { timeoutMs } = resolveFailurePolicyOptions(policyOptions);
+  if (options.client !== undefined && !(options.client instanceof Redis || options.client instanceof Cluster)) {
+    throw new TollgateError("INVALID_ARGUMENT", "[redis] client must be an ioredis Redis or Cluster");
+  }
+  if (options.cluster !== undefined && !Array.isArray(options.cluster.nodes)) {
+    throw new TollgateError("INVALID_ARGUMENT", "[redis] cluster.nodes must be an array of { host, port }");
+  }
+  if (
+    options.connection !== undefined &&
+    typeof options.connection !== "string" &&
+    typeof options.connection !== "object"
+  ) {
+    throw new TollgateError("INVALID_ARGUMENT", "[redis] connection must be a redis:// URL or ioredis options");
+  }
+  const { timeoutMs } = resolved;
   const owned = !options.client;
   let client: Redis | Cluster;
   if (options.client) {
@@ -121,12 +155,12 @@ export function createRedisStore(options: RedisStoreOptions): ResilientStore {
     // Connection errors surface through calls (as STORE_UNAVAILABLE) and health events, not as unhandled events.
     client.on("error", () => {});
   }
-  const core = createScriptStore({
+  return assembleRemoteStore(options, resolved, {
     name: "redis",
     exec: ioredisExecutor(client),
-    prefix: options.prefix,
     slotOf: isCluster(client) ? calculateSlot : undefined,
-    testClock: options.testClock,
+    ready: () => Promise.all(SCRIPTS.map((s) => loadScript(client, s.source))),
+    createFallback: () => createMemoryStore(),
     onClose: owned
       ? async () => {
           // QUIT lets pending replies arrive; a dead server cannot answer it, so bound the wait.
@@ -141,5 +175,4 @@ export function createRedisStore(options: RedisStoreOptions): ResilientStore {
         }
       : undefined,
   });
-  return withFailurePolicy(core, policyOptions);
 }

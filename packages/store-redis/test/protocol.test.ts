@@ -1,4 +1,4 @@
-import { ADJUST_SCRIPT, ADMIT_SCRIPT, RENEW_SCRIPT } from "@tollgate/redis-scripts";
+import { ADJUST_SCRIPT, ADMIT_SCRIPT, RENEW_SCRIPT, SCRIPTS } from "@tollgate/redis-scripts";
 import { type RedisServerHandle, startRedisServer } from "@tollgate/test-servers";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -44,22 +44,35 @@ const threeDescriptors = () => [
 ];
 
 describe("protocol", () => {
-  it("EVALSHA falls back to EVAL after SCRIPT FLUSH, then uses EVALSHA again", async () => {
+  it("loads every script as the store is created, before the first admission", async () => {
+    await admin.script("FLUSH");
+    const s0 = await commandStats();
+    const store = createRedisStore({ connection: server.url, prefix: `tgtest:${uid()}:` });
+    expect((await store.admit({ windows: threeDescriptors(), gauges: [] })).admitted).toBe(true);
+    const s1 = await commandStats();
+    const delta = (name: string) => (s1[name] ?? 0) - (s0[name] ?? 0);
+    expect(delta("script|load")).toBe(SCRIPTS.length);
+    expect(delta("evalsha")).toBe(1);
+    expect(delta("eval")).toBe(0);
+    for (const s of SCRIPTS) expect(await admin.script("EXISTS", s.sha1)).toEqual([1]);
+    await store.close();
+  });
+
+  it("after SCRIPT FLUSH, 50 concurrent calls load the script once and send EVALSHA again, never EVAL", async () => {
     const store = createRedisStore({ client: admin, prefix: `tgtest:${uid()}:` });
     const batch = { windows: threeDescriptors(), gauges: [] };
     expect((await store.admit(batch)).admitted).toBe(true);
     await admin.script("FLUSH");
     expect(await admin.script("EXISTS", ADMIT_SCRIPT.sha1)).toEqual([0]);
     const s0 = await commandStats();
-    const r = await store.admit(batch);
-    expect(r.admitted).toBe(true);
-    expect(r.windows[0]!.counters[0]!.value).toBe(2);
+    const burst = await Promise.all(Array.from({ length: 50 }, () => store.admit(batch)));
+    expect(burst.every((r) => r.admitted)).toBe(true);
     const s1 = await commandStats();
-    expect((s1.eval ?? 0) - (s0.eval ?? 0)).toBe(1);
+    const delta = (name: string) => (s1[name] ?? 0) - (s0[name] ?? 0);
+    expect(delta("eval")).toBe(0);
+    expect(delta("script|load")).toBe(1);
     expect(await admin.script("EXISTS", ADMIT_SCRIPT.sha1)).toEqual([1]);
-    expect((await store.admit(batch)).windows[0]!.counters[0]!.value).toBe(3);
-    const s2 = await commandStats();
-    expect((s2.eval ?? 0) - (s1.eval ?? 0)).toBe(0);
+    expect((await store.admit(batch)).windows[0]!.counters[0]!.value).toBe(52);
     await store.close();
   });
 

@@ -5,6 +5,7 @@
 
 export type {
   FailurePolicy,
+  RemoteStoreOptions,
   ResilientStore,
   StoreHealth,
   StoreHealthEvent,

@@ -1,18 +1,19 @@
-import type { CounterStore } from "@tollgate/core";
 import { TollgateError } from "@tollgate/core";
 import {
-  createScriptStore,
-  type FailurePolicy,
-  type FailurePolicyOptions,
+  assembleRemoteStore,
+  type RemoteStoreOptions,
   type ResilientStore,
-  resolveFailurePolicyOptions,
-  withFailurePolicy,
+  resolveRemoteOptions,
 } from "@tollgate/redis-scripts";
+import { createMemoryStore } from "@tollgate/store-memory";
 import { Redis } from "@upstash/redis";
 import { requesterOf, upstashExecutor } from "./executor.js";
 
-/** Options of {@link createUpstashStore}. Give either `client`, or `url` and `token`. */
-export interface UpstashStoreOptions {
+/**
+ * Options of {@link createUpstashStore}: the options every remote store shares ({@link RemoteStoreOptions}), and
+ * either `client`, or `url` and `token`.
+ */
+export interface UpstashStoreOptions extends RemoteStoreOptions {
   /**
    * A client from `@upstash/redis` (or `@upstash/redis/cloudflare`, `@upstash/redis/fastly`). The store never
    * closes it. Its auto-pipelining and automatic deserialization settings do not matter: the store sends each
@@ -28,15 +29,6 @@ export interface UpstashStoreOptions {
   url?: string;
   /** REST token of the database (`UPSTASH_REDIS_REST_TOKEN`), used with `url`. @default undefined */
   token?: string;
-  /** Prepended to every key, outside the braces, so several apps can share one database. @default "tollgate:" */
-  prefix?: string;
-  /**
-   * What calls get when Upstash cannot answer within `timeoutMs`: `"closed"` throws `StoreUnavailableError`
-   * (`code: "STORE_UNAVAILABLE"`), `"open"` admits without counting (`degraded: "open"`), `"fallback"` decides
-   * on a local in-memory store (`degraded: "fallback"`).
-   * @default "closed"
-   */
-  failurePolicy?: FailurePolicy;
   /**
    * A call (one HTTP request, two on a NOSCRIPT fallback) that has not answered after this many ms counts as a
    * failure: the request is aborted and the failure policy decides. HTTPS round trips to a database in the same
@@ -44,32 +36,6 @@ export interface UpstashStoreOptions {
    * @default 500
    */
   timeoutMs?: number;
-  /**
-   * While degraded, calls answer at once by the policy, except one probe at most every `retryIntervalMs`; the
-   * first probe that answers switches back to healthy.
-   * @default 1000
-   */
-  retryIntervalMs?: number;
-  /**
-   * `fallback` only: each limit is divided by this number of instances (rounded down, at least 1 for a positive
-   * limit), so N instances deciding locally stay near the shared limit.
-   * @default 1
-   */
-  fallbackInstances?: number;
-  /**
-   * `fallback` only: the local store. When omitted, a `@tollgate/store-memory` store is created and closed by
-   * `close()`; an injected one is never closed.
-   * @default createMemoryStore()
-   */
-  fallbackStore?: CounterStore;
-  /** Local clock for retry intervals, health events and `open` results (never for limits). @default Date.now */
-  now?: () => number;
-  /**
-   * Testing only: the store clock in ms, read on every call and used by the scripts instead of Redis `TIME`
-   * (lets tests move time without sleeping). Never set it in production: instances would stop agreeing on time.
-   * @default undefined (Redis TIME)
-   */
-  testClock?: () => number;
 }
 
 /** Default of {@link UpstashStoreOptions.timeoutMs}. */
@@ -102,25 +68,11 @@ function clientFrom(options: UpstashStoreOptions): Redis {
  * const store = createUpstashStore({ client: Redis.fromEnv(), failurePolicy: "fallback" });
  */
 export function createUpstashStore(options: UpstashStoreOptions = {}): ResilientStore {
-  const policyOptions: FailurePolicyOptions = {
-    policy: options.failurePolicy,
-    timeoutMs: options.timeoutMs ?? DEFAULT_UPSTASH_TIMEOUT_MS,
-    retryIntervalMs: options.retryIntervalMs,
-    instances: options.fallbackInstances,
-    fallbackStore: options.fallbackStore,
-    now: options.now,
-  };
-  // The failure policy's own checks (INVALID_DURATION for timeoutMs), before the executor is built on timeoutMs.
-  const { timeoutMs } = resolveFailurePolicyOptions(policyOptions);
-  // null and undefined both mean the default prefix (applied by createScriptStore).
-  if (options.prefix != null && typeof options.prefix !== "string") {
-    throw new TollgateError("INVALID_ARGUMENT", "[upstash] prefix must be a string");
-  }
-  const backend = createScriptStore({
+  // The shared checks (INVALID_DURATION for timeoutMs, ...), before the executor is built on timeoutMs.
+  const resolved = resolveRemoteOptions(options, "upstash", DEFAULT_UPSTASH_TIMEOUT_MS);
+  return assembleRemoteStore(options, resolved, {
     name: "upstash",
-    exec: upstashExecutor(requesterOf(clientFrom(options)), timeoutMs),
-    prefix: options.prefix,
-    testClock: options.testClock,
+    exec: upstashExecutor(requesterOf(clientFrom(options)), resolved.timeoutMs),
+    createFallback: () => createMemoryStore(),
   });
-  return withFailurePolicy(backend, policyOptions);
 }

@@ -12,6 +12,11 @@ import { CORRUPT_MARKER } from "../errors.js";
  *   A key of the wrong type makes `redis.call` raise `WRONGTYPE`, mapped the same way.
  * - Scripts read (and validate) everything before their first observable write, so an error never
  *   leaves a half-applied batch. Only prunes of expired entries may happen before an error.
+ * - KEYS come in sections the encoder sizes for the script (counts in ARGV): first every string key (the ticket,
+ *   then per window its start and counter values), so one `MGET` over `KEYS[1..ns]` reads them all with no table
+ *   built in Lua; then the hold keys; then the lease keys.
+ * - Tickets (contract 2) are strings: `o<ms>` open (with the time its admission applied), `f` finished; an absent
+ *   key is unknown.
  */
 export const PRELUDE = `
 -- Globals read once: local access is cheaper than a global lookup on every use.
@@ -42,30 +47,24 @@ local function count(key, raw)
   return n
 end
 
--- Reads string keys with one MGET. MGET answers nil for a key of another type, so the nils are checked with
--- one EXISTS (only when some are nil) and a key that exists there raises WRONGTYPE.
-local function load(keys)
-  if #keys == 0 then return {} end
-  local vals = call('MGET', unpack(keys))
-  local missing
-  for i = 1, #keys do
-    if not vals[i] then
-      missing = missing or {}
-      missing[#missing + 1] = keys[i]
-    end
-  end
+-- MGET answers nil for a key of another type: the keys it answered nil for are checked with one EXISTS, and a key
+-- that exists there raises WRONGTYPE. Called with the list of such keys (nil when there were none).
+local function check_missing(missing)
   if missing and call('EXISTS', unpack(missing)) > 0 then
     for _, key in ipairs(missing) do
       local t = call('TYPE', key)['ok']
       if t ~= 'none' then error({ err = 'WRONGTYPE ' .. key .. ' holds a ' .. t .. ', expected a string' }) end
     end
   end
-  return vals
 end
 
--- True when any of the keys exists (one EXISTS call; false for an empty list).
-local function any_exists(keys)
-  return #keys > 0 and call('EXISTS', unpack(keys)) > 0
+-- A ticket's state from its stored value: 1 open (\`o<admitted at, ms>\`), 2 unknown (absent), 3 finished (\`f\`);
+-- and, when open, the time its admission was applied.
+local function ticket_state(key, raw)
+  if not raw then return 2, nil end
+  if raw == 'f' then return 3, nil end
+  if match(raw, '^o%d+$') and #raw < 19 then return 1, tonumber(string.sub(raw, 2)) end
+  corrupt(key, 'is not a ticket')
 end
 
 -- The store clock: server TIME in ms, unless a test clock is injected (ARGV[1] of every script).
@@ -75,10 +74,13 @@ local function clock(injected)
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
--- Rolls a window (contract step 3). Returns start and kind: 0 current, 1 fresh, 2 shifted (sliding).
-local function roll(stored, W, sliding, now)
+-- Rolls a window (contract step 3). Returns start and kind: 0 current, 1 fresh, 2 shifted (sliding). A start more
+-- than one window ahead of the clock was not written by a script (it would never roll): corrupt data. A start a
+-- little ahead (a clock stepped back) is a current window.
+local function roll(key, stored, W, sliding, now)
   if not stored then return now, 1 end
   local e = now - stored
+  if e < -W then corrupt(key, 'starts more than one window in the future') end
   if e < W then return stored, 0 end
   if sliding and e < 2 * W then return stored + W, 2 end
   return now, 1
@@ -115,84 +117,6 @@ local function held_pruned(holds, held, now, id)
     if all[i] == id then mine = a end
   end
   return sum, mine
-end
-
--- Keys per counter in KEYS: value, previous value (sliding windows only), holds, held (the two hold keys are left
--- out where a script reads no holds: adjust without read-back). A counter's keys start at kk; its holds key is at
--- kk + stride - 2 and its held key right after.
-local function stride(sliding, holds)
-  local n = 1
-  if sliding then n = 2 end
-  if holds ~= false then n = n + 2 end
-  return n
-end
-
--- Layout pass of admit, adjust and read over the windows described in ARGV from index a: each window has
--- \`head\` arguments (windowMs first, sliding flag second, number of counters at offset nco), then \`per\`
--- arguments per counter. Answers one table per window field: first key (wk), first argument (wa), number of
--- counters (wn), windowMs (ww), sliding (wsl); the keys MGET reads (starts, values, previous values of sliding
--- windows) and the hold keys, in KEYS order; and the key and argument indices after the windows. With holds
--- false, counters have no hold keys (see stride).
-local function layout(nw, a, nco, head, per, holds)
-  local wk, wa, wn, ww, wsl = {}, {}, {}, {}, {}
-  local skeys, hkeys, ns, nh, k = {}, {}, 0, 0, 1
-  for w = 1, nw do
-    local nc, sliding = tonumber(ARGV[a + nco]), ARGV[a + 1] == '1'
-    wk[w], wa[w], wn[w], ww[w], wsl[w] = k, a, nc, tonumber(ARGV[a]), sliding
-    ns = ns + 1
-    skeys[ns] = KEYS[k]
-    k = k + 1
-    for _ = 1, nc do
-      ns = ns + 1
-      skeys[ns] = KEYS[k]
-      if sliding then
-        ns = ns + 1
-        skeys[ns] = KEYS[k + 1]
-        k = k + 1
-      end
-      if holds ~= false then
-        hkeys[nh + 1], hkeys[nh + 2] = KEYS[k + 1], KEYS[k + 2]
-        nh = nh + 2
-        k = k + 2
-      end
-      k = k + 1
-    end
-    a = a + head + per * nc
-  end
-  return wk, wa, wn, ww, wsl, skeys, hkeys, k, a
-end
-
--- One counter's value and previous value, from the MGET answer at vals[si] (and vals[si + 1] for a sliding
--- window), after the window's roll kind. Answers value, previous, and the next index into vals.
-local function counter_values(kk, vals, si, sliding, kind)
-  local v = count(KEYS[kk], vals[si])
-  si = si + 1
-  local p = 0
-  if sliding then
-    p = count(KEYS[kk + 1], vals[si])
-    si = si + 1
-  end
-  if kind == 1 then
-    v, p = 0, 0
-  elseif kind == 2 then
-    v, p = 0, v
-  end
-  return v, p, si
-end
-
--- One counter's state: its values (see counter_values) and its holds (pruned). kk is its first key and st the
--- stride of its window (see stride). Answers value, previous, live held total, amount held by lease id, whether
--- the value key existed, and the next index into vals.
-local function read_counter(kk, st, vals, si, sliding, kind, holds_in_use, now, id)
-  local raw = vals[si]
-  local v, p
-  v, p, si = counter_values(kk, vals, si, sliding, kind)
-  local h, m = 0, 0
-  local hk = kk + st - 2
-  if holds_in_use and call('EXISTS', KEYS[hk], KEYS[hk + 1]) > 0 then
-    h, m = held_pruned(KEYS[hk], KEYS[hk + 1], now, id)
-  end
-  return v, p, h, m, raw ~= false, si
 end
 
 -- Read-only variant: the live total without pruning anything.

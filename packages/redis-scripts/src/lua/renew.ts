@@ -1,20 +1,22 @@
 import { PRELUDE } from "./prelude.js";
 
 /**
- * `renew`: sets the expiry of every live entry of a lease to now + ttl (docs/store-contract.md, "Leases").
- * An expired entry is not revived.
+ * `renew`: sets the expiry of every live entry of a lease to now + ttl (docs/store-contract.md, "Leases"), and of
+ * its ticket while open. An expired entry is not revived.
  *
  * KEYS, in order:
  * - per gauge: `P{base}:<name>` (sorted set lease id -> expiry)
  * - per hold: `P{base}:<name>:holds` (sorted set lease id -> expiry), `P{base}:<name>:held` (hash)
+ * - the ticket key, when ARGV[6] is `1`
  *
  * ARGV:
  * - `ARGV[1]` test clock in ms (`""` in production: server TIME)
  * - `ARGV[2]` lease id
  * - `ARGV[3]` new TTL in ms
  * - `ARGV[4]` number of gauges, `ARGV[5]` number of holds
+ * - `ARGV[6]` `1` when the last key is the lease's ticket
  *
- * Reply: { now, number of entries renewed } (0 = the lease is gone).
+ * Reply: { now, number of gauge and hold entries renewed, 1 when an open ticket was renewed else 0 }.
  */
 export const RENEW_LUA = `${PRELUDE}
 local now = clock(ARGV[1])
@@ -43,6 +45,12 @@ for i = 1, ng + 2 * nh do
     error({ err = 'WRONGTYPE ' .. KEYS[i] .. ' is a ' .. t .. ', expected a ' .. want })
   end
 end
+local ticket = 0
+local tkey = KEYS[ng + 2 * nh + 1]
+if ARGV[6] == '1' then
+  local raw = call('GET', tkey)
+  if ticket_state(tkey, raw) == 1 then ticket = 1 end
+end
 
 for g = 1, ng do
   if renew_in(KEYS[g]) then renewed = renewed + 1 end
@@ -54,6 +62,7 @@ for h = 1, nh do
     renewed = renewed + 1
   end
 end
+if ticket == 1 then call('PEXPIRE', tkey, ARGV[3]) end
 
-return { now, renewed }
+return { now, renewed, ticket }
 `;
