@@ -206,6 +206,18 @@ interface Mirrored {
   ticket: boolean;
 }
 
+/** The last state the backend answered for a window, mirrored for the fallback (LiteLLM mirrors its counters too). */
+interface SeenWindow {
+  windowMs: number;
+  algorithm: "fixed" | "sliding";
+  noHolds: boolean | undefined;
+  names: string[];
+  /** value + held per counter, as the backend last answered. */
+  used: number[];
+  /** Local time at which the window ends, as far as the last answer tells. */
+  endsAt: number;
+}
+
 /** A bounded insertion-ordered map: the oldest entry goes beyond `max`. */
 function boundedSet<K, V>(map: Map<K, V>, key: K, value: V, max: number): void {
   map.delete(key);
@@ -228,6 +240,8 @@ class FailurePolicyStore implements ResilientStore {
   private readonly replays: ReplayQueue;
   /** `fallback`: in-flight leases taken on the backend by this process, by lease id. */
   private readonly inflight = new Map<string, Mirrored>();
+  /** `fallback`: the last counts the backend answered per window key, to seed the local store in an outage. */
+  private readonly seen = new Map<string, SeenWindow>();
   /** `fallback`: leases (and tickets) admitted by the local store; their settles and releases stay local. */
   private readonly localTickets = new Map<string, true>();
   private state: StoreHealth = "healthy";
@@ -317,7 +331,7 @@ class FailurePolicyStore implements ResilientStore {
       }
       this.lastError = err;
       this.lastTry = this.now();
-      if (this.state === "healthy" && this.policy === "fallback") await this.mirrorInflight();
+      if (this.state === "healthy" && this.policy === "fallback") await this.seedFallback();
       this.switchTo("degraded", err);
       return this.degradedAnswer(degraded);
     } finally {
@@ -335,12 +349,29 @@ class FailurePolicyStore implements ResilientStore {
   }
 
   /**
-   * Entering an outage with the `fallback` policy: the leases this process holds on the backend are taken on the
-   * local store too (never denied), so requests already in flight count against the local share of each
-   * `max_parallel_requests` limit and their releases free them there.
+   * Entering an outage with the `fallback` policy, the local store starts from what the backend last said:
+   * - each window still running gets its last answered usage divided by the instance count (this instance's share
+   *   of what was already counted), so the instances together admit about the rest of the limit, not a whole
+   *   limit more; the local window lasts a full window from now (it may stay full a little longer than the real one);
+   * - the leases this process holds on the backend are taken on the local store too (never denied), so requests
+   *   already in flight count against the local share of each `max_parallel_requests` limit and their releases free
+   *   them there. Other instances' leases count in their own local stores.
    */
-  private async mirrorInflight(): Promise<void> {
+  private async seedFallback(): Promise<void> {
     const now = this.now();
+    const n = this.instances;
+    for (const [key, w] of this.seen) {
+      if (w.endsAt <= now) continue;
+      const counters = w.names.map((name, i) => ({
+        name,
+        limit: 0,
+        amount: Math.ceil(w.used[i]! / n),
+        enforce: false,
+      }));
+      const window = { key, windowMs: w.windowMs, algorithm: w.algorithm, noHolds: w.noHolds, counters };
+      await this.fallback!.admit({ windows: [window], gauges: [] }).catch(() => undefined);
+    }
+    this.seen.clear();
     for (const [id, m] of this.inflight) {
       const ttlMs = m.expiresAt - now;
       if (ttlMs <= 0) {
@@ -365,10 +396,34 @@ class FailurePolicyStore implements ResilientStore {
     this.replays.add(`${t.finish} ${t.id}`, () => this.backend.adjust(batch), this.now() + t.keepMs / 2, false);
   }
 
+  /** `fallback`: keeps the counts the backend just answered for each window (see {@link seedFallback}). */
+  private remember(batch: AdmitBatch, r: AdmitResult): void {
+    const local = this.now();
+    batch.windows.forEach((w, i) => {
+      const st = r.windows[i];
+      if (!st) return;
+      const span = w.algorithm === "sliding" ? 2 * w.windowMs : w.windowMs;
+      boundedSet(
+        this.seen,
+        w.key,
+        {
+          windowMs: w.windowMs,
+          algorithm: w.algorithm,
+          noHolds: w.noHolds,
+          names: w.counters.map((c) => c.name),
+          used: st.counters.map((c) => c.value + c.held),
+          endsAt: local + (st.start + span - r.now),
+        },
+        this.maxTracked,
+      );
+    });
+  }
+
   admit(batch: AdmitBatch): Promise<AdmitResult> {
     return this.call(
       async () => {
         const r = await this.backend.admit(batch);
+        if (this.fallback) this.remember(batch, r);
         if (this.fallback && r.admitted && batch.lease && batch.gauges.length > 0) {
           boundedSet(
             this.inflight,

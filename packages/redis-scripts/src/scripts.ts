@@ -22,10 +22,10 @@ export type ScriptName = "admit" | "adjust" | "renew" | "read";
  */
 // BEGIN SHAS
 const SHAS = {
-  admit: "402d27fa60189740091360349ac5ad6aec351247",
-  adjust: "facfcd98877964971a7fc5521fc4672d616f845f",
-  renew: "360f472f7f588bc9824920db5e286e60078fb33a",
-  read: "fdac80c6b52f20d518ff593e7dce91505962cf12",
+  admit: "78b468f28262441326412796ec68418d640fc80e",
+  adjust: "3232df2b120ac50b1c415c2b28d74c43e4c07245",
+  renew: "c713f07191a7cd2cf9a4fc92226006cd19017394",
+  read: "078309d504812f9422605398f7be595edd59eb8e",
 } as const;
 // END SHAS
 

@@ -1,9 +1,4 @@
-import {
-  type AdmitBatch,
-  type CounterStore,
-  StoreUnavailableError,
-  TollgateError,
-} from "@tollgate/core";
+import { type AdmitBatch, type CounterStore, StoreUnavailableError, TollgateError } from "@tollgate/core";
 import { createMemoryStore } from "@tollgate/store-memory";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { perInstanceLimit, type StoreHealthEvent, withFailurePolicy } from "../src/index.js";

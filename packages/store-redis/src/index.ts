@@ -25,7 +25,7 @@ export type {
 } from "@tollgate/redis-scripts";
 
 /** Default of {@link RedisStoreOptions.timeoutMs}. */
-export const DEFAULT_REDIS_TIMEOUT_MS = 250;
+export const DEFAULT_REDIS_TIMEOUT_MS = 1000;
 
 /**
  * Options of {@link createRedisStore}: the options every remote store shares ({@link RemoteStoreOptions}), and
@@ -45,7 +45,7 @@ export interface RedisStoreOptions extends RemoteStoreOptions {
    * A script call that has not answered after this many ms counts as failed (also the `commandTimeout` of a client
    * the store creates). An admission that fails this way is undone in the background, since Redis may still apply
    * it; a settle or release with a ticket is replayed until Redis answers.
-   * @default 250
+   * @default 1000
    */
   timeoutMs?: number;
 }

@@ -78,3 +78,70 @@ describe("malformed data left by someone else", () => {
     await store.close();
   });
 });
+
+/** Every key under a prefix with its type and content, to check that a failed call changed nothing. */
+async function snapshot(prefix: string): Promise<Record<string, unknown>> {
+  const out: Record<string, unknown> = {};
+  for (const key of (await redis.keys(`${prefix}*`)).sort()) {
+    const type = await redis.type(key);
+    if (type === "string") out[key] = await redis.get(key);
+    else if (type === "hash") out[key] = await redis.hgetall(key);
+    else if (type === "zset") out[key] = await redis.zrange(key, 0, -1, "WITHSCORES");
+    else out[key] = type;
+  }
+  return out;
+}
+
+describe("corrupt data table: STORE_DATA_CORRUPT and nothing changed", () => {
+  const cases: Array<[string, (prefix: string, key: string) => Promise<unknown>]> = [
+    ["a window start far in the future", (p, k) => redis.set(`${p}${k}:window`, String(Date.now() + 10 * 86_400_000))],
+    ["a window start with a sign and letters", (p, k) => redis.set(`${p}${k}:window`, "-12a")],
+    ["a counter beyond 17 digits", (p, k) => redis.set(`${p}${k}:tokens`, "123456789012345678")],
+    [
+      "a counter of the wrong type",
+      (p, k) => redis.del(`${p}${k}:tokens`).then(() => redis.lpush(`${p}${k}:tokens`, "1")),
+    ],
+    ["a ticket that is not one", (p) => redis.set(`${p}ticket:T`, "maybe")],
+    ["a ticket of the wrong type", (p) => redis.hset(`${p}ticket:T`, "state", "o")],
+  ];
+  for (const [what, plant] of cases) {
+    it(`${what}: admit, settle and read answer STORE_DATA_CORRUPT and write nothing`, async () => {
+      const prefix = `tgtest:${uid()}:`;
+      const store = createRedisStore({ client: redis, prefix });
+      const key = `{api_key:${uid()}}`;
+      const window = { ...descriptor(key, 10, 1000), noHolds: true };
+      const first = await store.admit({
+        windows: [window],
+        gauges: [],
+        lease: { id: "S", ttlMs: 60_000 },
+        ticket: true,
+      });
+      expect(first.admitted).toBe(true);
+      await plant(prefix, key);
+      const before = await snapshot(prefix);
+      const ticketed = { windows: [window], gauges: [], lease: { id: "T", ttlMs: 60_000 }, ticket: true };
+      await expectCorrupt(store.admit(ticketed));
+      await expectCorrupt(
+        store.adjust({
+          readBack: false,
+          windows: [
+            { key, windowMs: 60_000, algorithm: "fixed", noHolds: true, counters: [{ name: "tokens", delta: -1 }] },
+          ],
+          release: { id: "T", gauges: [], holds: [] },
+          ticket: { id: "T", finish: "settle", keepMs: 60_000 },
+        }),
+      );
+      if (!what.includes("ticket")) {
+        await expectCorrupt(
+          store.read({
+            windows: [{ key, windowMs: 60_000, algorithm: "fixed", noHolds: true, counters: ["requests", "tokens"] }],
+            gauges: [],
+          }),
+        );
+      }
+      expect(await snapshot(prefix)).toEqual(before);
+      expect(store.health).toBe("healthy");
+      await store.close();
+    });
+  }
+});

@@ -67,8 +67,9 @@ describe("faults: kill -9 Redis mid-run, then restart it", () => {
           expect(r.value?.degraded).toBe("open");
         }
       } else {
-        // The local store enforces 10 / 2 instances = 5 requests.
-        expect(all.filter((r) => r.value?.admitted).length).toBe(5);
+        // The local store enforces 10 / 2 instances = 5 requests, starting from this instance's share of what Redis
+        // had counted before the outage (1 request: ceil(1 / 2) = 1), so 4 more.
+        expect(all.filter((r) => r.value?.admitted).length).toBe(4);
         for (const r of all) expect(r.value?.degraded).toBe("fallback");
       }
 
@@ -85,4 +86,84 @@ describe("faults: kill -9 Redis mid-run, then restart it", () => {
       await store.close();
     });
   }
+});
+
+describe("fallback: what happens to in-flight slots across an outage (Redis paused, SIGSTOP)", () => {
+  it("a slot taken before the outage counts locally, and its release during the outage reaches Redis after it", async () => {
+    const prefix = `tgtest:${uid()}:`;
+    const key = `{api_key:${uid()}}`;
+    const gauge = { key, name: "max_parallel_requests" };
+    const admitOne = (s: ReturnType<typeof createRedisStore>, id: string) =>
+      s.admit({
+        windows: [],
+        gauges: [{ ...gauge, limit: 1, enforce: true }],
+        lease: { id, ttlMs: 60_000 },
+        ticket: true,
+      });
+    const store = createRedisStore({
+      connection: server.url,
+      prefix,
+      failurePolicy: "fallback",
+      timeoutMs: 200,
+      retryIntervalMs: 100,
+    });
+    // Another process sharing the limit, with the default (closed) policy.
+    const other = createRedisStore({ connection: server.url, prefix });
+    try {
+      const held = await admitOne(store, "held");
+      expect(held).toMatchObject({ admitted: true });
+      expect(held.degraded).toBeUndefined();
+
+      server.pause();
+      // The first call meets the outage: the fallback decides, and knows the slot this process holds.
+      const during = await admitOne(store, "during");
+      expect(during).toMatchObject({ admitted: false, degraded: "fallback", denied: { type: "gauge", gauge: 0 } });
+      // The release is answered locally (the store is degraded, Redis is not asked) ...
+      const released = await store.adjust({
+        windows: [],
+        release: { id: "held", gauges: [gauge], holds: [] },
+        ticket: { id: "held", finish: "release", keepMs: 60_000 },
+      });
+      expect(released).toMatchObject({ degraded: "fallback", released: 1 });
+      expect(store.pendingReplays).toBeGreaterThan(0);
+      // ... and frees the slot locally at once.
+      expect(await admitOne(store, "local")).toMatchObject({ admitted: true, degraded: "fallback" });
+      await store.adjust({
+        windows: [],
+        release: { id: "local", gauges: [gauge], holds: [] },
+        ticket: { id: "local", finish: "release", keepMs: 60_000 },
+      });
+    } finally {
+      server.resume();
+    }
+    // After the outage the release reaches Redis: the slot is free for everyone well before its 60 s TTL.
+    expect(await store.flush(5_000)).toBe(0);
+    const after = await admitOne(other, "after");
+    expect(after).toMatchObject({ admitted: true });
+    expect(after.gauges[0]!.inFlight).toBe(1);
+    await store.close();
+    await other.close();
+  });
+});
+
+describe("the fallback store exists before the first failure", () => {
+  it("the first call of an outage answers by the fallback within the timeout (no store to create then)", async () => {
+    const store = createRedisStore({
+      connection: server.url,
+      prefix: `tgtest:${uid()}:`,
+      failurePolicy: "fallback",
+      timeoutMs: TIMEOUT,
+    });
+    const batch = { windows: [descriptor(`{api_key:${uid()}}`, 10, 100_000)], gauges: [] };
+    expect((await store.admit(batch)).degraded).toBeUndefined();
+    server.pause();
+    try {
+      const first = await timed(store.admit(batch));
+      expect(first.value?.degraded).toBe("fallback");
+      expect(first.ms).toBeLessThan(TIMEOUT + SLACK);
+    } finally {
+      server.resume();
+    }
+    await store.close();
+  });
 });

@@ -1,4 +1,15 @@
 export {
+  type BurstDrillFigures,
+  type BurstDrillOptions,
+  DRILL_TABLE_HEADER,
+  type DrillFault,
+  type DrillOutcome,
+  drillRow,
+  runBurstDrill,
+  STANDARD_DRILLS,
+  type StandardDrill,
+} from "./drills.js";
+export {
   type OpenAIUpstream,
   type OpenAIUpstreamOptions,
   startOpenAIUpstream,
@@ -20,6 +31,7 @@ export {
 } from "./proxy-process.js";
 export {
   type RedisClusterHandle,
+  type RedisClusterNodeHandle,
   type RedisServerHandle,
   startRedisCluster,
   startRedisServer,

@@ -25,11 +25,40 @@ export interface RedisServerHandle {
   kill9(): Promise<void>;
   /** Starts the server again on the same port (after `kill9` or `stop`), waiting until it answers PING. */
   restart(): Promise<void>;
+  /**
+   * Freezes the process (SIGSTOP): connections stay open and commands queue unanswered, as with a stalled or
+   * overloaded Redis. Commands sent meanwhile run once {@link RedisServerHandle.resume} is called.
+   */
+  pause(): void;
+  /** Lets a paused process run again (SIGCONT). */
+  resume(): void;
+}
+
+/** One master of a test cluster. */
+export interface RedisClusterNodeHandle {
+  host: string;
+  port: number;
+  /** The hash slots it serves, as `[first, last]` ranges. */
+  slots: Array<[number, number]>;
+  /** SIGSTOP: see {@link RedisServerHandle.pause}. */
+  pause(): void;
+  /** SIGCONT. */
+  resume(): void;
+  /** SIGKILL: a crash without persistence; the node's data is lost. */
+  kill9(): Promise<void>;
+  /** Starts the node again on its port with its cluster config (it rejoins with its slots, empty). */
+  restart(): Promise<void>;
 }
 
 /** A running cluster of masters. */
 export interface RedisClusterHandle {
   nodes: Array<{ host: string; port: number }>;
+  /** Control of each master, in the order of `nodes`. */
+  masters: RedisClusterNodeHandle[];
+  /** The master serving a hash slot. */
+  masterOf(slot: number): RedisClusterNodeHandle;
+  /** Resolves when every live node reports `cluster_state:ok` (after a restart). */
+  waitHealthy(timeoutMs?: number): Promise<void>;
   /** Stops every node and removes the temporary directories. Idempotent. */
   stop(): Promise<void>;
 }
@@ -180,6 +209,7 @@ export async function startRedisServer(): Promise<RedisServerHandle> {
     async stop() {
       if (stopped) return;
       stopped = true;
+      proc?.child.kill("SIGCONT"); // a paused server would never see SIGTERM
       await killProc(proc, "SIGTERM");
       rmSync(dir, { recursive: true, force: true });
     },
@@ -195,7 +225,32 @@ export async function startRedisServer(): Promise<RedisServerHandle> {
       proc = spawnServer(port, dir);
       await waitForPing(port);
     },
+    pause() {
+      proc?.child.kill("SIGSTOP");
+    },
+    resume() {
+      proc?.child.kill("SIGCONT");
+    },
   };
+}
+
+/** The slot ranges each node serves, from `CLUSTER NODES` (by port). */
+async function slotRanges(port: number): Promise<Map<number, Array<[number, number]>>> {
+  const text = await runCli(["-h", HOST, "-p", String(port), "CLUSTER", "NODES"]);
+  const out = new Map<number, Array<[number, number]>>();
+  for (const line of text.split("\n")) {
+    const parts = line.trim().split(" ");
+    if (parts.length < 9 || !parts[2]!.includes("master")) continue;
+    const nodePort = Number(/:(\d+)@/.exec(parts[1]!)?.[1]);
+    const ranges: Array<[number, number]> = [];
+    for (const r of parts.slice(8)) {
+      if (r.startsWith("[")) continue; // slots being migrated
+      const [a, b] = r.split("-").map(Number);
+      ranges.push([a!, b ?? a!]);
+    }
+    out.set(nodePort, ranges);
+  }
+  return out;
 }
 
 function runCli(args: string[]): Promise<string> {
@@ -261,11 +316,58 @@ export async function startRedisCluster(): Promise<RedisClusterHandle> {
     throw err;
   }
   let stopped = false;
+  const ranges = await slotRanges(nodes[0]!.port);
+  const clusterArgs = (n: { dir: string }) => [
+    "--cluster-enabled",
+    "yes",
+    "--cluster-config-file",
+    join(n.dir, "nodes.conf"),
+    "--cluster-node-timeout",
+    "2000",
+  ];
+  const masters: RedisClusterNodeHandle[] = nodes.map((n) => ({
+    host: HOST,
+    port: n.port,
+    slots: ranges.get(n.port) ?? [],
+    pause() {
+      n.proc.child.kill("SIGSTOP");
+    },
+    resume() {
+      n.proc.child.kill("SIGCONT");
+    },
+    async kill9() {
+      await killProc(n.proc, "SIGKILL");
+    },
+    async restart() {
+      await killProc(n.proc, "SIGKILL");
+      await waitFor(`port ${n.port} to be free`, () => isPortFree(n.port));
+      n.proc = spawnServer(n.port, n.dir, clusterArgs(n));
+      await waitForPing(n.port);
+    },
+  }));
+  const waitHealthy = (timeoutMs = 30_000) =>
+    waitFor(
+      "cluster_state:ok on every node",
+      async () => {
+        const infos = await Promise.all(nodes.map((n) => rawCommand(n.port, "CLUSTER INFO")));
+        return infos.every((info) => info.includes("cluster_state:ok"));
+      },
+      timeoutMs,
+    );
   return {
     nodes: nodes.map((n) => ({ host: HOST, port: n.port })),
+    masters,
+    masterOf(slot: number) {
+      const m = masters.find((x) => x.slots.some(([a, b]) => slot >= a && slot <= b));
+      if (!m) throw new Error(`no master serves slot ${slot}`);
+      return m;
+    },
+    waitHealthy,
     async stop() {
       if (stopped) return;
       stopped = true;
+      // A paused node would never see SIGTERM.
+      for (const n of nodes) n.proc.child.kill("SIGCONT");
       await stopAll("SIGTERM");
     },
   };

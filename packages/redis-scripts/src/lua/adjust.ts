@@ -46,12 +46,12 @@ local vals = ns > 0 and call('MGET', unpack(KEYS, 1, ns)) or {}
 local missing
 local k, tstate, skip, topen = 1, 0, false, nil
 if tmode ~= '0' then
-  tstate, topen = ticket_state(KEYS[1], vals[1])
+  tstate, topen = ticket_state(KEYS[1], vals[1], now)
   if tmode == '1' then skip = tstate == 3 else skip = tstate ~= 1 end
   if skip and not read_back then
     -- Nothing to apply and nothing to read back: mark the ticket and answer at once.
     if not vals[1] then check_missing({ KEYS[1] }) end
-    if tmode ~= '3' then call('SET', KEYS[1], 'f', 'PX', ARGV[10]) end
+    if tmode ~= '3' then finish_ticket(KEYS[1], now, ARGV[10]) end
     local short = { now, 0, tstate }
     for w = 1, nw do short[w + 3] = 0 end
     return short
@@ -158,7 +158,7 @@ out[2] = released
 if tmode == '3' then
   if not skip then call('DEL', KEYS[1]) end
 elseif tmode ~= '0' then
-  call('SET', KEYS[1], 'f', 'PX', ARGV[10])
+  finish_ticket(KEYS[1], now, ARGV[10])
 end
 
 -- Without read-back the reply is now, released, the ticket state, and applied per window.

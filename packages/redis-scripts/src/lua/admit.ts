@@ -42,7 +42,7 @@ local missing
 local dkind, da, db = 0, 0, 0
 local k = 1
 if tttl > 0 then
-  if not vals[1] then missing = { KEYS[1] } elseif ticket_state(KEYS[1], vals[1]) == 3 then dkind = 3 end
+  if not vals[1] then missing = { KEYS[1] } elseif ticket_state(KEYS[1], vals[1], now) == 3 then dkind = 3 end
   k = 2
 end
 local out = { 0, now, 0, 0, 0 }
@@ -124,7 +124,7 @@ out[1], out[3], out[4], out[5] = admitted and 1 or 0, dkind, da, db
 k, a, o, hk = 1, 9, 5, ns + 1
 if tttl > 0 then
   k = 2
-  if admitted then call('SET', KEYS[1], 'o' .. fmt(now), 'PX', ARGV[4]) end
+  if admitted then call('SET', KEYS[1], 'o' .. fmt(now) .. ':' .. fmt(now + tttl), 'PX', ARGV[4]) end
 end
 for w = 1, nw do
   local W, flags, nc = tonumber(ARGV[a]), ARGV[a + 1], tonumber(ARGV[a + 2])

@@ -15,8 +15,8 @@ import { CORRUPT_MARKER } from "../errors.js";
  * - KEYS come in sections the encoder sizes for the script (counts in ARGV): first every string key (the ticket,
  *   then per window its start and counter values), so one `MGET` over `KEYS[1..ns]` reads them all with no table
  *   built in Lua; then the hold keys; then the lease keys.
- * - Tickets (contract 2) are strings: `o<ms>` open (with the time its admission applied), `f` finished; an absent
- *   key is unknown.
+ * - Tickets (contract 2) are strings: `o<admitted at>:<until>` open, `f<until>` finished (store-clock ms); an absent
+ *   or outlived one is unknown.
  */
 export const PRELUDE = `
 -- Globals read once: local access is cheaper than a global lookup on every use.
@@ -58,13 +58,25 @@ local function check_missing(missing)
   end
 end
 
--- A ticket's state from its stored value: 1 open (\`o<admitted at, ms>\`), 2 unknown (absent), 3 finished (\`f\`);
--- and, when open, the time its admission was applied.
-local function ticket_state(key, raw)
+-- A ticket's state from its stored value at time now: 1 open (\`o<admitted at>:<until>\`), 2 unknown (absent, or past
+-- its time), 3 finished (\`f<until>\`); and, when open, the time its admission was applied. Times are the store
+-- clock's, so an injected test clock expires tickets like holds and leases (the key's own TTL only cleans up).
+local function ticket_state(key, raw, now)
   if not raw then return 2, nil end
-  if raw == 'f' then return 3, nil end
-  if match(raw, '^o%d+$') and #raw < 19 then return 1, tonumber(string.sub(raw, 2)) end
-  corrupt(key, 'is not a ticket')
+  local f = match(raw, '^f(%d+)$')
+  if f and #f < 17 then
+    if tonumber(f) <= now then return 2, nil end
+    return 3, nil
+  end
+  local at, til = match(raw, '^o(%d+):(%d+)$')
+  if not at or #at > 16 or #til > 16 then corrupt(key, 'is not a ticket') end
+  if tonumber(til) <= now then return 2, nil end
+  return 1, tonumber(at)
+end
+
+-- Marks a ticket finished until now + keep (ms, a string).
+local function finish_ticket(key, now, keep)
+  call('SET', key, 'f' .. fmt(now + tonumber(keep)), 'PX', keep)
 end
 
 -- The store clock: server TIME in ms, unless a test clock is injected (ARGV[1] of every script).

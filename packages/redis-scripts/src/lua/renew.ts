@@ -45,11 +45,12 @@ for i = 1, ng + 2 * nh do
     error({ err = 'WRONGTYPE ' .. KEYS[i] .. ' is a ' .. t .. ', expected a ' .. want })
   end
 end
-local ticket = 0
+local ticket, topen = 0, nil
 local tkey = KEYS[ng + 2 * nh + 1]
 if ARGV[6] == '1' then
-  local raw = call('GET', tkey)
-  if ticket_state(tkey, raw) == 1 then ticket = 1 end
+  local state
+  state, topen = ticket_state(tkey, call('GET', tkey), now)
+  if state == 1 then ticket = 1 end
 end
 
 for g = 1, ng do
@@ -62,7 +63,7 @@ for h = 1, nh do
     renewed = renewed + 1
   end
 end
-if ticket == 1 then call('PEXPIRE', tkey, ARGV[3]) end
+if ticket == 1 then call('SET', tkey, 'o' .. fmt(topen) .. ':' .. fmt(now + ttl), 'PX', ARGV[3]) end
 
 return { now, renewed, ticket }
 `;
