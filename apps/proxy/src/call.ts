@@ -31,6 +31,7 @@ import {
   type Denial,
   type Descriptor,
   formatRateLimitMessage,
+  formatResetDuration,
   type LimitStatus,
   type LlmCallType,
   rateLimitHeaders,
@@ -92,6 +93,32 @@ export function readUsage(u: unknown): Usage | undefined {
   };
 }
 
+/**
+ * The `usage` object of a completion body without parsing the whole body: the last `"usage":{…}` (usage holds only
+ * numbers and nested objects whose keys hold no braces, so the brace that closes depth 0 ends it). Undefined when absent or unreadable.
+ * `text` is the body as latin1 (byte offsets; usage is ASCII).
+ */
+export function usageIn(text: string): Usage | undefined {
+  const at = text.lastIndexOf('"usage"');
+  if (at === -1) return undefined;
+  let i = at + 7;
+  while (i < text.length && (text.charCodeAt(i) === 32 || text.charCodeAt(i) === 58 || text.charCodeAt(i) === 10)) i++;
+  if (text.charCodeAt(i) !== 123) return undefined; // '{'
+  let depth = 0;
+  for (let j = i; j < text.length; j++) {
+    const c = text.charCodeAt(j);
+    if (c === 123) depth++;
+    else if (c === 125 && --depth === 0) {
+      try {
+        return readUsage(JSON.parse(text.slice(i, j + 1)));
+      } catch {
+        return undefined;
+      }
+    }
+  }
+  return undefined;
+}
+
 function isCount(n: unknown): n is number {
   return typeof n === "number" && Number.isSafeInteger(n) && n >= 0;
 }
@@ -121,6 +148,8 @@ export class LlmCall {
   private budgets: BudgetSpec[] = [];
   private ticket: Ticket | undefined;
   private statuses: LimitStatus[] = [];
+  /** The store's clock at the admission (reset times of the limit headers are measured from it). */
+  private admittedAt = 0;
   private target: Target | undefined;
   private order: Target[] = [];
   private attempt = 0;
@@ -340,6 +369,7 @@ export class LlmCall {
           }
           this.ticket = a.ticket;
           this.statuses = a.statuses;
+          this.admittedAt = a.now;
           this.target = target;
           if (a.shrunk && a.maxTokens !== null) this.capOutput(a.maxTokens);
           else if (output < this.outputEstimate) this.capOutput(output);
@@ -535,22 +565,29 @@ export class LlmCall {
       await this.passError(raw);
       return;
     }
-    let parsed: Json | undefined;
-    try {
-      parsed = JSON.parse(raw.toString("utf8")) as Json;
-    } catch {
-      parsed = undefined;
+    const text = raw.toString("latin1");
+    let usage = usageIn(text);
+    if (usage === undefined) {
+      // no usage object found by the scan: check the body is JSON at all, and read a usage it may still hold
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(raw.toString("utf8"));
+      } catch {
+        parsed = undefined;
+      }
+      if (typeof parsed !== "object" || parsed === null) {
+        await this.finish("failure", undefined, "fail");
+        this.respondError(new ProxyHttpError(502, "Upstream answered invalid JSON", "api_error"));
+        return;
+      }
+      usage = readUsage((parsed as Json).usage);
     }
-    if (parsed === undefined || typeof parsed !== "object") {
-      await this.finish("failure", undefined, "fail");
-      this.respondError(new ProxyHttpError(502, "Upstream answered invalid JSON", "api_error"));
-      return;
-    }
-    const usage = readUsage(parsed.usage);
     await this.finish("success", usage ?? "estimate", "settle");
     if (this.gone) return this.end();
     const res = this.res;
-    res.writeHead(200, this.successHeaders("application/json", true));
+    const h = this.successHeaders("application/json", true);
+    h.push("content-length", String(raw.length));
+    res.writeHead(200, h);
     res.end(raw);
     this.end();
   }
@@ -868,10 +905,7 @@ export class LlmCall {
     h.push("x-litellm-response-duration-ms", total.toFixed(3));
     if (withCost) h.push("x-litellm-response-cost", String(nanoToUsdNumber(this.cost)));
     if (this.retries > 0) h.push("x-litellm-attempted-retries", String(this.retries));
-    if (this.statuses.length > 0) {
-      const rl = rateLimitHeaders(this.statuses, undefined, { ietf: false });
-      for (const k in rl) h.push(k, rl[k]!);
-    }
+    if (this.statuses.length > 0) limitHeaders(h, this.statuses, this.admittedAt);
     return h;
   }
 
@@ -930,6 +964,54 @@ export class LlmCall {
         : { charged: { scopes: this.charged.scopes, periods: this.charged.periods, time: this.charged.time } }),
     };
   }
+}
+
+/**
+ * Success headers of the request's limits (the same as core's `rateLimitHeaders` without the IETF family, written
+ * straight into the header list): LiteLLM's `x-ratelimit-<scope>-{remaining,limit}-<type>` per scope (first wins),
+ * OpenAI's `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` for the enforced limit with the least remaining.
+ */
+function limitHeaders(h: string[], statuses: readonly LimitStatus[], now: number): void {
+  let requests: LimitStatus | undefined;
+  let tokens: LimitStatus | undefined;
+  for (let i = 0; i < statuses.length; i++) {
+    const s = statuses[i]!;
+    let dup = false;
+    for (let j = 0; j < i; j++) {
+      const o = statuses[j]!;
+      if (o.scope === s.scope && o.type === s.type) {
+        dup = true;
+        break;
+      }
+    }
+    if (dup) continue;
+    const remaining = s.remaining > 0 ? s.remaining : 0;
+    h.push(
+      `x-ratelimit-${s.scope}-remaining-${s.type}`,
+      String(remaining),
+      `x-ratelimit-${s.scope}-limit-${s.type}`,
+      String(s.limit),
+    );
+    if (!s.enforced) continue;
+    if (s.type === "requests") {
+      if (requests === undefined || s.remaining < requests.remaining) requests = s;
+    } else if (s.type === "tokens") {
+      if (tokens === undefined || s.remaining < tokens.remaining) tokens = s;
+    }
+  }
+  if (requests !== undefined) openaiLimit(h, "requests", requests, now);
+  if (tokens !== undefined) openaiLimit(h, "tokens", tokens, now);
+}
+
+function openaiLimit(h: string[], kind: string, s: LimitStatus, now: number): void {
+  h.push(
+    `x-ratelimit-limit-${kind}`,
+    String(s.limit),
+    `x-ratelimit-remaining-${kind}`,
+    String(s.remaining > 0 ? s.remaining : 0),
+    `x-ratelimit-reset-${kind}`,
+    formatResetDuration(Number.isFinite(s.resetAt) ? s.resetAt - now : 0),
+  );
 }
 
 function hasOutput(c: Json): boolean {
