@@ -175,15 +175,13 @@ export class LlmCall {
   private aborting: "client" | "cutoff" | "shutdown" | "timeout" | undefined;
   private gone = false;
   private ended = false;
+  private finished = false;
   private outcome: CallStatus | undefined;
   /** What the ticket charged to budgets (its SpendRecord), for the spend record. */
   private charged: SpendRecord | undefined;
   private cost: Nano = 0;
   /** Settle/fail/release in progress or done (exactly once). */
   private finishing: Promise<void> | undefined;
-  /** Resolves when the call is completely over (response ended and ticket finished). */
-  done!: Promise<void>;
-  private resolveDone!: () => void;
   readonly startedAt: number;
   lastRenew = 0;
 
@@ -207,9 +205,6 @@ export class LlmCall {
 
   /** Runs the call; never rejects (every error becomes an answer). */
   async run(): Promise<void> {
-    this.done = new Promise((r) => {
-      this.resolveDone = r;
-    });
     const res = this.res;
     res[CALL] = this;
     res.once("close", onResponseClose);
@@ -824,6 +819,7 @@ export class LlmCall {
     this.outcome = status;
     const ticket = this.ticket;
     if (ticket === undefined) {
+      this.finished = true;
       this.finishing = Promise.resolve();
       return this.finishing;
     }
@@ -843,10 +839,12 @@ export class LlmCall {
     const p = how === "settle" ? ticket.settle(u ?? "estimate") : how === "fail" ? ticket.fail(u) : ticket.release();
     this.finishing = p.then(
       (outcome) => {
+        this.finished = true;
         proxy.metrics.storeLatency(how, performance.now() - t0);
         if (outcome.status === "applied" && outcome.record !== undefined) this.charged = outcome.record;
       },
       (err: unknown) => {
+        this.finished = true;
         proxy.log.error({ callId: this.ex.callId, err, how }, "ticket outcome failed; the lease will expire");
       },
     );
@@ -913,10 +911,13 @@ export class LlmCall {
   private end(err?: ProxyHttpError): void {
     if (this.ended) return;
     this.ended = true;
-    const finishing = this.finishing ?? Promise.resolve();
-    void finishing.then(() => {
-      const proxy = this.proxy;
-      proxy.inflight.delete(this);
+    if (this.finished || this.finishing === undefined) this.wrapUp(err);
+    else void this.finishing.then(() => this.wrapUp(err));
+  }
+
+  private wrapUp(err: ProxyHttpError | undefined): void {
+    const proxy = this.proxy;
+    {
       this.res.off("drain", onResponseDrain);
       const status = this.outcome ?? "failure";
       const http = this.gone ? 499 : this.status || 500;
@@ -929,8 +930,8 @@ export class LlmCall {
         );
       }
       if (proxy.spend.active) proxy.spend.emit(this.spendRecord(status, http));
-      this.resolveDone();
-    });
+      proxy.callEnded(this);
+    }
   }
 
   private spendRecord(status: CallStatus, http: number) {

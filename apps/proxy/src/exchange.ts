@@ -57,6 +57,39 @@ export class RouteTable {
 
 type Json = Record<string, unknown>;
 
+/** The exchange of a request, kept on the `IncomingMessage` for the body listeners (no closure per request). */
+export const EXCHANGE = Symbol("tollgate.exchange");
+type WithExchange = IncomingMessage & { [EXCHANGE]?: Exchange };
+
+function onBodyData(this: WithExchange, chunk: Buffer): void {
+  this[EXCHANGE]?.bodyData(chunk, this);
+}
+
+function onBodyEnd(this: WithExchange): void {
+  this[EXCHANGE]?.bodyEnd();
+}
+
+/** Keeps a client's broken upload from crashing the process; the exchange stops reading. */
+export function onRequestError(this: WithExchange): void {
+  const ex = this[EXCHANGE];
+  if (ex !== undefined) ex.bodyFailed = true;
+}
+
+function tooLarge(limit: number): ProxyHttpError {
+  return new ProxyHttpError(
+    413,
+    `Request body too large: the limit is ${limit} bytes (general_settings.max_request_size_mb)`,
+    "invalid_request_error",
+  );
+}
+
+function isJsonType(t: string | undefined): boolean {
+  if (t === undefined) return true;
+  const semi = t.indexOf(";");
+  const base = (semi === -1 ? t : t.slice(0, semi)).trim().toLowerCase();
+  return base === "application/json" || base.endsWith("+json") || base === "";
+}
+
 /** One request and its response. */
 export class Exchange {
   /** Path without the query string. */
@@ -73,6 +106,12 @@ export class Exchange {
   readonly t0: number;
   /** Set once a response has been started. */
   responded = false;
+  /** The matched route. */
+  route: Route | undefined = undefined;
+  private chunks: Buffer[] | undefined = undefined;
+  private size = 0;
+  /** The upload broke or was refused: stop reading. */
+  bodyFailed = false;
 
   constructor(
     readonly proxy: TollgateProxy,
@@ -87,6 +126,84 @@ export class Exchange {
     this.search = q === -1 ? "" : url.slice(q + 1);
     this.callId = callId;
     this.t0 = t0;
+  }
+
+  /** After authentication: read the JSON body when the route wants one, then run the route. */
+  afterAuth(): void {
+    const route = this.route!;
+    if (!route.body) {
+      this.runRoute();
+      return;
+    }
+    const req = this.req;
+    const type = req.headers["content-type"];
+    if (!isJsonType(type)) {
+      this.fail(
+        new ProxyHttpError(
+          415,
+          `Unsupported content-type ${JSON.stringify(type)}: send application/json`,
+          "invalid_request_error",
+        ),
+      );
+      req.resume();
+      return;
+    }
+    const limit = this.proxy.config.maxRequestBytes;
+    if (Number(req.headers["content-length"]) > limit) {
+      this.fail(tooLarge(limit));
+      req.resume();
+      return;
+    }
+    this.chunks = [];
+    req.on("data", onBodyData);
+    req.on("end", onBodyEnd);
+  }
+
+  bodyData(chunk: Buffer, req: IncomingMessage): void {
+    if (this.bodyFailed) return;
+    this.size += chunk.length;
+    const limit = this.proxy.config.maxRequestBytes;
+    if (this.size > limit) {
+      this.bodyFailed = true;
+      this.chunks = undefined;
+      this.fail(tooLarge(limit));
+      req.resume();
+      return;
+    }
+    this.chunks!.push(chunk);
+  }
+
+  bodyEnd(): void {
+    const chunks = this.chunks;
+    this.chunks = undefined;
+    if (this.bodyFailed || chunks === undefined) return;
+    if (this.size > 0) {
+      const text = chunks.length === 1 ? chunks[0]!.toString("utf8") : Buffer.concat(chunks).toString("utf8");
+      try {
+        this.body = JSON.parse(text);
+      } catch (err) {
+        this.fail(
+          new ProxyHttpError(
+            400,
+            `Invalid JSON in the request body: ${(err as Error).message}`,
+            "invalid_request_error",
+          ),
+        );
+        return;
+      }
+    }
+    this.runRoute();
+  }
+
+  private runRoute(): void {
+    let p: void | Promise<void>;
+    try {
+      p = this.route!.handler(this);
+    } catch (err) {
+      this.fail(err);
+      return;
+    }
+    if (p instanceof Promise) p.catch((err: unknown) => this.fail(err));
   }
 
   get method(): string {

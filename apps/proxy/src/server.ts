@@ -21,7 +21,7 @@ import { createAdmission, type Gate } from "./admission.js";
 import { type CallKind, LlmCall } from "./call.js";
 import type { ProxyConfig } from "./config/load.js";
 import { ProxyHttpError } from "./errors.js";
-import { Exchange, RouteTable, toHttpError } from "./exchange.js";
+import { EXCHANGE, Exchange, onRequestError, RouteTable, toHttpError } from "./exchange.js";
 import {
   type Authenticator,
   type EndUserPolicy,
@@ -61,67 +61,6 @@ export interface ProxyExtension {
   stop?(): void | Promise<void>;
   /** Lines for the start-up message (after `start`), e.g. `  database:   sqlite /path/tollgate.db`. */
   describe?(): string[];
-}
-
-const BODY = Symbol("tollgate.body");
-type BodyState = { ex: Exchange; chunks: Buffer[]; size: number; route: () => void; failed: boolean };
-type WithBody = IncomingMessage & { [BODY]?: BodyState };
-
-function onBodyData(this: WithBody, chunk: Buffer): void {
-  const s = this[BODY]!;
-  if (s.failed) return;
-  s.size += chunk.length;
-  if (s.size > s.ex.proxy.config.maxRequestBytes) {
-    s.failed = true;
-    s.ex.fail(tooLarge(s.ex.proxy.config.maxRequestBytes));
-    this.resume();
-    return;
-  }
-  s.chunks.push(chunk);
-}
-
-function onBodyEnd(this: WithBody): void {
-  const s = this[BODY]!;
-  this[BODY] = undefined;
-  if (s.failed) return;
-  const ex = s.ex;
-  const chunks = s.chunks;
-  if (s.size === 0) ex.body = undefined;
-  else {
-    const text = chunks.length === 1 ? chunks[0]!.toString("utf8") : Buffer.concat(chunks).toString("utf8");
-    try {
-      ex.body = JSON.parse(text);
-    } catch (err) {
-      ex.fail(
-        new ProxyHttpError(400, `Invalid JSON in the request body: ${(err as Error).message}`, "invalid_request_error"),
-      );
-      return;
-    }
-  }
-  s.route();
-}
-
-function onRequestError(this: WithBody): void {
-  const s = this[BODY];
-  if (s !== undefined) {
-    s.failed = true;
-    this[BODY] = undefined;
-  }
-}
-
-function tooLarge(limit: number): ProxyHttpError {
-  return new ProxyHttpError(
-    413,
-    `Request body too large: the limit is ${limit} bytes (general_settings.max_request_size_mb)`,
-    "invalid_request_error",
-  );
-}
-
-function isJsonType(t: string | undefined): boolean {
-  if (t === undefined) return true;
-  const semi = t.indexOf(";");
-  const base = (semi === -1 ? t : t.slice(0, semi)).trim().toLowerCase();
-  return base === "application/json" || base.endsWith("+json") || base === "";
 }
 
 export class TollgateProxy {
@@ -352,6 +291,7 @@ export class TollgateProxy {
   private onRequest(req: IncomingMessage, res: ServerResponse): void {
     const ex = new Exchange(this, req, res, randomUUID(), performance.now());
     req.on("error", onRequestError);
+    (req as IncomingMessage & { [EXCHANGE]?: Exchange })[EXCHANGE] = ex;
     if (this.shuttingDown) {
       res.setHeader("connection", "close");
       ex.fail(
@@ -367,45 +307,9 @@ export class TollgateProxy {
       } else ex.fail(new ProxyHttpError(404, `Not found: ${method} ${ex.path}`, "invalid_request_error"));
       return;
     }
-    const run = () => {
-      let p: void | Promise<void>;
-      try {
-        p = route.handler(ex);
-      } catch (err) {
-        ex.fail(err);
-        return;
-      }
-      if (p instanceof Promise) p.catch((err: unknown) => ex.fail(err));
-    };
-    const afterAuth = () => {
-      if (!route.body) {
-        run();
-        return;
-      }
-      if (!isJsonType(req.headers["content-type"])) {
-        ex.fail(
-          new ProxyHttpError(
-            415,
-            `Unsupported content-type ${JSON.stringify(req.headers["content-type"])}: send application/json`,
-            "invalid_request_error",
-          ),
-        );
-        req.resume();
-        return;
-      }
-      const declared = Number(req.headers["content-length"]);
-      if (declared > this.config.maxRequestBytes) {
-        ex.fail(tooLarge(this.config.maxRequestBytes));
-        req.resume();
-        return;
-      }
-      const r = req as WithBody;
-      r[BODY] = { ex, chunks: [], size: 0, route: run, failed: false };
-      r.on("data", onBodyData);
-      r.on("end", onBodyEnd);
-    };
+    ex.route = route;
     if (route.auth === "none") {
-      afterAuth();
+      ex.afterAuth();
       return;
     }
     let identity: Identity | Promise<Identity>;
@@ -420,7 +324,7 @@ export class TollgateProxy {
       identity.then(
         (id) => {
           ex.identity = id;
-          afterAuth();
+          ex.afterAuth();
         },
         (err: unknown) => {
           ex.fail(err);
@@ -430,7 +334,7 @@ export class TollgateProxy {
       return;
     }
     ex.identity = identity;
-    afterAuth();
+    ex.afterAuth();
   }
 
   /** Creates the store (unless injected), the gate, starts extensions, and listens. */
@@ -469,6 +373,24 @@ export class TollgateProxy {
     return this.server.address() as AddressInfo;
   }
 
+  private drainWaiters: Array<() => void> = [];
+
+  /** Called by a call once it is completely over (response ended, ticket finished). */
+  callEnded(call: LlmCall): void {
+    this.inflight.delete(call);
+    if (this.inflight.size === 0 && this.drainWaiters.length > 0) {
+      const w = this.drainWaiters;
+      this.drainWaiters = [];
+      for (const f of w) f();
+    }
+  }
+
+  /** Resolves when no LLM call is in flight. */
+  private drained(): Promise<void> {
+    if (this.inflight.size === 0) return Promise.resolve();
+    return new Promise((resolve) => this.drainWaiters.push(resolve));
+  }
+
   /** One timer for every in-flight ticket: renews those older than a third of the lease TTL. */
   private renewAll(every: number): void {
     const now = Date.now();
@@ -501,7 +423,7 @@ export class TollgateProxy {
     this.closing = (async () => {
       const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
       this.server.closeIdleConnections();
-      const drained = Promise.all([...this.inflight].map((c) => c.done));
+      const drained = this.drained();
       let timer: NodeJS.Timeout | undefined;
       const timedOut = await Promise.race([
         drained.then(() => false),
@@ -513,10 +435,7 @@ export class TollgateProxy {
       if (timedOut) {
         this.log.warn({ inflight: this.inflight.size }, "grace period over: cancelling in-flight requests");
         for (const c of this.inflight) c.abortForShutdown();
-        await Promise.race([
-          Promise.all([...this.inflight].map((c) => c.done)),
-          new Promise((r) => setTimeout(r, 5000).unref()),
-        ]);
+        await Promise.race([this.drained(), new Promise((r) => setTimeout(r, 5000).unref())]);
       }
       clearInterval(this.renewTimer);
       this.server.closeAllConnections();
