@@ -334,12 +334,12 @@ export class LlmCall {
       const dep = target.deployment;
       const limits = this.limits;
       const dd = proxy.deploymentDescriptor(dep.id);
-      if (dd !== undefined) limits.push(dd);
       let output = this.outputEstimate;
       let shrinkTries = 0;
       for (;;) {
         const t0 = performance.now();
         let a: GateAdmission;
+        if (dd !== undefined) limits.push(dd);
         try {
           a = await proxy.gate.admit({
             id:
@@ -370,17 +370,12 @@ export class LlmCall {
           else if (output < this.outputEstimate) this.capOutput(output);
           return;
         }
-        if (a.reason === "rate_limit" && a.denial.scope === "deployment") {
-          this.group.cool(target, a.now + a.denial.retryAfterMs);
-          soonest = Math.min(soonest, a.denial.retryAfterMs);
-          firstDenial ??= a;
-          break;
-        }
-        // a token limit of the caller: lower max_tokens to what fits (mid-stream cutoff keeps the upstream to it)
+        // a token limit (the caller's or the deployment's): lower max_tokens to what fits (mid-stream cutoff keeps the upstream to it)
         if (
           a.reason === "rate_limit" &&
           a.denial.type === "tokens" &&
           proxy.config.shrinkMaxTokens &&
+          proxy.config.tokenRateLimitType !== "input" &&
           this.kind !== "embedding" &&
           shrinkTries < 2
         ) {
@@ -390,6 +385,12 @@ export class LlmCall {
             shrinkTries++;
             continue;
           }
+        }
+        if (a.reason === "rate_limit" && a.denial.scope === "deployment") {
+          this.group.cool(target, a.now + a.denial.retryAfterMs);
+          soonest = Math.min(soonest, a.denial.retryAfterMs);
+          firstDenial ??= a;
+          break;
         }
         throw this.denialError(a);
       }
@@ -986,7 +987,7 @@ function limitHeaders(h: string[], statuses: readonly LimitStatus[], now: number
       }
     }
     if (dup) continue;
-    const remaining = s.remaining > 0 ? s.remaining : 0;
+    const remaining = Math.max(s.remaining, 0);
     h.push(
       `x-ratelimit-${s.scope}-remaining-${s.type}`,
       String(remaining),
@@ -1009,7 +1010,7 @@ function openaiLimit(h: string[], kind: string, s: LimitStatus, now: number): vo
     `x-ratelimit-limit-${kind}`,
     String(s.limit),
     `x-ratelimit-remaining-${kind}`,
-    String(s.remaining > 0 ? s.remaining : 0),
+    String(Math.max(s.remaining, 0)),
     `x-ratelimit-reset-${kind}`,
     formatResetDuration(Number.isFinite(s.resetAt) ? s.resetAt - now : 0),
   );

@@ -7,6 +7,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from "node:net";
 import {
   type BudgetSpec,
+  type BudgetStatus,
   type Budgets,
   createBudgets,
   createPriceBook,
@@ -17,6 +18,7 @@ import {
 } from "@tollgate/budgets";
 import { type CounterStore, createLimiter, type Descriptor, type Limiter } from "@tollgate/core";
 import pino, { type Logger } from "pino";
+import { Gauge } from "prom-client";
 import { createAdmission, type Gate } from "./admission.js";
 import { type CallKind, LlmCall } from "./call.js";
 import type { ProxyConfig } from "./config/load.js";
@@ -234,6 +236,44 @@ export class TollgateProxy {
   }
 
   private startedAt = Date.now();
+
+  /** `tollgate_budget_spend_usd` / `tollgate_budget_remaining_usd` of the configured (global) budget, read at scrape. */
+  private budgetGauges(): void {
+    const specs = this.globalBudgets;
+    if (specs.length === 0) return;
+    const reader = this.reader!;
+    const log = this.log;
+    // one store read per scrape, shared by both gauges (prom-client collects them concurrently)
+    let last: { at: number; p: Promise<BudgetStatus[]> } | undefined;
+    const read = () => {
+      const now = Date.now();
+      if (last === undefined || now - last.at > 250) last = { at: now, p: reader.budgets.status(specs) };
+      return last.p;
+    };
+    const gauge = (name: string, help: string, value: (b: BudgetStatus) => number | undefined) =>
+      new Gauge({
+        name,
+        help,
+        labelNames: ["scope", "id"],
+        registers: [this.metrics.registry],
+        async collect() {
+          try {
+            for (const b of await read()) {
+              const v = value(b);
+              if (v !== undefined) this.set({ scope: b.budget.scope, id: b.budget.id }, v / 1e9);
+            }
+          } catch (err) {
+            log.warn({ err }, "budget metrics unavailable");
+          }
+        },
+      });
+    gauge("tollgate_budget_spend_usd", "Spend in the current period of the configured budgets", (b) => b.spend);
+    gauge(
+      "tollgate_budget_remaining_usd",
+      "Budget left in the current period of the configured budgets (spend and holds deducted)",
+      (b) => (b.max === null ? undefined : Math.max(0, b.max - b.spend - b.reserved)),
+    );
+  }
   private reader: { limiter: Limiter; budgets: Budgets } | undefined;
 
   /** Read-only views of the store's counters (`/tollgate/status`, the UI's live limits); exists once listening. */
@@ -351,6 +391,7 @@ export class TollgateProxy {
       limiter: createLimiter({ store: this.store, leaseTtlMs: this.config.leaseTtlMs }),
       budgets: createBudgets({ store: this.store, prices: this.priceTable, unknownModel: "allow" }),
     };
+    this.budgetGauges();
     this.gate = createAdmission({
       store: this.store,
       leaseTtlMs: this.config.leaseTtlMs,

@@ -174,3 +174,111 @@ general_settings:
     }
   }, 90_000);
 });
+
+describe("stores", () => {
+  it("runs on a 3-master Redis Cluster (keys of one request on several slots)", async () => {
+    const nodes = inject("redisCluster")
+      .nodes.map((n) => `"${n.host}:${n.port}"`)
+      .join(", ");
+    const p = await startProxyProcess({
+      config: `
+model_list:
+  - model_name: m
+    litellm_params: { model: openai/m, api_base: ${upstream.apiBase}, rpm: 3, input_cost_per_token: 0.000001 }
+litellm_settings: { max_budget: 100, budget_duration: 1d, max_end_user_budget: 1 }
+general_settings:
+  master_key: ${MASTER}
+  store: { type: redis_cluster, nodes: [${nodes}], timeout_ms: 5000, prefix: "tg-cl-${randomBytes(4).toString("hex")}:" }
+`,
+    });
+    try {
+      const c = client(p.url);
+      const ok = await Promise.allSettled(
+        Array.from({ length: 5 }, () => c.chat.completions.create({ model: "m", ...chat(), user: "u1" })),
+      );
+      expect(ok.filter((r) => r.status === "fulfilled")).toHaveLength(3);
+      const s = await status(p.url, "u1");
+      expect(s.budgets.every((b: { reserved: number }) => b.reserved === 0)).toBe(true);
+      // global and end-user budgets: 3 calls × 2 prompt tokens ("Hello there") × $0.000001
+      expect(s.budgets.map((b: { spend: number }) => b.spend)).toEqual([6000, 6000]);
+    } finally {
+      await p.stop();
+    }
+  }, 60_000);
+
+  it("answers 503 in OpenAI's shape while the store is down under the closed policy, and keeps serving health", async () => {
+    const { createServer } = await import("node:net");
+    const dead = await new Promise<number>((resolve) => {
+      const s = createServer();
+      s.listen(0, "127.0.0.1", () => {
+        const port = (s.address() as { port: number }).port;
+        s.close(() => resolve(port));
+      });
+    });
+    const p = await startProxyProcess({
+      config: `
+model_list:
+  - model_name: m
+    litellm_params: { model: openai/m, api_base: ${upstream.apiBase}, rpm: 100 }
+general_settings:
+  master_key: ${MASTER}
+  store: { type: redis, url: "redis://127.0.0.1:${dead}", failure_policy: closed, timeout_ms: 200 }
+`,
+    });
+    try {
+      upstream.reset();
+      const r = await fetch(`${p.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${MASTER}`, "content-type": "application/json" },
+        body: JSON.stringify({ model: "m", ...chat() }),
+      });
+      expect(r.status).toBe(503);
+      const body = (await r.json()) as { error: { type: string; code: string } };
+      expect(body.error).toMatchObject({ type: "service_unavailable", code: "503" });
+      expect(upstream.stats.requests).toBe(0);
+      expect((await fetch(`${p.url}/health/liveliness`)).status).toBe(200);
+      expect((await fetch(`${p.url}/health/readiness`)).status).toBe(503);
+    } finally {
+      await p.stop();
+    }
+  }, 60_000);
+});
+
+describe("client disconnect mid-body", () => {
+  it("a client that sends half a body and goes away consumes nothing and the proxy keeps serving", async () => {
+    const { connect } = await import("node:net");
+    const p = await startProxyProcess({
+      config: `
+model_list:
+  - model_name: m
+    litellm_params: { model: openai/m, api_base: ${upstream.apiBase}, rpm: 100 }
+general_settings:
+  master_key: ${MASTER}
+`,
+    });
+    try {
+      upstream.reset();
+      for (let i = 0; i < 5; i++) {
+        await new Promise<void>((resolve) => {
+          const sock = connect(p.port, "127.0.0.1", () => {
+            sock.write(
+              `POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${MASTER}\r\ncontent-type: application/json\r\ncontent-length: 500\r\n\r\n{"model": "m", "mess`,
+            );
+            setTimeout(() => {
+              sock.destroy();
+              resolve();
+            }, 50);
+          });
+        });
+      }
+      const s = await status(p.url);
+      expect(s.deployments[0].limits.find((l: { type: string }) => l.type === "requests").used).toBe(0);
+      expect(s.inflight).toBe(0);
+      expect(upstream.stats.requests).toBe(0);
+      const ok = await client(p.url).chat.completions.create({ model: "m", ...chat() });
+      expect(ok.choices).toHaveLength(1);
+    } finally {
+      await p.stop();
+    }
+  }, 60_000);
+});

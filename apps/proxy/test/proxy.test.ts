@@ -257,5 +257,6 @@ describe("metrics", () => {
     expect(text).toContain('tollgate_upstream_latency_seconds_bucket{le="0.001",model="gpt-4o"}');
     expect(text).toContain('tollgate_store_latency_seconds_bucket{le="0.0001",op="admit"}');
     expect(text).toContain("tollgate_store_healthy 1");
+    expect(text).toContain("tollgate_inflight_requests 0");
   });
 });

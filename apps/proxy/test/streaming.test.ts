@@ -28,6 +28,8 @@ model_list:
       tpm: 100000000
       input_cost_per_token: ${IN}
       output_cost_per_token: ${OUT}
+  - model_name: tight
+    litellm_params: { model: openai/tight, api_base: ${upstream.apiBase}, tpm: 100 }
 litellm_settings:
   max_budget: 1000
   budget_duration: 1d
@@ -44,12 +46,12 @@ afterAll(async () => {
   await upstream?.close();
 });
 
-async function usage() {
+async function usage(model = "s") {
   const s = await status(proxy.url);
-  const lim = s.deployments[0].limits;
+  const lim = s.deployments.find((d: { model_name: string }) => d.model_name === model).limits;
   return {
-    requests: lim.find((l: { type: string }) => l.type === "requests").used as number,
-    tokens: lim.find((l: { type: string }) => l.type === "tokens").used as number,
+    requests: (lim.find((l: { type: string }) => l.type === "requests")?.used ?? 0) as number,
+    tokens: (lim.find((l: { type: string }) => l.type === "tokens")?.used ?? 0) as number,
     spend: s.budgets[0].spend as number,
     reserved: s.budgets[0].reserved as number,
     inflight: s.inflight as number,
@@ -100,6 +102,11 @@ describe("streaming", () => {
     // settled with the upstream's final usage: prompt 6 (its own count) + 8 completion tokens
     expect(after.tokens - before.tokens).toBe(6 + 8);
     expect(after.spend - before.spend).toBe(nano(6 * IN + 8 * OUT));
+    const metrics = await (await fetch(`${proxy.url}/metrics`)).text();
+    const spend = Number(/tollgate_budget_spend_usd\{scope="global",id="proxy"\} (\S+)/.exec(metrics)![1]);
+    const left = Number(/tollgate_budget_remaining_usd\{scope="global",id="proxy"\} (\S+)/.exec(metrics)![1]);
+    expect(spend).toBeCloseTo(after.spend / 1e9, 9);
+    expect(left).toBeCloseTo(1000 - after.spend / 1e9, 6);
   });
 
   it("keeps the usage chunk when the client asked for it", async () => {
@@ -245,5 +252,29 @@ describe("mid-stream cutoff", () => {
     expect(denied).toBeInstanceOf(OpenAI.BadRequestError);
     expect(denied.error.type).toBe("budget_exceeded");
     expect(denied.message).toContain("ExceededBudget: End User=eve over budget");
+  });
+
+  it("lowers max_tokens to what a token limit has left (deployment tpm), and cuts an upstream that ignores it", async () => {
+    // tpm 100, no max_tokens: LiteLLM's small-TPM rule caps the output at tpm / 4 = 25 → 6 + 25 tokens
+    await openai.chat.completions.create({ model: "tight", ...chat(PROMPT), x_test: { tokens: 200 } } as never);
+    expect(upstream.bodies.at(-1)!.max_tokens).toBe(25);
+    const before = await usage("tight");
+    expect(before.tokens).toBe(31);
+    // 69 tokens left: max_tokens 100 does not fit, 69 - 6 prompt = 63 do
+    const stream = await openai.chat.completions.create({
+      model: "tight",
+      ...chat(PROMPT),
+      max_tokens: 100,
+      stream: true,
+      x_test: { tokens: 200, ignoreMaxTokens: true },
+    } as never as OpenAI.ChatCompletionCreateParamsStreaming);
+    const chunks: OpenAI.ChatCompletionChunk[] = [];
+    for await (const c of stream) chunks.push(c);
+    expect(upstream.bodies.at(-1)!.max_tokens).toBe(63);
+    expect(chunks.filter((c) => c.choices[0]?.delta.content)).toHaveLength(63);
+    expect(chunks.find((c) => c.choices[0]?.finish_reason)?.choices[0]?.finish_reason).toBe("length");
+    await eventually(async () => expect((await usage("tight")).tokens).toBe(100));
+    const limited = await openai.chat.completions.create({ model: "tight", ...chat(PROMPT) }).catch((e) => e);
+    expect(limited).toBeInstanceOf(OpenAI.RateLimitError);
   });
 });
