@@ -222,6 +222,7 @@ model_list:
     litellm_params: { model: openai/m, api_base: ${upstream.apiBase}, rpm: 100 }
 general_settings:
   master_key: ${MASTER}
+  database_url: none   # the request path only (the management API's cache bus would wait for Redis)
   store: { type: redis, url: "redis://127.0.0.1:${dead}", failure_policy: closed, timeout_ms: 200 }
 `,
     });
