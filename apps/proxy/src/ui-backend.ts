@@ -1,8 +1,8 @@
 /**
  * The admin UI's database side ({@link UiBackend}) on the management API: who the signed-in key is, and the limits
  * and budgets of a key or team built exactly as the request path builds them (`buildIdentity`).
- * Access: proxy admins and read-only admins see every key and team; other callers their own keys, the keys of teams
- * they belong to, and those teams.
+ * Access (the management API's): proxy admins and read-only admins see every key and team; other callers their own
+ * keys, the keys of teams they administer, and the teams they belong to.
  */
 import type { IncomingMessage } from "node:http";
 import { type LiteLLMBudgetContext, litellmBudgets } from "@tollgate/budgets";
@@ -59,8 +59,14 @@ export function managementUiBackend(m: Management): UiBackend {
   const settings = m.auth.settings;
   const windowMs = settings.windowMs ?? 60_000;
 
-  const teamIdsOf = async (c: Caller): Promise<Set<string>> =>
-    new Set(c.user_id === null ? [] : (await m.repo.membershipsOfUser(c.user_id)).map((t) => t.team_id));
+  const teamIdsOf = async (c: Caller, adminOnly = false): Promise<Set<string>> =>
+    new Set(
+      c.user_id === null
+        ? []
+        : (await m.repo.membershipsOfUser(c.user_id))
+            .filter((t) => !adminOnly || t.role === "admin")
+            .map((t) => t.team_id),
+    );
 
   return {
     async whoami(req): Promise<WhoAmI> {
@@ -88,8 +94,8 @@ export function managementUiBackend(m: Management): UiBackend {
       if (b === null) throw new ProxyHttpError(404, "Key not found", "not_found_error", "key");
       const k = b.key;
       if (!seesAll(c) && c.token !== token && !(c.user_id !== null && k.user_id === c.user_id)) {
-        if (k.team_id === null || !(await teamIdsOf(c)).has(k.team_id)) {
-          throw forbidden("You can only see the limits of your own keys and your teams' keys");
+        if (k.team_id === null || !(await teamIdsOf(c, true)).has(k.team_id)) {
+          throw forbidden("You can only see the limits of your own keys and of the keys of teams you administer");
         }
       }
       const base = buildIdentity(c, b, null, undefined, settings);

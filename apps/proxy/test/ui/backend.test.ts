@@ -60,6 +60,7 @@ beforeAll(async () => {
       model_max_budget: { "gpt-4o": { budget_limit: 0.5, time_period: "1d" } },
     },
     other: { team_id: "t2", key_alias: "other-key" },
+    shared: { team_id: "t1", key_alias: "shared-key" },
     auditor: { user_id: "auditor", key_alias: "auditor-key" },
   })) {
     const k = await ok("/key/generate", body);
@@ -109,9 +110,12 @@ describe("UI backend on the management API", () => {
   });
 
   it("others see only their own keys and their teams", async () => {
-    // a team member sees the team's keys and the team, not another team
+    // a team admin sees the team's keys; a member sees the team and their own keys, not the team's other keys
     expect((await ui.keyLimits(req(keys.lead!.key), keys.dev!.key)).label).toBe("dev-key");
+    expect((await ui.keyLimits(req(keys.lead!.key), keys.shared!.key)).label).toBe("shared-key");
     expect((await ui.teamLimits(req(keys.dev!.key), "t1")).id).toBe("t1");
+    expect((await ui.keyLimits(req(keys.dev!.key), keys.dev!.key)).label).toBe("dev-key");
+    expect((await refusal(ui.keyLimits(req(keys.dev!.key), keys.shared!.key))).status).toBe(403);
     expect((await refusal(ui.keyLimits(req(keys.dev!.key), keys.other!.key))).status).toBe(403);
     expect((await refusal(ui.teamLimits(req(keys.dev!.key), "t2"))).status).toBe(403);
     expect((await refusal(ui.keyLimits(req(keys.dev!.key), keys.lead!.key))).status).toBe(403);
