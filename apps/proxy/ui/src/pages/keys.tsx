@@ -136,7 +136,7 @@ export function KeysPage() {
             label: "Alias",
             render: (k) => (
               <>
-                <strong>{k.key_alias || "—"}</strong>
+                <strong class="nowrap">{k.key_alias || "—"}</strong>
                 <div class="mono muted small">{k.key_name}</div>
               </>
             ),

@@ -26,6 +26,14 @@ const FILTER_FIELDS: { name: keyof Filters; label: string }[] = [
   { name: "request_id", label: "Request id" },
 ];
 
+/** The key of a log row: its alias (top level or LiteLLM's `metadata.user_api_key_alias`), else the hash's start. */
+function keyOf(r: SpendLogRow): string {
+  const md = (r.metadata ?? {}) as Record<string, unknown>;
+  const alias = r.key_alias ?? (typeof md.user_api_key_alias === "string" ? md.user_api_key_alias : null);
+  if (alias) return alias;
+  return r.api_key ? `${r.api_key.slice(0, 8)}…` : "—";
+}
+
 export function LogsPage() {
   const { api } = useSession();
   const initial: Filters = {
@@ -52,6 +60,8 @@ export function LogsPage() {
       }),
     [api, applied, page],
   );
+  const teams = useAsync(() => api.listTeams().catch(() => []), [api]);
+  const teamNames = new Map((teams.data ?? []).map((t) => [t.team_id, t.team_alias || t.team_id]));
   const set = (k: keyof Filters, v: string) => setDraft({ ...draft, [k]: v });
   const submit = (e: Event) => {
     e.preventDefault();
@@ -144,7 +154,7 @@ export function LogsPage() {
           <tbody>
             {(logs.data?.data ?? []).map((r: SpendLogRow) => (
               <tr key={r.request_id}>
-                <td class="small">{dateTime(r.startTime)}</td>
+                <td class="small nowrap">{dateTime(r.startTime)}</td>
                 <td>
                   {r.status === "failure" ? (
                     <Badge tone="bad">failure</Badge>
@@ -152,10 +162,10 @@ export function LogsPage() {
                     <Badge tone="ok">{r.status ?? "success"}</Badge>
                   )}
                 </td>
-                <td>{r.model ?? "—"}</td>
-                <td>{r.key_alias ?? (r.api_key ? `${r.api_key.slice(0, 8)}…` : "—")}</td>
-                <td>{r.team_id ?? "—"}</td>
-                <td>{r.end_user || r.user || "—"}</td>
+                <td class="nowrap">{r.model ?? "—"}</td>
+                <td class="nowrap">{keyOf(r)}</td>
+                <td>{r.team_id ? (teamNames.get(r.team_id) ?? r.team_id) : "—"}</td>
+                <td class="nowrap">{r.end_user || r.user || "—"}</td>
                 <td class="num">
                   {count(r.prompt_tokens ?? 0)} / {count(r.completion_tokens ?? 0)}
                 </td>
