@@ -2,7 +2,7 @@
  * The admin UI's database side ({@link UiBackend}) on the management API: who the signed-in key is, and the limits
  * and budgets of a key or team built exactly as the request path builds them (`buildIdentity`).
  * Access (the management API's): proxy admins and read-only admins see every key and team; other callers their own
- * keys, the keys of teams they administer, and the teams they belong to.
+ * keys, the keys of teams they administer, and the teams they belong to (a team's key sees its team).
  */
 import type { IncomingMessage } from "node:http";
 import { type LiteLLMBudgetContext, litellmBudgets } from "@tollgate/budgets";
@@ -125,7 +125,7 @@ export function managementUiBackend(m: Management): UiBackend {
       const t = await m.repo.getTeam(teamId);
       if (t === undefined)
         throw new ProxyHttpError(404, `Team not found: team_id=${teamId}`, "not_found_error", "team_id");
-      if (!seesAll(c) && !(await teamIdsOf(c)).has(t.team_id)) {
+      if (!seesAll(c) && c.team_id !== t.team_id && !(await teamIdsOf(c)).has(t.team_id)) {
         throw forbidden("You can only see the limits of teams you belong to");
       }
       const descriptors: { descriptor: Descriptor; model?: string }[] = [];

@@ -12,6 +12,7 @@ import type { Exchange } from "../exchange.js";
 import type { Identity } from "../identity.js";
 import type { ProxyExtension, TollgateProxy } from "../server.js";
 import type { CallRecord } from "../spend.js";
+import { managementUiBackend } from "../ui-backend.js";
 import type { UiBackend } from "../ui-routes.js";
 import { createRedisBus, type RedisPubSubClient } from "./bus.js";
 import type { InvalidationBus } from "./cache.js";
@@ -19,7 +20,6 @@ import { ApiError } from "./errors.js";
 import type { KeyIdentity } from "./identity.js";
 import { createManagement, type FinishedRequest, type Management } from "./index.js";
 import { ROUTES } from "./router.js";
-import { uiBackend } from "./ui-backend.js";
 
 /** `database_url: none` (or `DATABASE_URL=none`) runs the proxy without a database (LiteLLM's no-DB mode). */
 export function databaseDisabled(config: ProxyConfig): boolean {
@@ -38,8 +38,14 @@ const CALL_TYPES: Record<CallRecord["callType"], string> = {
   embedding: "aembedding",
 };
 
-/** A proxy spend record as a ledger entry. */
-export function finishedFromCallRecord(r: CallRecord): FinishedRequest {
+/**
+ * A proxy spend record as a ledger entry. `modelOf` names a deployment's model (LiteLLM's spend-log `model`, e.g.
+ * `gpt-4o-mini`); the deployment id goes into `metadata.model_id`.
+ */
+export function finishedFromCallRecord(
+  r: CallRecord,
+  modelOf: (deploymentId: string) => string | undefined = () => undefined,
+): FinishedRequest {
   const charged = (
     r as CallRecord & { charged?: { scopes: FinishedRequest["charged"]; periods?: string[]; time: number } }
   ).charged;
@@ -59,7 +65,7 @@ export function finishedFromCallRecord(r: CallRecord): FinishedRequest {
     },
     callType: CALL_TYPES[r.callType] ?? r.callType,
     modelGroup: r.model,
-    ...(r.deploymentId === undefined ? {} : { model: r.deploymentId }),
+    ...(r.deploymentId === undefined ? {} : { model: modelOf(r.deploymentId) ?? r.deploymentId }),
     ...(r.apiBase === undefined ? {} : { apiBase: r.apiBase }),
     status: r.status === "success" || r.status === "cutoff" ? "success" : "failure",
     promptTokens: r.inputTokens,
@@ -70,7 +76,12 @@ export function finishedFromCallRecord(r: CallRecord): FinishedRequest {
     endTime: r.endTime,
     ...(charged?.scopes === undefined ? {} : { charged: charged.scopes, chargedAt: charged.time }),
     ...(charged?.periods === undefined ? {} : { periods: charged.periods }),
-    metadata: { status: r.status, http_status: r.httpStatus, stream: r.stream },
+    metadata: {
+      status: r.status,
+      http_status: r.httpStatus,
+      stream: r.stream,
+      ...(r.deploymentId === undefined ? {} : { model_id: r.deploymentId }),
+    },
   };
 }
 
@@ -185,11 +196,12 @@ export function managementExtension(
         }
       }
 
-      ui = uiBackend(proxy, mgmt);
+      ui = managementUiBackend(mgmt);
+      const modelNames = new Map(config.deployments.map((d) => [d.id, d.upstreamModel]));
 
       // 3. spend records → the ledger (batched off the request path)
       proxy.spend.add({
-        record: (r) => mgmt.record(finishedFromCallRecord(r)),
+        record: (r) => mgmt.record(finishedFromCallRecord(r, (id) => modelNames.get(id))),
         flush: () => mgmt.ledger.flush(),
       });
 

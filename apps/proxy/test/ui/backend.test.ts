@@ -119,6 +119,9 @@ describe("UI backend on the management API", () => {
     expect((await refusal(ui.keyLimits(req(keys.dev!.key), keys.other!.key))).status).toBe(403);
     expect((await refusal(ui.teamLimits(req(keys.dev!.key), "t2"))).status).toBe(403);
     expect((await refusal(ui.keyLimits(req(keys.dev!.key), keys.lead!.key))).status).toBe(403);
+    // a team's key (no user) sees its team, not another
+    expect((await ui.teamLimits(req(keys.other!.key), "t2")).id).toBe("t2");
+    expect((await refusal(ui.teamLimits(req(keys.other!.key), "t1"))).status).toBe(403);
     // read-only admins see everything
     expect((await ui.teamLimits(req(keys.auditor!.key), "t2")).id).toBe("t2");
     // unknown and malformed
