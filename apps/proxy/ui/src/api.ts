@@ -283,7 +283,10 @@ export interface SpendLogRow {
   team_id?: string | null;
   user?: string | null;
   end_user?: string | null;
+  /** The deployment's model (LiteLLM: the model called). */
   model?: string;
+  /** The public model name the client asked for. */
+  model_group?: string;
   spend?: number;
   total_tokens?: number;
   prompt_tokens?: number;

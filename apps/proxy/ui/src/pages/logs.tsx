@@ -162,7 +162,7 @@ export function LogsPage() {
                     <Badge tone="ok">{r.status ?? "success"}</Badge>
                   )}
                 </td>
-                <td class="nowrap">{r.model ?? "—"}</td>
+                <td class="nowrap">{r.model_group || r.model || "—"}</td>
                 <td class="nowrap">{keyOf(r)}</td>
                 <td>{r.team_id ? (teamNames.get(r.team_id) ?? r.team_id) : "—"}</td>
                 <td class="nowrap">{r.end_user || r.user || "—"}</td>
