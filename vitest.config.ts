@@ -25,13 +25,16 @@ const src = (p: string) => fileURLToPath(new URL(p, import.meta.url));
 export default defineConfig({
   resolve: {
     alias: {
+      "@tollgate/core/internal": src("./packages/core/src/internal.ts"),
       "@tollgate/core": src("./packages/core/src/index.ts"),
       "@tollgate/store-memory": src("./packages/store-memory/src/index.ts"),
       "@tollgate/store-redis": src("./packages/store-redis/src/index.ts"),
       "@tollgate/store-upstash": src("./packages/store-upstash/src/index.ts"),
       "@tollgate/store-test-suite": src("./packages/store-test-suite/src/index.ts"),
       "@tollgate/redis-scripts": src("./packages/redis-scripts/src/index.ts"),
+      "@tollgate/budgets/internal": src("./packages/budgets/src/internal.ts"),
       "@tollgate/budgets": src("./packages/budgets/src/index.ts"),
+      "@tollgate/gate": src("./packages/gate/src/index.ts"),
       "@tollgate/test-servers": src("./tooling/test-servers/src/index.ts"),
     },
   },

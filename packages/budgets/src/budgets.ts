@@ -1,18 +1,21 @@
 import {
-  type AdjustResult,
   type AdjustWindowOp,
-  type AdmitBatch,
-  type AdmitResult,
   type CounterStore,
   checkStore,
   createIdGenerator,
-  isNonNegativeInteger,
   type LeaseRef,
-  type SyncCounterStore,
-  syncStoreOf,
+  type Outcome,
   TollgateError,
-  type WindowOp,
 } from "@tollgate/core";
+import {
+  FLAT_DENIED_COUNTER,
+  FLAT_DENIED_TICKET,
+  FlatBatch,
+  FlatResult,
+  isNonNegativeInteger,
+  outcomeOf,
+  StoreAccess,
+} from "@tollgate/core/internal";
 import {
   baseKeyOf,
   type CompileDefaults,
@@ -20,6 +23,7 @@ import {
   compileBudget,
   fingerprint,
   modelMatches,
+  periodKey,
   sameSpec,
   windowOf,
 } from "./compile.js";
@@ -76,6 +80,11 @@ export interface BudgetsOptions {
   reset?: ResetMode;
   /** Reservation lease: an unsettled reservation stops counting after this long. @default 600000 (10 min) */
   reservationTtlMs?: number;
+  /**
+   * How long the store remembers a settled or released reservation (ms), so that a retried settle (after a timeout,
+   * from any process) is recognised and charges nothing. @default 60000
+   */
+  ticketKeepMs?: number;
   /** Fractions of the maximum that fire a `threshold` event once per period. @default [0.5, 0.8, 1] */
   thresholds?: number[];
   /** Receives a record of every settled charge. @default none */
@@ -168,31 +177,37 @@ function positiveInt(n: unknown, what: string): number {
   return n;
 }
 
-/** One reservation request being decided (mutated when shrinking). */
-interface Plan {
+/** @internal One reservation request being decided (mutated when shrinking), and where it sits in a batch. */
+export interface BudgetPlan {
   req: ReserveRequest;
   price: ModelPrice | undefined;
   list: CompiledBudget[];
   inputTokens: number;
   maxTokens: number | null;
+  /** The worst-case cost held on every budget (0 in check mode). */
   hold: Nano;
   shrunk: boolean;
   attempts: number;
+  /** The period clock of the last fill, its first window and counter in the batch, and its window keys. */
+  t: number;
+  w0: number;
+  c0: number;
+  keys: string[];
 }
 
-/** One admission attempt of a plan: the period clock it used and its batch. */
-interface Attempt {
-  t: number;
-  batch: AdmitBatch;
+/** @internal Decisions of {@link BudgetEngine.decide} besides a denial. */
+export const ADMITTED = 0;
+export const RETRY = 1;
+
+const APPLIED: Outcome = Object.freeze({ status: "applied" });
+const DUPLICATE: { status: "duplicate" } = Object.freeze({ status: "duplicate" });
+
+function appliedWith(x: SettleResult | Promise<SettleResult>): Outcome<SettleResult> | Promise<Outcome<SettleResult>> {
+  if (x instanceof Promise) return x.then((result) => ({ status: "applied", ...result }));
+  return { status: "applied", ...x };
 }
 
 const resetAtOf = (p: Period): number | null => (Number.isFinite(p.end) ? p.end : null);
-
-/** Room left in budget `i` of an answer (`limit` - committed - held). */
-function roomOf(limit: Nano, res: { windows: Array<{ counters: Array<{ value: number; held: number }> }> }, i: number) {
-  const s = res.windows[i]?.counters[0];
-  return limit - (s?.value ?? 0) - (s?.held ?? 0);
-}
 
 function bad(message: string): TollgateError {
   return new TollgateError("INVALID_ARGUMENT", message);
@@ -256,9 +271,18 @@ function mergeBudget(first: CompiledBudget, b: CompiledBudget): CompiledBudget {
   return stricter ? { ...first, max: b.max, limit: b.limit, enforce: b.enforce } : first;
 }
 
-class BudgetEngine implements Budgets, ReservationHost {
+/**
+ * The budget engine. Besides the {@link Budgets} API it exposes, for `@tollgate/gate` (through
+ * `@tollgate/budgets/internal`), the parts that let another engine put budgets into a batch of its own: `plan`,
+ * `fillAdmit`, `decide`, `leaseOf`, `statusesOf`, `fillCharge`, `recordCharge`, `clock` and `observe`.
+ */
+export class BudgetEngine implements Budgets, ReservationHost {
   private readonly store: CounterStore;
-  private readonly sync: SyncCounterStore | undefined;
+  private readonly access: StoreAccess;
+  /** Scratch of the flat path (synchronous from filling to reading). */
+  private readonly scratch = new FlatBatch();
+  private readonly answer = new FlatResult();
+  readonly keepMs: number;
   private readonly mode: "reserve" | "check";
   private readonly unknownModel: "deny" | "allow";
   private readonly book: PriceBook;
@@ -281,7 +305,7 @@ class BudgetEngine implements Budgets, ReservationHost {
   constructor(options: BudgetsOptions) {
     checkOptions(options);
     this.store = options.store;
-    this.sync = syncStoreOf(options.store);
+    this.access = new StoreAccess(options.store);
     const mode = options.mode ?? "reserve";
     if (mode !== "reserve" && mode !== "check") {
       throw new TollgateError("INVALID_ARGUMENT", `mode must be "reserve" or "check", got ${JSON.stringify(mode)}`);
@@ -300,6 +324,7 @@ class BudgetEngine implements Budgets, ReservationHost {
     this.minShrinkTokens = positiveInt(options.minShrinkTokens ?? 1, "minShrinkTokens");
     this.shrink = options.shrink ?? false;
     this.ttlMs = positiveInt(options.reservationTtlMs ?? 600_000, "reservationTtlMs");
+    this.keepMs = positiveInt(options.ticketKeepMs ?? 60_000, "ticketKeepMs");
     this.thresholds = [...(options.thresholds ?? [0.5, 0.8, 1])];
     for (const t of this.thresholds) {
       if (!(typeof t === "number" && t > 0 && t <= 1)) {
@@ -319,11 +344,12 @@ class BudgetEngine implements Budgets, ReservationHost {
     this.syncClock = options.syncToStore ?? true;
   }
 
-  /** The period clock: local time corrected by the offset to the store's clock seen in the last answer. */
+  /** @internal The period clock: local time corrected by the offset to the store's clock seen in the last answer. */
   clock(): number {
     return this.localNow() + this.skew;
   }
 
+  /** @internal Records the store's time of an answer (see {@link clock}). */
   observe(storeNow: number): void {
     if (this.syncClock) this.skew = storeNow - this.localNow();
   }
@@ -356,6 +382,7 @@ class BudgetEngine implements Budgets, ReservationHost {
     return c;
   }
 
+  /** @internal */
   emit(event: BudgetEvent): void {
     try {
       this.onEvent?.(event);
@@ -367,12 +394,11 @@ class BudgetEngine implements Budgets, ReservationHost {
   reserve(req: ReserveRequest): Promise<ReserveResult> {
     try {
       const plan = this.plan(req);
-      if (plan.list.length === 0) return Promise.resolve(this.admitted(plan, undefined));
-      const sync = this.sync;
-      if (sync === undefined) return this.reserveAsync(plan);
+      if (plan.list.length === 0) return Promise.resolve(this.admitted(plan, undefined, undefined));
+      if (this.access.flat === undefined) return this.reserveAsync(plan);
       for (;;) {
-        const attempt = this.attempt(plan);
-        const out = this.decide(plan, attempt, sync.admitSync(attempt.batch, true));
+        const b = this.fillReservation(this.scratch.reset(), plan);
+        const out = this.decideReservation(plan, b, this.access.admit(b, this.answer) as FlatResult);
         if (out !== undefined) return Promise.resolve(out);
       }
     } catch (err) {
@@ -380,16 +406,41 @@ class BudgetEngine implements Budgets, ReservationHost {
     }
   }
 
-  private async reserveAsync(plan: Plan): Promise<ReserveResult> {
+  private async reserveAsync(plan: BudgetPlan): Promise<ReserveResult> {
     for (;;) {
-      const attempt = this.attempt(plan);
-      const out = this.decide(plan, attempt, await this.store.admit(attempt.batch));
+      const b = this.fillReservation(new FlatBatch(), plan);
+      const out = this.decideReservation(plan, b, await this.access.admit(b, new FlatResult()));
       if (out !== undefined) return out;
     }
   }
 
-  /** Checks a request and computes its worst-case cost and applicable budgets. */
-  private plan(req: ReserveRequest): Plan {
+  /** A reservation's batch: the budget windows, under a lease and a ticket of its own. */
+  private fillReservation(b: FlatBatch, plan: BudgetPlan): FlatBatch {
+    this.fillAdmit(b, plan);
+    b.leaseId = this.createId();
+    b.leaseTtlMs = this.ttlMs;
+    b.ticket = true;
+    return b;
+  }
+
+  private decideReservation(plan: BudgetPlan, b: FlatBatch, r: FlatResult): ReserveResult | undefined {
+    if (r.denied === FLAT_DENIED_TICKET) {
+      throw new TollgateError(
+        "STORE_DATA_CORRUPT",
+        `[${this.store.name}] the store answered a ticket denial for a fresh id`,
+      );
+    }
+    const d = this.decide(plan, r);
+    if (d === RETRY) return undefined;
+    if (d !== ADMITTED) return { ok: false, denial: d };
+    return this.admitted(plan, this.leaseOf(plan, b.leaseId), r.ticketHandle);
+  }
+
+  /**
+   * @internal Checks a request and computes its worst-case cost and applicable budgets (budgets given twice are
+   * merged). The plan is what {@link fillAdmit} and {@link decide} work on.
+   */
+  plan(req: ReserveRequest): BudgetPlan {
     if (!isObject(req)) throw bad(`reserve needs a request { requestId, model, budgets }, got ${what(req)}`);
     if (!Array.isArray(req.budgets)) {
       throw bad(`budgets must be an array of budget specs (possibly empty), got ${what(req.budgets)}`);
@@ -426,35 +477,40 @@ class BudgetEngine implements Budgets, ReservationHost {
       maxTokens = price.mode === "embedding" ? 0 : (requested ?? price.maxOutputTokens ?? this.defaultMaxTokens);
       hold = worstCaseCost(price, inputTokens, maxTokens);
     }
-    return { req, price, list, inputTokens, maxTokens, hold, shrunk: false, attempts: 0 };
+    return { req, price, list, inputTokens, maxTokens, hold, shrunk: false, attempts: 0, t: 0, w0: 0, c0: 0, keys: [] };
   }
 
-  /** The admission batch of one attempt: a hold of the worst case on every budget's current period. */
-  private attempt(plan: Plan): Attempt {
+  /**
+   * @internal Appends the plan's budget windows to `b`, at the period of the store's clock as last seen: a `spend`
+   * counter holding the worst case (reserve mode) or only checked (check mode) on every budget.
+   */
+  fillAdmit(b: FlatBatch, plan: BudgetPlan): void {
     const { list, hold } = plan;
     const t = this.clock();
-    const windows: WindowOp[] = new Array(list.length);
+    plan.t = t;
+    plan.w0 = b.windowCount;
+    plan.c0 = b.counterCount;
+    const keys: string[] = new Array(list.length);
     for (let i = 0; i < list.length; i++) {
-      const b = list[i] as CompiledBudget;
-      windows[i] = windowOf(b, t, [{ name: SPEND, limit: this.limitOf(b), amount: 0, hold, enforce: b.enforce }]);
+      const c = list[i] as CompiledBudget;
+      const key = periodKey(c, t);
+      keys[i] = key;
+      b.window(key, c.schedule.windowMs, false, c.handle);
+      b.counter(SPEND, this.limitOf(c), 0, hold, c.enforce);
     }
-    const lease = hold > 0 ? { id: this.createId(), ttlMs: this.ttlMs } : undefined;
-    return { t, batch: lease === undefined ? { windows, gauges: [] } : { windows, gauges: [], lease } };
+    plan.keys = keys;
   }
 
-  /** The outcome of an attempt, or undefined to try again with a shrunk reservation. */
-  private decide(plan: Plan, attempt: Attempt, res: AdmitResult): ReserveResult | undefined {
-    this.observe(res.now);
-    const { list, price, maxTokens } = plan;
-    if (res.admitted) {
-      const { windows, lease } = attempt.batch;
-      let ref: LeaseRef | undefined;
-      if (lease !== undefined) {
-        const holds = new Array<{ key: string; name: string }>(list.length);
-        for (let i = 0; i < list.length; i++) holds[i] = { key: (windows[i] as WindowOp).key, name: SPEND };
-        ref = { id: lease.id, gauges: [], holds };
-      }
-      return this.admitted(plan, ref);
+  /**
+   * @internal The decision on the plan's part of an answer: {@link ADMITTED}, {@link RETRY} (shrunk: fill and
+   * admit again), or the denial naming the tightest budget. Records the store's clock.
+   */
+  decide(plan: BudgetPlan, r: FlatResult): typeof ADMITTED | typeof RETRY | BudgetDenial {
+    this.observe(r.now);
+    const { list, price, maxTokens, w0, c0 } = plan;
+    if (r.admitted) {
+      for (let i = 0; i < list.length; i++) (list[i] as CompiledBudget).handle = r.handles[w0 + i];
+      return ADMITTED;
     }
     if (
       !this.shrink ||
@@ -463,27 +519,32 @@ class BudgetEngine implements Budgets, ReservationHost {
       maxTokens === null ||
       plan.attempts >= SHRINK_ATTEMPTS
     ) {
-      return { ok: false, denial: this.denialOf(res, list, attempt.t, plan.hold) };
+      return this.denialOf(r, plan);
     }
     // Shrink: the input cost plus as many output tokens as the tightest budget still has room for.
     let room = Number.POSITIVE_INFINITY;
     for (let i = 0; i < list.length; i++) {
       const b = list[i] as CompiledBudget;
-      if (b.enforce) room = Math.min(room, roomOf(b.limit, res, i));
+      if (b.enforce) room = Math.min(room, b.limit - r.values[c0 + i]! - r.held[c0 + i]!);
     }
     const inputCost = worstCaseCost(price, plan.inputTokens, 0);
     const tokens = Math.min(Math.floor((room - inputCost) / price.worstOutput), maxTokens);
-    if (!(tokens >= this.minShrinkTokens) || tokens >= maxTokens) {
-      return { ok: false, denial: this.denialOf(res, list, attempt.t, plan.hold) };
-    }
+    if (!(tokens >= this.minShrinkTokens) || tokens >= maxTokens) return this.denialOf(r, plan);
     plan.maxTokens = tokens;
     plan.hold = worstCaseCost(price, plan.inputTokens, tokens);
     plan.shrunk = true;
     plan.attempts++;
-    return undefined;
+    return RETRY;
   }
 
-  private admitted(plan: Plan, lease: LeaseRef | undefined): ReserveResult {
+  /** @internal The lease entries of an admitted plan: its holds (when it holds anything) and its windows. */
+  leaseOf(plan: BudgetPlan, id: string): LeaseRef {
+    const holds: LeaseRef["holds"] = [];
+    if (plan.hold > 0) for (const key of plan.keys) holds.push({ key, name: SPEND });
+    return { id, gauges: [], holds, windows: plan.keys };
+  }
+
+  private admitted(plan: BudgetPlan, lease: LeaseRef | undefined, ticketHandle: unknown): ReserveResult {
     const reservation = new BudgetReservation(
       this,
       plan.req,
@@ -491,83 +552,103 @@ class BudgetEngine implements Budgets, ReservationHost {
       plan.list,
       lease,
       lease === undefined ? 0 : plan.hold,
+      ticketHandle,
     );
     return { ok: true, reservation, maxTokens: plan.maxTokens, shrunk: plan.shrunk };
   }
 
   /** The denial naming the tightest budget that denies (the store reports the first one in request order). */
-  private denialOf(res: AdmitResult, list: CompiledBudget[], t: number, hold: number): BudgetDenial {
-    let i = res.denied?.type === "counter" ? res.denied.window : 0;
+  private denialOf(r: FlatResult, plan: BudgetPlan): BudgetDenial {
+    const { list, hold, w0, c0, t } = plan;
+    let i = r.denied === FLAT_DENIED_COUNTER && r.deniedWindow >= w0 ? r.deniedWindow - w0 : 0;
     let tightest = Number.POSITIVE_INFINITY;
     for (let j = 0; j < list.length; j++) {
       const c = list[j] as CompiledBudget;
-      const left = roomOf(this.limitOf(c), res, j);
+      const left = this.limitOf(c) - r.values[c0 + j]! - r.held[c0 + j]!;
       if (c.enforce && (hold > 0 ? left < hold : left <= 0) && left < tightest) {
         tightest = left;
         i = j;
       }
     }
     const b = list[i] as CompiledBudget;
-    const state = res.windows[i]?.counters[0];
-    const spend = state?.value ?? 0;
+    const spend = r.values[c0 + i] ?? 0;
     const max = b.max ?? b.limit; // an enforced budget always has a max
     return {
       budget: b.ref,
       spend,
-      reserved: state?.held ?? 0,
+      reserved: r.held[c0 + i] ?? 0,
       requested: hold,
       max,
       resetAt: resetAtOf(b.schedule.periodAt(t)),
       message: formatBudgetExceeded({ budget: { ...b.ref, alias: b.alias }, spend, max }),
-      now: res.now,
+      now: r.now,
     };
   }
 
-  /** Applies a settle: one adjust adding `cost` to every current period and releasing the lease. */
-  charge(r: BudgetReservation, usage: Usage, cost: Nano): SettleResult | Promise<SettleResult> {
-    const list = r.list;
-    const lease = r.lease;
-    const t = this.clock();
-    if (list.length === 0 || (cost === 0 && lease === undefined)) return this.finish(r, usage, cost, t, undefined);
-    const windows: AdjustWindowOp[] = new Array(list.length);
-    for (let i = 0; i < list.length; i++) {
-      const b = list[i] as CompiledBudget;
-      windows[i] = windowOf(b, t, [{ name: SPEND, delta: cost }]);
-    }
-    const batch = lease === undefined ? { windows } : { windows, release: lease };
-    if (this.sync !== undefined) return this.finish(r, usage, cost, t, this.sync.adjustSync(batch, true));
-    return this.store.adjust(batch).then((res) => this.finish(r, usage, cost, t, res));
+  /** @internal Statuses of an admitted plan's budgets, from its part of the answer (spend and held per budget). */
+  statusesOf(plan: BudgetPlan, nums: readonly number[]): BudgetStatus[] {
+    return plan.list.map((b, i) => {
+      const p = b.schedule.periodAt(plan.t);
+      return {
+        budget: b.ref,
+        spend: nums[2 * i] ?? 0,
+        reserved: nums[2 * i + 1] ?? 0,
+        max: b.max,
+        softBudget: b.soft,
+        periodStart: Number.isFinite(p.start) ? p.start : null,
+        resetAt: resetAtOf(p),
+      };
+    });
   }
 
-  /** Alerts, spend record and sink after a charge (`res` undefined when nothing had to be written). */
-  private finish(
-    r: BudgetReservation,
+  /**
+   * @internal Appends a charge of `cost` to every budget's period current at `t` (unguarded: a request crossing a
+   * boundary is charged to the new period). Answers where the part starts (its first counter).
+   */
+  fillCharge(b: FlatBatch, list: readonly CompiledBudget[], t: number, cost: Nano): number {
+    const c0 = b.counterCount;
+    for (let i = 0; i < list.length; i++) {
+      const c = list[i] as CompiledBudget;
+      b.window(periodKey(c, t), c.schedule.windowMs, false);
+      b.counter(SPEND, 0, cost, 0, true);
+    }
+    return c0;
+  }
+
+  /**
+   * @internal After a charge: the spend after it per budget (from its part of the answer, first counter `c0`), the
+   * alerts it crossed, the spend record and the sink. `r` is undefined when nothing was written (no budgets).
+   */
+  recordCharge(
+    who: { requestId: string; model: string; budgets: BudgetRef[]; list: readonly CompiledBudget[] },
+    r: FlatResult | undefined,
+    c0: number,
     usage: Usage,
     cost: Nano,
     t: number,
-    res: AdjustResult | undefined,
   ): SettleResult | Promise<SettleResult> {
-    const list = r.list;
-    const spend: Nano[] = new Array(res === undefined ? 0 : list.length);
+    const list = who.list;
+    const spend: Nano[] = new Array(r === undefined ? 0 : list.length);
     const periods: string[] = new Array(list.length);
     for (let i = 0; i < list.length; i++) periods[i] = (list[i] as CompiledBudget).schedule.periodAt(t).id;
-    if (res !== undefined) {
-      this.observe(res.now);
-      for (let i = 0; i < list.length; i++) {
-        const after = res.windows[i]?.counters[0]?.value ?? 0;
-        spend[i] = after;
-        if (cost > 0) this.alerts(list[i] as CompiledBudget, after - cost, after, t, r.requestId);
+    if (r !== undefined) {
+      // read everything first: a listener may call the engine again and reuse the answer
+      for (let i = 0; i < list.length; i++) spend[i] = r.values[c0 + i] ?? 0;
+      if (cost > 0) {
+        for (let i = 0; i < list.length; i++) {
+          this.alerts(list[i] as CompiledBudget, spend[i]! - cost, spend[i]!, t, who.requestId);
+        }
       }
     }
     const record: SpendRecord = {
-      requestId: r.requestId,
-      model: r.model,
-      scopes: r.budgets,
+      requestId: who.requestId,
+      model: who.model,
+      scopes: who.budgets,
       periods,
       usage,
       cost,
       costUsd: formatUsd(cost),
-      time: res === undefined ? t : res.now,
+      time: r === undefined ? t : r.now,
     };
     const result: SettleResult = { cost, record, spend };
     if (this.sink === undefined) return result;
@@ -588,10 +669,40 @@ class BudgetEngine implements Budgets, ReservationHost {
     );
   }
 
-  async release(lease: LeaseRef): Promise<void> {
-    const batch = { windows: [], release: lease };
-    const res = this.sync !== undefined ? this.sync.adjustSync(batch, true) : await this.store.adjust(batch);
-    this.observe(res.now);
+  /** A reservation's settle: one adjust adding `cost` to every current period, releasing the holds, finishing the ticket. */
+  charge(r: BudgetReservation, usage: Usage, cost: Nano): Outcome<SettleResult> | Promise<Outcome<SettleResult>> {
+    const t = this.clock();
+    const lease = r.lease;
+    if (lease === undefined) return appliedWith(this.recordCharge(r, undefined, 0, usage, cost, t));
+    const flat = this.access.flat !== undefined;
+    const b = flat ? this.scratch.reset() : new FlatBatch();
+    this.fillCharge(b, r.list, t, cost);
+    b.releaseLease(lease);
+    b.finishTicket(lease.id, "settle", this.keepMs, r.ticketHandle);
+    const done = (res: FlatResult): Outcome<SettleResult> | Promise<Outcome<SettleResult>> => {
+      this.observe(res.now);
+      if (res.ticket === "finished") return DUPLICATE;
+      return appliedWith(this.recordCharge(r, res, 0, usage, cost, t));
+    };
+    if (flat) return done(this.access.adjust(b, this.answer) as FlatResult);
+    return (this.access.adjust(b, new FlatResult()) as Promise<FlatResult>).then(done);
+  }
+
+  /** A reservation's release: the holds, and the ticket finished, in one adjust. */
+  release(r: BudgetReservation): Outcome | Promise<Outcome> {
+    const lease = r.lease;
+    if (lease === undefined) return APPLIED;
+    const flat = this.access.flat !== undefined;
+    const b = flat ? this.scratch.reset() : new FlatBatch();
+    b.releaseLease(lease);
+    b.finishTicket(lease.id, "release", this.keepMs, r.ticketHandle);
+    b.readBack = false;
+    const done = (res: FlatResult): Outcome => {
+      this.observe(res.now);
+      return outcomeOf(res.ticket, true);
+    };
+    if (flat) return done(this.access.adjust(b, this.answer) as FlatResult);
+    return (this.access.adjust(b, new FlatResult()) as Promise<FlatResult>).then(done);
   }
 
   async renew(lease: LeaseRef, ttlMs: number): Promise<boolean> {

@@ -32,6 +32,8 @@ export interface CompiledBudget {
   /** Memo of the store key of the last period used (the hot path reuses the string). */
   lastPeriod: Period | undefined;
   lastKey: string;
+  /** The in-process store's handle of the window of the last admission (a hint the store checks), or undefined. */
+  handle: unknown;
 }
 
 /** The store key of a compiled budget's period containing `t` (memoized per period). */
@@ -155,6 +157,7 @@ export function compileBudget(spec: BudgetSpec, defaults: CompileDefaults): Comp
     source: { ...spec },
     lastPeriod: undefined,
     lastKey: "",
+    handle: undefined,
   };
 }
 

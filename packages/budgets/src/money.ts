@@ -1,4 +1,5 @@
-import { isNonNegativeInteger, TollgateError, type TollgateErrorCode } from "@tollgate/core";
+import { TollgateError, type TollgateErrorCode } from "@tollgate/core";
+import { isNonNegativeInteger } from "@tollgate/core/internal";
 
 /**
  * Money is an integer number of nano-USD (1 nano-USD = 1e-9 USD) held in a JS number.

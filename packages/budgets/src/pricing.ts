@@ -1,4 +1,5 @@
-import { isNonNegativeInteger, TollgateError } from "@tollgate/core";
+import { TollgateError } from "@tollgate/core";
+import { isNonNegativeInteger } from "@tollgate/core/internal";
 import { addNano, mulNano, type Nano, nonNegativeInt, parseUsd, type Usd } from "./money.js";
 
 /**

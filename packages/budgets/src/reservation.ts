@@ -1,4 +1,4 @@
-import { type LeaseRef, TollgateError } from "@tollgate/core";
+import type { LeaseRef, Outcome } from "@tollgate/core";
 import type { CompiledBudget } from "./compile.js";
 import type { Nano } from "./money.js";
 import { checkUsage, costOf, type ModelPrice, type Usage } from "./pricing.js";
@@ -12,25 +12,32 @@ export interface SettleResult {
   spend: Nano[];
 }
 
-/** An admitted request's hold on its budgets. */
+/**
+ * An admitted request's hold on its budgets. Its settle and release are one store call each, applied exactly once
+ * per reservation in the store (its ticket), whatever the retries and from whichever process.
+ */
 export interface Reservation {
   readonly requestId: string;
   readonly model: string;
-  /** Lease id of the holds (absent in check mode or when nothing is held). */
+  /** Lease (and ticket) id of the reservation (absent when no budget applied). */
   readonly leaseId: string | undefined;
-  /** Held worst-case cost per budget, nano-USD. */
+  /** Held worst-case cost per budget, nano-USD (0 in check mode). */
   readonly reserved: Nano;
   readonly budgets: BudgetRef[];
   /** `open` until settled or released. */
   readonly state: "open" | "settled" | "released";
   /**
    * Charges the actual cost to every budget's current period and releases the holds, in one atomic store call.
-   * Idempotent: a second call returns the first result and changes nothing.
-   * @throws TollgateError `RESERVATION_FINISHED` after `release()`.
+   * `applied` carries the cost, the spend record and the spend after the charge; a second settle, or a settle after
+   * `release()`, is `duplicate` and changes nothing.
+   * @throws TollgateError `INVALID_ARGUMENT` / `INVALID_AMOUNT` for a missing or bad usage (never a silent $0).
    */
-  settle(usage: Usage): Promise<SettleResult>;
-  /** Releases the holds without charging (the call failed). Idempotent; a no-op after `settle`. */
-  release(): Promise<void>;
+  settle(usage: Usage): Promise<Outcome<SettleResult>>;
+  /**
+   * Releases the holds without charging (the call did not run). `duplicate` after a settle or a release,
+   * `expired` when the store no longer knows the reservation (its lease expired: nothing to undo).
+   */
+  release(): Promise<Outcome>;
   /** Extends the holds (long streams). Returns false when the lease has already expired. */
   renew(ttlMs?: number): Promise<boolean>;
 }
@@ -39,20 +46,21 @@ export interface Reservation {
 export interface ReservationHost {
   /** Default lease TTL for `renew()`. */
   readonly ttlMs: number;
-  /** One atomic adjust: add `cost` to every budget's current period and release the lease. */
-  charge(r: BudgetReservation, usage: Usage, cost: Nano): SettleResult | Promise<SettleResult>;
-  release(lease: LeaseRef): Promise<void>;
+  /** One atomic adjust: add `cost` to every budget's current period, release the lease, finish the ticket. */
+  charge(r: BudgetReservation, usage: Usage, cost: Nano): Outcome<SettleResult> | Promise<Outcome<SettleResult>>;
+  /** One atomic adjust: release the lease and finish the ticket. */
+  release(r: BudgetReservation): Outcome | Promise<Outcome>;
   renew(lease: LeaseRef, ttlMs: number): Promise<boolean>;
 }
 
-/** @internal The engine's reservation: state machine open -> settled | released, idempotent transitions. */
+const DUPLICATE: { status: "duplicate" } = Object.freeze({ status: "duplicate" });
+
+/** @internal The engine's reservation: open -> settled | released, claimed before the store call. */
 export class BudgetReservation implements Reservation {
   readonly requestId: string;
   readonly model: string;
   readonly leaseId: string | undefined;
   state: "open" | "settled" | "released" = "open";
-  private settling: Promise<SettleResult> | undefined;
-  private releasing: Promise<void> | undefined;
   private refs: BudgetRef[] | undefined;
 
   constructor(
@@ -62,6 +70,8 @@ export class BudgetReservation implements Reservation {
     readonly list: CompiledBudget[],
     readonly lease: LeaseRef | undefined,
     readonly reserved: Nano,
+    /** The store's handle of the ticket (in-process stores), or undefined. */
+    readonly ticketHandle: unknown,
   ) {
     this.requestId = req.requestId;
     this.model = req.model;
@@ -73,13 +83,7 @@ export class BudgetReservation implements Reservation {
     return this.refs;
   }
 
-  settle(usage: Usage): Promise<SettleResult> {
-    if (this.settling !== undefined) return this.settling;
-    if (this.state === "released" || this.releasing !== undefined) {
-      return Promise.reject(
-        new TollgateError("RESERVATION_FINISHED", `reservation of request ${this.requestId} was already released`),
-      );
-    }
+  settle(usage: Usage): Promise<Outcome<SettleResult>> {
     let cost: Nano;
     try {
       if (this.price !== undefined) cost = costOf(this.price, usage);
@@ -90,50 +94,32 @@ export class BudgetReservation implements Reservation {
     } catch (err) {
       return Promise.reject(err);
     }
-    let out: SettleResult | Promise<SettleResult>;
+    if (this.state !== "open") return Promise.resolve(DUPLICATE);
+    this.state = "settled"; // claimed before any await: a concurrent second call is a duplicate
     try {
-      out = this.engine.charge(this, usage, cost);
+      return Promise.resolve(this.engine.charge(this, usage, cost)).catch((err: unknown) => {
+        // The call may still be applied by the store: a retry is recognised by the ticket and applies once.
+        this.state = "open";
+        throw err;
+      });
     } catch (err) {
+      this.state = "open";
       return Promise.reject(err);
     }
-    if (!(out instanceof Promise)) {
-      this.state = "settled";
-      this.settling = Promise.resolve(out);
-      return this.settling;
-    }
-    const p = out.then(
-      (result) => {
-        this.state = "settled";
-        return result;
-      },
-      (err: unknown) => {
-        // The store call is atomic: nothing was applied, so a later settle may retry.
-        this.settling = undefined;
-        throw err;
-      },
-    );
-    this.settling = p;
-    return p;
   }
 
-  release(): Promise<void> {
-    if (this.releasing !== undefined) return this.releasing;
-    if (this.settling !== undefined || this.state !== "open") return Promise.resolve();
-    if (this.lease === undefined) {
-      this.state = "released";
-      return Promise.resolve();
-    }
-    const p = this.engine.release(this.lease).then(
-      () => {
-        this.state = "released";
-      },
-      (err: unknown) => {
-        this.releasing = undefined;
+  release(): Promise<Outcome> {
+    if (this.state !== "open") return Promise.resolve(DUPLICATE);
+    this.state = "released";
+    try {
+      return Promise.resolve(this.engine.release(this)).catch((err: unknown) => {
+        this.state = "open";
         throw err;
-      },
-    );
-    this.releasing = p;
-    return p;
+      });
+    } catch (err) {
+      this.state = "open";
+      return Promise.reject(err);
+    }
   }
 
   async renew(ttlMs: number = this.engine.ttlMs): Promise<boolean> {

@@ -1,4 +1,5 @@
-import { isNonNegativeInteger, TollgateError } from "@tollgate/core";
+import { TollgateError } from "@tollgate/core";
+import { isNonNegativeInteger } from "@tollgate/core/internal";
 
 /**
  * LiteLLM's budget throttle: an over-budget key that opted in keeps working with its rate limits scaled to

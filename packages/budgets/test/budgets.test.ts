@@ -7,7 +7,7 @@ import {
   createBudgets,
   type SpendRecord,
 } from "../src/index.js";
-import { CENT, type Clock, clockAt, ONE_CENT_REQUEST, ONE_CENT_USAGE, PRICES, STORES } from "./helpers.js";
+import { applied, CENT, type Clock, clockAt, ONE_CENT_REQUEST, ONE_CENT_USAGE, PRICES, STORES } from "./helpers.js";
 
 const key = (maxBudget: string | null, extra: Partial<BudgetSpec> = {}): BudgetSpec => ({
   scope: "key",
@@ -104,7 +104,7 @@ describe.each(STORES)("budgets on the $name store", ({ create }) => {
       { scope: "team", id: "t1" },
     ]);
     expect(await budgets.status([key("0.05"), team])).toMatchObject([{ reserved: CENT }, { reserved: CENT }]);
-    const settled = await r.reservation.settle({ inputTokens: 1500, outputTokens: 3000 });
+    const settled = applied(await r.reservation.settle({ inputTokens: 1500, outputTokens: 3000 }));
     expect(settled.cost).toBe(7_500_000);
     expect(settled.spend).toEqual([7_500_000, 7_500_000]);
     expect(records.map((x) => x.scopes)).toEqual([
@@ -144,16 +144,16 @@ describe.each(STORES)("budgets on the $name store", ({ create }) => {
     expect(!second.ok && second.denial).toMatchObject({ reserved: CENT, max: 15_000_000 });
   });
 
-  it("settles to the actual cost in one call and releases the hold; settle and release are idempotent", async () => {
+  it("settles to the actual cost in one call and releases the hold; a second settle or release is a duplicate", async () => {
     const { budgets, records } = setup();
     const r = await budgets.reserve(req([key("1")]));
     if (!r.ok) throw new Error("denied");
     const usage = { inputTokens: 1500, outputTokens: 100 };
     const [s1, s2] = await Promise.all([r.reservation.settle(usage), r.reservation.settle(usage)]);
-    expect(s1).toBe(s2);
-    expect(s1.cost).toBe(1500 * 1000 + 100 * 2000);
-    expect(await r.reservation.settle(usage)).toBe(s1);
-    await r.reservation.release(); // no-op after settle
+    expect(s1).toMatchObject({ status: "applied", cost: 1500 * 1000 + 100 * 2000, spend: [1_700_000] });
+    expect(s2).toEqual({ status: "duplicate" });
+    expect(await r.reservation.settle(usage)).toEqual({ status: "duplicate" });
+    expect(await r.reservation.release()).toEqual({ status: "duplicate" }); // nothing after a settle
     const [st] = await budgets.status([key("1")]);
     expect(st).toMatchObject({ spend: 1_700_000, reserved: 0 });
     expect(records).toHaveLength(1);
@@ -166,11 +166,14 @@ describe.each(STORES)("budgets on the $name store", ({ create }) => {
 
     const q = await budgets.reserve(req([key("1")]));
     if (!q.ok) throw new Error("denied");
-    await Promise.all([q.reservation.release(), q.reservation.release()]);
-    await q.reservation.release();
+    const released = await Promise.all([q.reservation.release(), q.reservation.release()]);
+    expect(released.map((o) => o.status)).toEqual(["applied", "duplicate"]);
+    expect(await q.reservation.release()).toEqual({ status: "duplicate" });
     expect(q.reservation.state).toBe("released");
     expect(await budgets.status([key("1")])).toMatchObject([{ spend: 1_700_000, reserved: 0 }]);
-    await expect(q.reservation.settle(usage)).rejects.toMatchObject({ code: "RESERVATION_FINISHED" });
+    // a settle after a release is a harmless duplicate: nothing charged, no record
+    expect(await q.reservation.settle(usage)).toEqual({ status: "duplicate" });
+    expect(records).toHaveLength(1);
     expect(await budgets.status([key("1")])).toMatchObject([{ spend: 1_700_000, reserved: 0 }]);
   });
 
@@ -440,7 +443,7 @@ describe.each(STORES)("budgets on the $name store", ({ create }) => {
     const lax = setup("2027-06-15T12:00:00Z", { unknownModel: "allow" });
     const r = await lax.budgets.reserve(req([key("1")], { model: "mystery" }));
     if (!r.ok) throw new Error("denied");
-    const s = await r.reservation.settle({ inputTokens: 1000, outputTokens: 1000 });
+    const s = applied(await r.reservation.settle({ inputTokens: 1000, outputTokens: 1000 }));
     expect(s.cost).toBe(0);
     expect(lax.events).toEqual([{ type: "unknown_model", model: "mystery", requestId: r.reservation.requestId }]);
   });

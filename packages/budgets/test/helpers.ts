@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import type { CounterStore } from "@tollgate/core";
+import type { CounterStore, Outcome } from "@tollgate/core";
 import { createMemoryStore } from "@tollgate/store-memory";
 import { createRedisStore } from "@tollgate/store-redis";
 import { inject } from "vitest";
@@ -68,3 +68,9 @@ export const PRICES: PriceTable = {
 export const CENT = 10_000_000; // nano-USD
 export const ONE_CENT_REQUEST = { model: "test-model", inputTokens: 2000, maxTokens: 4000 } as const;
 export const ONE_CENT_USAGE = { inputTokens: 2000, outputTokens: 4000 } as const;
+
+/** An outcome that must have been applied, as such (its cost, record and spend). */
+export function applied<A>(o: Outcome<A>): { status: "applied" } & A {
+  if (o.status !== "applied") throw new Error(`expected an applied outcome, got ${o.status}`);
+  return o;
+}

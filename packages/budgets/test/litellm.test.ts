@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { createBudgets, litellmBudgets } from "../src/index.js";
-import { clockAt, ONE_CENT_REQUEST, ONE_CENT_USAGE, PRICES, STORES } from "./helpers.js";
+import { applied, clockAt, ONE_CENT_REQUEST, ONE_CENT_USAGE, PRICES, STORES } from "./helpers.js";
 
 describe("litellmBudgets: which budgets LiteLLM enforces", () => {
   it("a team key: key, team, team member and end user, but not the personal user budget", () => {
@@ -64,7 +64,7 @@ describe.each(STORES)("litellmBudgets end to end on the $name store", ({ create 
       // The team alone still admits and is charged after the call.
       const t = await budgets.reserve({ requestId: "b", budgets: specs.slice(0, 1), ...ONE_CENT_REQUEST });
       if (!t.ok) throw new Error("denied");
-      const s = await t.reservation.settle(ONE_CENT_USAGE);
+      const s = applied(await t.reservation.settle(ONE_CENT_USAGE));
       expect(s.spend).toEqual([10_000_000]);
     } finally {
       await store.close();

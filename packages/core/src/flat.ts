@@ -219,6 +219,8 @@ export class FlatResult {
   ticket: TicketState | undefined = undefined;
   /** Admit (contract 2): the store's handle of the ticket it recorded (opaque), for the adjustment finishing it. */
   ticketHandle: unknown = undefined;
+  /** Object path: the answer's `degraded` (a failure policy decided), else undefined. */
+  degraded: "open" | "fallback" | undefined = undefined;
 }
 
 /**
@@ -234,22 +236,6 @@ export interface FlatCounterStore {
 /** The store's declared {@link FlatCounterStore} capability (`store.capabilities.flat`), when it has one. */
 export function flatStoreOf(store: CounterStore): FlatCounterStore | undefined {
   return store.capabilities?.flat;
-}
-
-/**
- * The other optional capability of in-process stores (the memory store has it): synchronous forms of `admit` and
- * `adjust` in the contract's object form, same semantics, no promise. `@tollgate/budgets` uses them when present.
- * `trusted` is true only for batches built from validated input, which the store may then skip re-validating.
- */
-export interface SyncCounterStore {
-  admitSync(batch: AdmitBatch, trusted?: boolean): AdmitResult;
-  adjustSync(batch: AdjustBatch, trusted?: boolean): AdjustResult;
-}
-
-/** The store's {@link SyncCounterStore} capability, when it has one. */
-export function syncStoreOf(store: CounterStore): SyncCounterStore | undefined {
-  const s = store as CounterStore & Partial<SyncCounterStore>;
-  return typeof s.admitSync === "function" && typeof s.adjustSync === "function" ? (s as SyncCounterStore) : undefined;
 }
 
 function windowStates(batch: FlatBatch, r: FlatResult): WindowState[] {
@@ -337,4 +323,66 @@ export function toAdjustBatch(b: FlatBatch): AdjustBatch {
   if (b.ticketId !== "") batch.ticket = { id: b.ticketId, finish: b.ticketFinish, keepMs: b.ticketKeepMs };
   if (!b.readBack) batch.readBack = false;
   return batch;
+}
+
+/** Fills `out` from the contract's answer to an admission of `batch` (the object path seen in flat form). */
+export function fromAdmitResult(batch: FlatBatch, res: AdmitResult, out: FlatResult): FlatResult {
+  out.admitted = res.admitted;
+  out.now = res.now;
+  out.denied = FLAT_NOT_DENIED;
+  out.degraded = res.degraded;
+  let c = 0;
+  for (let i = 0; i < batch.windowCount; i++) {
+    const w = res.windows[i];
+    out.starts[i] = w === undefined ? res.now : w.start;
+    out.handles[i] = undefined;
+    for (let j = 0, end = batch.counterEnd[i]!; c < end; j++, c++) {
+      const st = w?.counters[j];
+      out.values[c] = st?.value ?? 0;
+      out.previous[c] = st?.previous ?? 0;
+      out.held[c] = st?.held ?? 0;
+    }
+  }
+  for (let g = 0; g < batch.gaugeCount; g++) {
+    const st = res.gauges[g];
+    out.inFlight[g] = st?.inFlight ?? 0;
+    out.earliest[g] = st?.earliestExpiry ?? null;
+    out.gaugeHandles[g] = undefined;
+  }
+  out.ticketHandle = undefined;
+  const at = res.denied;
+  if (!res.admitted && at !== undefined) {
+    if (at.type === "counter") {
+      out.denied = FLAT_DENIED_COUNTER;
+      out.deniedWindow = at.window;
+      out.deniedIndex = (at.window === 0 ? 0 : batch.counterEnd[at.window - 1]!) + at.counter;
+    } else if (at.type === "gauge") {
+      out.denied = FLAT_DENIED_GAUGE;
+      out.deniedIndex = at.gauge;
+    } else out.denied = FLAT_DENIED_TICKET;
+  }
+  return out;
+}
+
+/** Fills `out` from the contract's answer to an adjustment of `batch` (states only when the store answered them). */
+export function fromAdjustResult(batch: FlatBatch, res: AdjustResult, out: FlatResult): FlatResult {
+  out.now = res.now;
+  out.released = res.released;
+  out.ticket = res.ticket;
+  out.degraded = res.degraded;
+  for (let i = 0; i < batch.windowCount; i++) out.applied[i] = res.applied[i] === true;
+  if (res.windows.length === batch.windowCount) {
+    let c = 0;
+    for (let i = 0; i < batch.windowCount; i++) {
+      const w = res.windows[i]!;
+      out.starts[i] = w.start;
+      for (let j = 0, end = batch.counterEnd[i]!; c < end; j++, c++) {
+        const st = w.counters[j];
+        out.values[c] = st?.value ?? 0;
+        out.previous[c] = st?.previous ?? 0;
+        out.held[c] = st?.held ?? 0;
+      }
+    }
+  }
+  return out;
 }

@@ -1,5 +1,5 @@
 import { isNonNegativeInteger, isSafeInteger, TollgateError } from "./errors.js";
-import type { Descriptor } from "./types.js";
+import type { Descriptor, TokenType } from "./types.js";
 import { isName } from "./validate.js";
 
 /** Default window length of a descriptor: one minute, like LiteLLM's `LITELLM_RATE_LIMIT_WINDOW_SIZE`. */
@@ -64,7 +64,8 @@ function checkLimit(n: unknown, limit: string, scope: string): void {
  * - `requests`, `tokens`, `maxParallel`, when present, must be non-negative safe integers -> `INVALID_LIMIT`
  *   (0 is a valid limit: it denies everything);
  * - `windowMs`, when present, must be a positive safe integer -> `INVALID_WINDOW`;
- * - `algorithm` must be `"fixed"` or `"sliding"`, `shadow` a boolean, `enforceWhen` a function -> `INVALID_ARGUMENT`.
+ * - `algorithm` must be `"fixed"` or `"sliding"`, `tokenType` `"total"`, `"input"` or `"output"`, `shadow` a boolean,
+ *   `enforceWhen` a function -> `INVALID_ARGUMENT`.
  *
  * @throws {TollgateError} with the codes above.
  */
@@ -111,6 +112,13 @@ export function validateLimits(d: Descriptor): void {
   if (d.enforceWhen !== undefined && typeof d.enforceWhen !== "function") {
     throw new TollgateError("INVALID_ARGUMENT", `enforceWhen of ${d.scope} must be a function`);
   }
+  const t = d.tokenType;
+  if (t !== undefined && t !== "total" && t !== "input" && t !== "output") {
+    throw new TollgateError(
+      "INVALID_ARGUMENT",
+      `tokenType of ${d.scope} must be "total", "input" or "output", got ${show(t)}`,
+    );
+  }
 }
 
 /**
@@ -122,24 +130,46 @@ export function descriptorKey(d: Pick<Descriptor, "scope" | "value">): string {
   return "{" + d.scope + ":" + d.value + "}";
 }
 
-function build(scope: StandardScope, value: string, limits: ScopeLimits | undefined): Descriptor {
-  const d: Descriptor = { ...limits, scope, value, windowMs: limits?.windowMs ?? DEFAULT_WINDOW_MS };
-  validateDescriptor(d);
+/**
+ * A builder's descriptor: every field present, always in this order, so that every descriptor a builder makes has
+ * one hidden class (property reads in the engine stay monomorphic). No object spread: on Node 20 an object literal
+ * that spreads and then adds properties (`{ ...limits, scope, value }`) takes V8's slow path, about 1 µs per object,
+ * which made builders 2-7× slower than literals through the whole admission.
+ */
+function build(scope: StandardScope, value: string, limits: ScopeLimits | undefined, tokenType: TokenType): Descriptor {
+  if (limits !== undefined && (typeof limits !== "object" || limits === null)) {
+    throw new TollgateError("INVALID_ARGUMENT", `limits of ${scope} must be an object, got ${show(limits)}`);
+  }
+  const d: Descriptor = {
+    scope,
+    value,
+    requests: limits?.requests,
+    tokens: limits?.tokens,
+    maxParallel: limits?.maxParallel,
+    windowMs: limits?.windowMs ?? DEFAULT_WINDOW_MS,
+    algorithm: limits?.algorithm,
+    tokenType: limits?.tokenType ?? tokenType,
+    shadow: limits?.shadow,
+    enforceWhen: limits?.enforceWhen,
+  };
+  validateLimits(d); // the scope is a constant and the id parts were checked: only the limits are left
   return d;
 }
 
-function single(scope: StandardScope, what: string) {
+function single(scope: StandardScope, what: string, tokenType: TokenType = "total") {
+  const label = `${scope} ${what}`;
   return (id: string, limits?: ScopeLimits): Descriptor => {
-    checkPart(id, `${scope} ${what}`);
-    return build(scope, id, limits);
+    checkPart(id, label);
+    return build(scope, id, limits, tokenType);
   };
 }
 
-function pair(scope: StandardScope, first: string, second: string) {
+function pair(scope: StandardScope, first: string, second: string, tokenType: TokenType = "total") {
+  const labels = [`${scope} ${first}`, `${scope} ${second}`] as const;
   return (a: string, b: string, limits?: ScopeLimits): Descriptor => {
-    checkPart(a, `${scope} ${first}`);
-    checkPart(b, `${scope} ${second}`);
-    return build(scope, a + ":" + b, limits);
+    checkPart(a, labels[0]);
+    checkPart(b, labels[1]);
+    return build(scope, a + ":" + b, limits, tokenType);
   };
 }
 
@@ -174,14 +204,14 @@ export const scopes = Object.freeze({
   modelPerProject: pair("model_per_project", "project id", "model"),
   /**
    * `model_per_project_itpm` / `project:model`: LiteLLM's per-project input-tokens-per-minute limit
-   * (`project_metadata.model_itpm_limit`); put the limit in `tokens` and reserve the input estimate on it.
+   * (`project_metadata.model_itpm_limit`); put the limit in `tokens`. Its `tokenType` defaults to `"input"`.
    */
-  modelPerProjectItpm: pair("model_per_project_itpm", "project id", "model"),
+  modelPerProjectItpm: pair("model_per_project_itpm", "project id", "model", "input"),
   /**
    * `model_per_project_otpm` / `project:model`: LiteLLM's per-project output-tokens-per-minute limit
-   * (`project_metadata.model_otpm_limit`); put the limit in `tokens` and reserve the output estimate on it.
+   * (`project_metadata.model_otpm_limit`); put the limit in `tokens`. Its `tokenType` defaults to `"output"`.
    */
-  modelPerProjectOtpm: pair("model_per_project_otpm", "project id", "model"),
+  modelPerProjectOtpm: pair("model_per_project_otpm", "project id", "model", "output"),
   /** `tag_per_key` / `hashedKey:tag`: a key's limit per request tag (LiteLLM's `metadata.tag_rpm_limit`). */
   tagPerKey: pair("tag_per_key", "hashed key", "tag"),
   /** `mcp_per_key` / `hashedKey:server`: a key's limit per MCP server (LiteLLM's `metadata.mcp_rpm_limit`). */

@@ -4,6 +4,33 @@ import type { WindowAlgorithm } from "./store.js";
 export type LimitType = "requests" | "tokens" | "max_parallel_requests";
 
 /**
+ * Which tokens a descriptor's `tokens` limit counts (LiteLLM's `tpm_limit_type`, and the `_itpm` / `_otpm` scopes):
+ * `"input"` the prompt tokens, `"output"` the completion tokens, `"total"` both.
+ */
+export type TokenType = "total" | "input" | "output";
+
+/**
+ * A token amount split by kind: an estimate to reserve, or a usage to settle. Input limits count `input`, output
+ * limits `output`, total limits the sum. `estimateRequestTokens` answers one.
+ */
+export interface TokenAmounts {
+  /** Prompt tokens (for usage: LiteLLM counts prompt tokens minus cached ones). Non-negative integer. */
+  input: number;
+  /** Completion tokens. Non-negative integer. */
+  output: number;
+}
+
+/**
+ * What a settle, fail or release of a reservation did, the same shape across the library (the limiter, budgets and
+ * the gate; `A` is what an applied outcome carries besides its status):
+ * - `applied`: the store applied it (exactly once, whatever the retries);
+ * - `duplicate`: the reservation was already finished (by this process or another): nothing was applied;
+ * - `expired`: a release of a reservation the store no longer knows (its lease expired): nothing to undo.
+ */
+// biome-ignore lint/complexity/noBannedTypes: the default adds nothing to an applied outcome
+export type Outcome<A = {}> = ({ status: "applied" } & A) | { status: "duplicate" } | { status: "expired" };
+
+/**
  * A rate-limit descriptor: one scope (`api_key`, `team`, `team_member`, ...) and its value, plus the
  * limits that apply to it. A descriptor without any limit is ignored (it writes nothing).
  */
@@ -18,6 +45,11 @@ export interface Descriptor {
   tokens?: number;
   /** Maximum in-flight requests. */
   maxParallel?: number;
+  /**
+   * Which tokens the `tokens` limit counts: the input amount, the output amount, or both (see {@link TokenType}).
+   * An admission reserves, and a settle charges, each descriptor's own amount. @default "total"
+   */
+  tokenType?: TokenType;
   /** Window length in milliseconds. @default 60000 */
   windowMs?: number;
   /** @default "fixed" (anchored at first use, LiteLLM's semantics) */

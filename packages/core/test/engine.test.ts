@@ -178,12 +178,19 @@ describe.each([
       expect((await limiter.status([k]))[0]!.used).toBe(200);
     });
 
-    it("unreserved scopes are charged the full actual in their current window", async () => {
+    it("unreserved scopes are charged the full actual in their current window, with or without a tokens limit", async () => {
       const org: Descriptor = { scope: "organization", value: "o", tokens: 5_000 };
+      const free: Descriptor = { scope: "end_user", value: "no-limit" };
       const a = admitted(await limiter.admit([key], { tokens: 100 }));
-      await limiter.settle(a.reservation, { tokens: 400, unreserved: [org, { scope: "end_user", value: "no-limit" }] });
+      await a.reservation.settle({ tokens: 400, unreserved: [org, free] });
       expect((await limiter.status([org]))[0]!.used).toBe(400);
-      expect(store.size).toBe(3); // key window + key gauge + org window; the unlimited scope wrote nothing
+      // LiteLLM tracks usage on every scope: the limitless one is counted too (for reports and headers)
+      const read = await store.read({
+        windows: [{ key: "{end_user:no-limit}", windowMs: 60_000, algorithm: "fixed", counters: ["tokens"] }],
+        gauges: [],
+      });
+      expect(read.windows[0]!.counters[0]!.value).toBe(400);
+      expect(store.size).toBe(4); // key window + key gauge + org window + the limitless scope's window
     });
 
     it("unreserved naming a scope the admission counted is INVALID_ARGUMENT and changes nothing", async () => {

@@ -52,9 +52,32 @@ describe("scopes builders: LiteLLM keys and value formats", () => {
       maxParallel: 2,
       windowMs: 60_000,
       algorithm: "sliding",
+      tokenType: "total",
       shadow: true,
       enforceWhen,
     });
+  });
+
+  it("every descriptor a builder makes has the same fields in the same order (one hidden class for the engine)", () => {
+    const shapes = new Set(
+      [
+        scopes.apiKey("k"),
+        scopes.team("t", { requests: 1 }),
+        scopes.user("u", { tokens: 5, maxParallel: 1, shadow: false }),
+        scopes.teamMember("t", "u", { windowMs: 1000, algorithm: "fixed", tokenType: "input" }),
+        scopes.modelPerProjectOtpm("p", "m", { tokens: 9 }),
+      ].map((d) => Object.keys(d).join(",")),
+    );
+    expect([...shapes]).toEqual([
+      "scope,value,requests,tokens,maxParallel,windowMs,algorithm,tokenType,shadow,enforceWhen",
+    ]);
+  });
+
+  it("the per-project input and output token builders count input and output tokens by default", () => {
+    expect(scopes.modelPerProjectItpm("p", "m", { tokens: 10 }).tokenType).toBe("input");
+    expect(scopes.modelPerProjectOtpm("p", "m", { tokens: 10 }).tokenType).toBe("output");
+    expect(scopes.modelPerProjectOtpm("p", "m", { tokens: 10, tokenType: "total" }).tokenType).toBe("total");
+    expect(scopes.apiKey("k", { tokens: 10 }).tokenType).toBe("total");
   });
 
   it("limits cannot override scope or value", () => {

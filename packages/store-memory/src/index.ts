@@ -5,13 +5,6 @@ import {
   type AdmitResult,
   type CounterState,
   type CounterStore,
-  FLAT_DENIED_COUNTER,
-  FLAT_DENIED_GAUGE,
-  FLAT_DENIED_TICKET,
-  FLAT_NOT_DENIED,
-  FlatBatch,
-  type FlatCounterStore,
-  FlatResult,
   type GaugeState,
   type LeaseRef,
   type ReadQuery,
@@ -19,14 +12,23 @@ import {
   STORE_CONTRACT_VERSION,
   type StoreCapabilities,
   TollgateError,
-  toAdjustResult,
-  toAdmitResult,
   validateAdjustBatch,
   validateAdmitBatch,
   validateReadQuery,
   validateRenew,
   type WindowState,
 } from "@tollgate/core";
+import {
+  FLAT_DENIED_COUNTER,
+  FLAT_DENIED_GAUGE,
+  FLAT_DENIED_TICKET,
+  FLAT_NOT_DENIED,
+  FlatBatch,
+  type FlatCounterStore,
+  FlatResult,
+  toAdjustResult,
+  toAdmitResult,
+} from "@tollgate/core/internal";
 import { LRUCache } from "lru-cache";
 import { TicketTable } from "./tickets.js";
 
@@ -230,8 +232,8 @@ function persistRoll(entry: WindowEntry, roll: Roll, start: number): void {
  * completion without awaiting between its reads and writes, so concurrent calls can never interleave).
  *
  * Besides the contract's methods it offers the in-process fast path ({@link FlatCounterStore}, used by the
- * engine) and synchronous object-form `admitSync` / `adjustSync` (used by `@tollgate/budgets`). All of them run
- * the same code: the object forms are translated to the flat one.
+ * engines), declared as `capabilities.flat`. The contract's object forms are translated to the flat one: one
+ * algorithm for every form.
  */
 export class MemoryStore implements CounterStore, FlatCounterStore {
   readonly contractVersion = STORE_CONTRACT_VERSION;
@@ -289,28 +291,15 @@ export class MemoryStore implements CounterStore, FlatCounterStore {
   }
 
   async admit(batch: AdmitBatch): Promise<AdmitResult> {
-    return this.admitSync(batch);
-  }
-
-  /**
-   * Synchronous form of {@link admit}, for embedding without a promise per call. Pass `trusted` only for batches
-   * built from validated input: validation is then skipped.
-   */
-  admitSync(batch: AdmitBatch, trusted = false): AdmitResult {
     this.assertOpen();
-    if (!trusted) validateAdmitBatch(batch);
+    validateAdmitBatch(batch);
     this.admitFlat(this.batch.fromAdmit(batch), this.result);
     return toAdmitResult(this.batch, this.result);
   }
 
   async adjust(batch: AdjustBatch): Promise<AdjustResult> {
-    return this.adjustSync(batch);
-  }
-
-  /** Synchronous form of {@link adjust}; `trusted` as in {@link admitSync}. */
-  adjustSync(batch: AdjustBatch, trusted = false): AdjustResult {
     this.assertOpen();
-    if (!trusted) validateAdjustBatch(batch);
+    validateAdjustBatch(batch);
     this.adjustFlat(this.batch.fromAdjust(batch), this.result);
     return toAdjustResult(this.batch, this.result);
   }
