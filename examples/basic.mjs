@@ -19,7 +19,7 @@ for (let i = 1; i <= 7; i++) {
   const admission = await limiter.admit([key, team], { tokens: estimate.total });
   if (admission.ok) {
     const actual = 120 + i; // what the provider reported in usage
-    await limiter.settle(admission.reservation, { tokens: actual });
+    await admission.reservation.settle({ tokens: actual });
     const teamTokens = admission.statuses.find((s) => s.scope === "team" && s.type === "tokens");
     console.log(`request ${i}: admitted, team tokens remaining after reservation ${teamTokens?.remaining}`);
   } else {

@@ -27,7 +27,7 @@ import {
   windowKeys,
 } from "./plan.js";
 import { DEFAULT_WINDOW_MS, validateDescriptor } from "./scopes.js";
-import { denialOf, keptStates, statusesOf } from "./status.js";
+import { denialOf, statusesOf, statusesOfRecord } from "./status.js";
 import type { CounterStore, LeaseRef, ReadQuery, TicketState } from "./store.js";
 import type { Denial, Descriptor, LimitStatus, Outcome, TokenAmounts } from "./types.js";
 import { checkStore } from "./validate.js";
@@ -344,12 +344,7 @@ export class Limiter {
 
   /** @internal Statuses of an admitted reservation, from the numbers it kept. */
   statusesOfHeld(h: Held): LimitStatus[] {
-    if (h.count === 0 && h.gaugeCount === 0) return [];
-    const b = new FlatBatch();
-    const p = new Planned();
-    // undefined flags mean every descriptor was enforced at admission (conditions are not evaluated again)
-    this.planner.fill(b, h.descriptors, h.input, h.output, p, h.enforced ?? h.descriptors.map(() => true));
-    return statusesOf(b, keptStates(b, h), p, h.now, true);
+    return statusesOfRecord(this.planner, h);
   }
 
   /** @internal The reservation methods: one adjustment that finishes the ticket. */

@@ -2,8 +2,8 @@
  * Statuses and denials: what each limit of an admission looks like (used, remaining, reset time, would-deny) from
  * the states the store answered, and the exact retry time of the limit that denied.
  */
-import type { FlatBatch } from "./flat.js";
-import { COUNTERS, GAUGE, type LimitRecord, type Planned, START, STRIDE } from "./plan.js";
+import { FlatBatch } from "./flat.js";
+import { COUNTERS, GAUGE, type LimitPlanner, type LimitRecord, Planned, START, STRIDE } from "./plan.js";
 import type { CounterState } from "./store.js";
 import type { Denial, Descriptor, LimitStatus, LimitType } from "./types.js";
 
@@ -106,6 +106,19 @@ export function keptStates(b: FlatBatch, h: LimitRecord): FlatStates {
     earliest.push(nums[o + 1]! < 0 ? null : nums[o + 1]!);
   }
   return { starts, values, previous, held, inFlight, earliest };
+}
+
+/**
+ * The statuses of an admitted request's rate-limit part, at its admission, from what it kept: the part is planned
+ * again from its descriptors (with the enforcement it had then) to know each limit.
+ */
+export function statusesOfRecord(planner: LimitPlanner, h: LimitRecord): LimitStatus[] {
+  if (h.count === 0 && h.gaugeCount === 0) return [];
+  const b = new FlatBatch();
+  const p = new Planned();
+  // undefined flags mean every descriptor was enforced at admission (conditions are not evaluated again)
+  planner.fill(b, h.descriptors, h.input, h.output, p, h.enforced ?? h.descriptors.map(() => true));
+  return statusesOf(b, keptStates(b, h), p, h.now, true);
 }
 
 /**

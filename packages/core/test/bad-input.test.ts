@@ -185,12 +185,20 @@ const LIMITER_CASES: Case[] = [
   // release and renew
   ["release(undefined)", (w) => w.limiter.release(undefined as never), "INVALID_ARGUMENT"],
   ["release(null)", (w) => w.limiter.release(null as never), "INVALID_ARGUMENT"],
-  ["release(forged)", (w) => w.limiter.release({ id: "x", tokens: 0, state: "open" } as unknown as Reservation), "INVALID_ARGUMENT"],
+  [
+    "release(forged)",
+    (w) => w.limiter.release({ id: "x", tokens: 0, state: "open" } as unknown as Reservation),
+    "INVALID_ARGUMENT",
+  ],
   ["release(another limiter's)", (w) => w.limiter.release(w.foreign), "INVALID_ARGUMENT"],
   ["release(another limiter's, empty)", (w) => w.other.release(w.empty), "INVALID_ARGUMENT"],
   ["renew(undefined)", (w) => w.limiter.renew(undefined as never), "INVALID_ARGUMENT"],
   ["renew(null)", (w) => w.limiter.renew(null as never), "INVALID_ARGUMENT"],
-  ["renew(forged)", (w) => w.limiter.renew({ id: "x", tokens: 0, state: "open" } as unknown as Reservation), "INVALID_ARGUMENT"],
+  [
+    "renew(forged)",
+    (w) => w.limiter.renew({ id: "x", tokens: 0, state: "open" } as unknown as Reservation),
+    "INVALID_ARGUMENT",
+  ],
   ["renew(another limiter's)", (w) => w.limiter.renew(w.foreign), "INVALID_ARGUMENT"],
 
   // status

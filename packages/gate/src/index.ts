@@ -1,0 +1,10 @@
+export {
+  createGate,
+  type Gate,
+  type GateAdmission,
+  type GateOptions,
+  type GateRequest,
+  type Ticket,
+  type TicketData,
+  type TicketOutcome,
+} from "./gate.js";
