@@ -14,7 +14,7 @@ import {
   toAdjustBatch,
   toAdmitBatch,
 } from "./flat.js";
-import type { CounterStore } from "./store.js";
+import type { CounterStore, LeaseRef } from "./store.js";
 
 export class StoreAccess {
   readonly store: CounterStore;
@@ -58,6 +58,13 @@ export class StoreAccess {
       this.observe(res.now);
       return fromAdjustResult(b, res, out);
     });
+  }
+
+  /** A renewal: the flat capability's (with the ticket's handle), else the contract's. */
+  renew(lease: LeaseRef, ttlMs: number, ticketHandle: unknown): number | Promise<number> {
+    const flat = this.flat;
+    if (flat !== undefined) return flat.renewFlat(lease, ttlMs, ticketHandle);
+    return this.store.renew(lease, ttlMs);
   }
 
   /**

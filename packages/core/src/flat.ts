@@ -82,6 +82,13 @@ export class FlatBatch {
   leaseTtlMs = 0;
   /** Admit (contract 2): record a ticket under `leaseId` (see `AdmitBatch.ticket`). */
   ticket = false;
+  /**
+   * Admit, with `ticket`: the engine keeps this ticket itself. Its id is fresh (the engine's own generator), it is
+   * finished at most once (the engine's reservation object claims it first) and never named by id by anyone else,
+   * so the store records nothing for it: the engine passes its expiry with the adjustment that finishes it
+   * ({@link ticketExpiry}). The limiter's reservations on an in-process store.
+   */
+  ticketPrivate = false;
   /** Adjust: the lease to release in the same step. */
   release: LeaseRef | undefined = undefined;
   /** Adjust (contract 2): the ticket this adjustment finishes ("" for none; see `AdjustBatch.ticket`). */
@@ -90,6 +97,11 @@ export class FlatBatch {
   ticketKeepMs = 0;
   /** Adjust: the store's handle of the ticket from the admission's answer (a hint, as for windows), or undefined. */
   ticketHandle: unknown = undefined;
+  /**
+   * Adjust: for a ticket the engine keeps ({@link ticketPrivate}), its expiry in the store's time (the lease's,
+   * renewals included); NaN for a ticket the store records. The store answers it `open` before it, `unknown` after.
+   */
+  ticketExpiry = Number.NaN;
   /**
    * Adjust: the caller reads the result (starts, values, `applied`, `released`). When false the result is
    * unspecified, and the store may skip its clock for fixed windows passed with a handle and a guard: a delta to
@@ -107,19 +119,22 @@ export class FlatBatch {
     this.leaseId = "";
     this.leaseTtlMs = 0;
     this.ticket = false;
+    this.ticketPrivate = false;
     this.release = undefined;
     this.ticketId = "";
     this.ticketHandle = undefined;
+    this.ticketExpiry = Number.NaN;
     this.readBack = true;
     return this;
   }
 
   /** Adjust: finishes the ticket `id` (see `AdjustBatch.ticket`); `handle` is the admission's ticket handle. */
-  finishTicket(id: string, finish: "settle" | "release", keepMs: number, handle?: unknown): void {
+  finishTicket(id: string, finish: "settle" | "release", keepMs: number, handle?: unknown, expiry = Number.NaN): void {
     this.ticketId = id;
     this.ticketFinish = finish;
     this.ticketKeepMs = keepMs;
     this.ticketHandle = handle;
+    this.ticketExpiry = expiry;
   }
 
   window(key: string, windowMs: number, sliding: boolean, handle?: unknown, expectStart = Number.NaN): void {
@@ -231,6 +246,11 @@ export class FlatResult {
 export interface FlatCounterStore {
   admitFlat(batch: FlatBatch, out: FlatResult): void;
   adjustFlat(batch: FlatBatch, out: FlatResult): void;
+  /**
+   * `renew`, synchronously, with the ticket's handle from the admission's answer (or undefined). A ticket the engine
+   * keeps is not the store's to renew: the engine extends it itself.
+   */
+  renewFlat(lease: LeaseRef, ttlMs: number, ticketHandle: unknown): number;
 }
 
 /** The store's declared {@link FlatCounterStore} capability (`store.capabilities.flat`), when it has one. */

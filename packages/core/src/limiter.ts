@@ -24,6 +24,7 @@ import {
   SETTLE,
   tokenAmounts,
   tokenFlag,
+  tokenTotal,
   windowKeys,
 } from "./plan.js";
 import { DEFAULT_WINDOW_MS, validateDescriptor } from "./scopes.js";
@@ -170,18 +171,6 @@ const STATE_OF: Record<FinishKind, ReservationState> = { 0: "settled", 1: "faile
 class Held implements Reservation, LimitRecord {
   state: ReservationState = "open";
   readonly ok = true as const;
-  count = 0;
-  gaugeCount = 0;
-  nums: number[] = NO_NUMS;
-  keys: string[] = NO_KEYS;
-  handles: unknown[] | undefined = undefined;
-  input = 0;
-  output = 0;
-  descriptors: readonly Descriptor[] = NONE;
-  enforced: boolean[] | undefined = undefined;
-  now = 0;
-  ticketHandle: unknown = undefined;
-  degraded: "open" | "fallback" | undefined = undefined;
   private cached: LimitStatus[] | undefined = undefined;
   /** The limiter that admitted it: a private brand, so a forged object or another limiter's reservation is refused. */
   readonly #owner: Limiter;
@@ -189,6 +178,20 @@ class Held implements Reservation, LimitRecord {
   constructor(
     owner: Limiter,
     readonly id: string,
+    public count: number,
+    public gaugeCount: number,
+    public nums: number[],
+    public keys: string[],
+    public handles: unknown[] | undefined,
+    public input: number,
+    public output: number,
+    public descriptors: readonly Descriptor[],
+    public enforced: boolean[] | undefined,
+    public now: number,
+    public ticketHandle: unknown,
+    public degraded: "open" | "fallback" | undefined,
+    /** A ticket the limiter keeps itself (in-process stores): its expiry in the store's time; else NaN. */
+    public expiry: number,
   ) {
     this.#owner = owner;
   }
@@ -302,7 +305,9 @@ export class Limiter {
     if (typeof options !== "object" || options === null) {
       throw new TollgateError("INVALID_ARGUMENT", `admit options must be an object, got ${String(options)}`);
     }
-    const { input, output } = tokenAmounts(options.tokens, "tokens");
+    let input = 0;
+    let output = tokenTotal(options.tokens, "tokens"); // a number is a total, counted as output
+    if (output < 0) ({ input, output } = tokenAmounts(options.tokens, "tokens"));
     const ds = dedupe(descriptors);
     const flat = this.access.flat !== undefined;
     const own = flat && !this.planner.filling;
@@ -310,23 +315,52 @@ export class Limiter {
     const p = own ? this.planned : new Planned();
     this.planner.fill(b, ds, input, output, p);
     if (b.windowCount === 0 && b.gaugeCount === 0) {
-      const h = new Held(this, "");
-      h.input = input;
-      h.output = output;
-      h.now = await this.access.now();
-      return h;
+      const now = await this.access.now();
+      return new Held(
+        this,
+        "",
+        0,
+        0,
+        NO_NUMS,
+        NO_KEYS,
+        undefined,
+        input,
+        output,
+        NONE,
+        undefined,
+        now,
+        undefined,
+        undefined,
+        Number.NaN,
+      );
     }
     b.leaseId = this.createId();
     b.leaseTtlMs = this.leaseTtlMs;
     b.ticket = true;
+    // on an in-process store the reservation keeps its ticket itself: it is finished only through this object
+    b.ticketPrivate = flat;
     const out = own ? this.answer : new FlatResult();
     const r = flat ? (this.access.admit(b, out) as FlatResult) : await this.access.admit(b, out);
     if (!r.admitted) return this.denied(b, r, p);
-    const h = new Held(this, b.leaseId);
-    this.planner.keep(h, b, r, p, ds, input, output, flat);
-    h.ticketHandle = r.ticketHandle;
-    h.degraded = r.degraded;
-    return h;
+    const k = this.planner;
+    k.collect(b, r, p, flat);
+    return new Held(
+      this,
+      b.leaseId,
+      p.wn,
+      p.gn,
+      k.keptNums,
+      k.keptKeys,
+      k.keptHandles,
+      input,
+      output,
+      ds,
+      p.enforced,
+      r.now,
+      r.ticketHandle,
+      r.degraded,
+      flat ? r.now + this.leaseTtlMs : Number.NaN,
+    );
   }
 
   private denied(b: FlatBatch, r: FlatResult, p: Planned): Admission {
@@ -370,7 +404,8 @@ export class Limiter {
       if (usage.tokens === undefined) {
         throw new TollgateError("INVALID_AMOUNT", "usage.tokens is required (0 when the request used none)");
       }
-      ({ input, output } = tokenAmounts(usage.tokens, "usage.tokens"));
+      output = tokenTotal(usage.tokens, "usage.tokens");
+      if (output < 0) ({ input, output } = tokenAmounts(usage.tokens, "usage.tokens"));
       if (usage.unreserved !== undefined) {
         if (!Array.isArray(usage.unreserved)) throw notAList("usage.unreserved", usage.unreserved);
         extra = dedupe(usage.unreserved);
@@ -406,7 +441,7 @@ export class Limiter {
       }
     }
     b.releaseLease(this.leaseOf(h, !flat), h.handles, h.count);
-    b.finishTicket(h.id, kind === RELEASE ? "release" : "settle", this.keepMs, h.ticketHandle);
+    b.finishTicket(h.id, kind === RELEASE ? "release" : "settle", this.keepMs, h.ticketHandle, h.expiry);
     b.readBack = false;
     h.state = STATE_OF[kind]; // claimed before any await: a concurrent second call answers `duplicate`
     const release = kind === RELEASE;
@@ -444,7 +479,14 @@ export class Limiter {
   /** @internal */
   async renewHeld(h: Held): Promise<boolean> {
     if (h.state !== "open" || h.id === "") return false;
-    return (await this.store.renew(this.leaseOf(h, true)!, this.leaseTtlMs)) > 0;
+    const lease = this.leaseOf(h, true)!;
+    const renewed = await this.access.renew(lease, this.leaseTtlMs, h.ticketHandle);
+    if (Number.isNaN(h.expiry)) return renewed > 0;
+    // the ticket this reservation keeps itself lives as long as its lease: extended while live, never revived
+    const now = await this.access.now();
+    if (now >= h.expiry) return renewed > 0;
+    h.expiry = now + this.leaseTtlMs;
+    return true;
   }
 
   /**

@@ -93,6 +93,19 @@ export function tokenAmounts(x: number | TokenAmounts | undefined, what: string)
 
 const NO_TOKENS: TokenAmounts = Object.freeze({ input: 0, output: 0 });
 
+/**
+ * The output part of a token amount given as a number (the hot path's form: no object), or -1 when `x` is an
+ * object to read with {@link tokenAmounts}.
+ * @throws {TollgateError} `INVALID_AMOUNT` for a number that is not a non-negative integer.
+ */
+export function tokenTotal(x: number | TokenAmounts | undefined, what: string): number {
+  if (x === undefined) return 0;
+  if (typeof x !== "number") return -1;
+  if (!isNonNegativeInteger(x))
+    throw new TollgateError("INVALID_AMOUNT", `${what} must be a non-negative integer, got ${x}`);
+  return x;
+}
+
 /** Whether a descriptor is enforced now: not in shadow mode and its condition (if any) holds. */
 export function isEnforced(d: Descriptor): boolean {
   if (d.shadow) return false;
@@ -249,20 +262,17 @@ export class LimitPlanner {
     }
   }
 
+  /** What {@link collect} gathered last (read right after it: the next call overwrites them). */
+  keptNums: number[] = [];
+  keptKeys: string[] = [];
+  keptHandles: unknown[] | undefined = undefined;
+
   /**
-   * Writes into `h` what the admitted request keeps of its part `p` of the answer `r`. With the store's handles
-   * (the flat path), the key slots keep them as hints for the next admission of each key.
+   * Gathers what an admitted request keeps of its part `p` of the answer `r` into {@link keptNums},
+   * {@link keptKeys} and {@link keptHandles} (fresh arrays, for the caller to keep). With the store's handles (the flat path), the key slots
+   * keep them as hints for the next admission of each key.
    */
-  keep(
-    h: LimitRecord,
-    b: FlatBatch,
-    r: FlatResult,
-    p: Planned,
-    ds: readonly Descriptor[],
-    input: number,
-    output: number,
-    flat: boolean,
-  ): void {
+  collect(b: FlatBatch, r: FlatResult, p: Planned, flat: boolean): void {
     const n = p.wn;
     const m = p.gn;
     const nums: number[] = new Array(n * STRIDE + 2 * m);
@@ -300,11 +310,28 @@ export class LimitPlanner {
         p.gslots[g]!.gaugeHandle = handle;
       }
     }
-    h.count = n;
-    h.gaugeCount = m;
-    h.nums = nums;
-    h.keys = keys;
-    h.handles = handles;
+    this.keptNums = nums;
+    this.keptKeys = keys;
+    this.keptHandles = handles;
+  }
+
+  /** Writes into `h` what the admitted request keeps of its part `p` of the answer `r` (see {@link collect}). */
+  keep(
+    h: LimitRecord,
+    b: FlatBatch,
+    r: FlatResult,
+    p: Planned,
+    ds: readonly Descriptor[],
+    input: number,
+    output: number,
+    flat: boolean,
+  ): void {
+    this.collect(b, r, p, flat);
+    h.count = p.wn;
+    h.gaugeCount = p.gn;
+    h.nums = this.keptNums;
+    h.keys = this.keptKeys;
+    h.handles = this.keptHandles;
     h.input = input;
     h.output = output;
     h.descriptors = ds;

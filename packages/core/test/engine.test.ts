@@ -6,6 +6,7 @@ import {
   createLimiter,
   type Descriptor,
   type Limiter,
+  StoreUnavailableError,
   TollgateError,
 } from "../src/index.js";
 
@@ -235,6 +236,113 @@ describe.each([
       now += 10_001; // lease expired: the crashed holder frees the slot by itself
       expect(await limiter.renew(stream.reservation)).toBe(false);
       admitted(await limiter.admit([one]));
+    });
+  });
+
+  describe("the reservation's lifecycle (one store call each, typed outcomes, exactly once)", () => {
+    const key: Descriptor = { scope: "api_key", value: "k", requests: 100, tokens: 10_000, maxParallel: 5 };
+    const used = async () => (await limiter.status([key])).map((s) => s.used);
+
+    it("settle: actual minus reserved, slot freed; every later finish is a duplicate that changes nothing", async () => {
+      const a = admitted(await limiter.admit([key], { tokens: 500 }));
+      expect(a.reservation.id).not.toBe("");
+      expect(await a.reservation.settle({ tokens: 180 })).toEqual({ status: "applied" });
+      expect(a.reservation.state).toBe("settled");
+      expect(await used()).toEqual([1, 180, 0]);
+      expect(await a.reservation.settle({ tokens: 999 })).toEqual({ status: "duplicate" });
+      expect(await a.reservation.fail()).toEqual({ status: "duplicate" });
+      expect(await a.reservation.release()).toEqual({ status: "duplicate" });
+      expect(await a.reservation.renew()).toBe(false);
+      expect(await used()).toEqual([1, 180, 0]);
+    });
+
+    it("fail (the provider failed): the request keeps counting, the tokens come back but what was used", async () => {
+      const a = admitted(await limiter.admit([key], { tokens: 500 }));
+      expect(await a.reservation.fail()).toEqual({ status: "applied" });
+      expect(a.reservation.state).toBe("failed");
+      expect(await used()).toEqual([1, 0, 0]);
+      const b = admitted(await limiter.admit([key], { tokens: 500 }));
+      await b.reservation.fail({ tokens: 70 }); // a stream that broke after 70 tokens
+      expect(await used()).toEqual([2, 70, 0]);
+    });
+
+    it("release (never happened): request and tokens back, slot freed", async () => {
+      const a = admitted(await limiter.admit([key], { tokens: 500 }));
+      expect(await a.reservation.release()).toEqual({ status: "applied" });
+      expect(await used()).toEqual([0, 0, 0]);
+      expect(await a.reservation.settle({ tokens: 1 })).toEqual({ status: "duplicate" });
+    });
+
+    it("after the lease expired: a release is `expired` and undoes nothing; a settle still charges", async () => {
+      const a = admitted(await limiter.admit([key], { tokens: 500 }));
+      const b = admitted(await limiter.admit([key], { tokens: 500 }));
+      now += 30_001;
+      expect(await a.reservation.release()).toEqual({ status: "expired" });
+      expect(await b.reservation.settle({ tokens: 100 })).toEqual({ status: "applied" });
+      expect(await used()).toEqual([2, 600, 0]);
+    });
+
+    it("renew extends a reservation without slots too (its ticket), and never revives an expired one", async () => {
+      const k: Descriptor = { scope: "team", value: "t", tokens: 1_000 };
+      const a = admitted(await limiter.admit([k], { tokens: 100 }));
+      now += 20_000;
+      expect(await a.reservation.renew()).toBe(true);
+      now += 20_000; // 40 s after admission, 20 s after the renewal: still open
+      expect(await a.reservation.release()).toEqual({ status: "applied" });
+      const b = admitted(await limiter.admit([k], { tokens: 100 }));
+      now += 30_001;
+      expect(await b.reservation.renew()).toBe(false);
+      expect(await b.reservation.release()).toEqual({ status: "expired" });
+    });
+
+    it("a settle whose store call fails leaves the reservation open; the retry applies once", async () => {
+      let failNext = false;
+      const inner = flat ? store : contractOnly(store);
+      // a store that applies the adjustment and then reports a failure (a timeout after the fact)
+      const flaky: CounterStore = {
+        ...contractOnly(store),
+        adjust: async (batch) => {
+          const r = await inner.adjust(batch);
+          if (failNext) {
+            failNext = false;
+            throw new StoreUnavailableError("flaky", "timed out");
+          }
+          return r;
+        },
+      };
+      const lim = createLimiter({ store: flaky });
+      const a = admitted(await lim.admit([key], { tokens: 500 }));
+      failNext = true;
+      await expect(a.reservation.settle({ tokens: 200 })).rejects.toMatchObject({ code: "STORE_UNAVAILABLE" });
+      expect(a.reservation.state).toBe("open");
+      expect(await a.reservation.settle({ tokens: 200 })).toEqual({ status: "duplicate" }); // the store knew
+      expect(await used()).toEqual([1, 200, 0]);
+    });
+
+    it("tokens by type: input limits reserve and settle the input, output limits the output, total both", async () => {
+      const input: Descriptor = { scope: "model_per_project_itpm", value: "p:m", tokens: 10_000, tokenType: "input" };
+      const output: Descriptor = { scope: "model_per_project_otpm", value: "p:m", tokens: 10_000, tokenType: "output" };
+      const total: Descriptor = { scope: "api_key", value: "tt", tokens: 10_000 };
+      const a = admitted(await limiter.admit([input, output, total], { tokens: { input: 300, output: 500 } }));
+      expect(a.reservation.reserved).toEqual({ input: 300, output: 500 });
+      expect(a.reservation.tokens).toBe(800);
+      const read = async () => (await limiter.status([input, output, total])).map((s) => s.used);
+      expect(await read()).toEqual([300, 500, 800]);
+      await a.reservation.settle({ tokens: { input: 200, output: 650 } });
+      expect(await read()).toEqual([200, 650, 850]);
+      // a number is a total, counted as output: input limits reserve nothing from it
+      admitted(await limiter.admit([input, output, total], { tokens: 40 }));
+      expect(await read()).toEqual([200, 690, 890]);
+    });
+
+    it("an admission with nothing to count answers the store's time", async () => {
+      now += 12_345;
+      const a = admitted(await limiter.admit([]));
+      expect(a.now).toBe(flat ? now : a.now);
+      if (!flat) expect(Math.abs(a.now - now)).toBeLessThan(5_000);
+      expect(a.reservation.id).toBe("");
+      expect(await a.reservation.settle({ tokens: 5 })).toEqual({ status: "applied" });
+      expect(await a.reservation.settle({ tokens: 5 })).toEqual({ status: "duplicate" });
     });
   });
 

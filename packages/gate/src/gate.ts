@@ -622,7 +622,7 @@ class GateEngine implements Gate {
     const ttl = positive(ttlMs, this.leaseTtlMs, "ttlMs");
     if (t.state !== "open") return false;
     if (!t.stored) return true; // nothing held
-    return (await this.store.renew(t.leaseOf(true), ttl)) > 0;
+    return (await this.access.renew(t.leaseOf(true), ttl, t.ticketHandle)) > 0;
   }
 
   restore(data: TicketData): Ticket {

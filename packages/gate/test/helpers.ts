@@ -1,5 +1,5 @@
 import { type BudgetSpec, createBudgets, type PriceTable, type SpendRecord } from "@tollgate/budgets";
-import { type CounterStore, createLimiter, type Descriptor, type Outcome } from "@tollgate/core";
+import { type CounterStore, createLimiter, type Descriptor, type LeaseRef, type Outcome } from "@tollgate/core";
 import type { FlatBatch, FlatResult } from "@tollgate/core/internal";
 import { createMemoryStore, type MemoryStore } from "@tollgate/store-memory";
 import { createGate, type Gate, type GateAdmission, type GateOptions } from "../src/index.js";
@@ -56,6 +56,10 @@ export function countingStore(inner: MemoryStore, flat: boolean): { store: Count
       adjustFlat: (b: FlatBatch, r: FlatResult) => {
         calls.adjust++;
         inner.adjustFlat(b, r);
+      },
+      renewFlat: (lease: LeaseRef, ttlMs: number, handle: unknown) => {
+        calls.renew++;
+        return inner.renewFlat(lease, ttlMs, handle);
       },
     },
   };

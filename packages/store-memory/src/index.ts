@@ -271,7 +271,7 @@ export class MemoryStore implements CounterStore, FlatCounterStore {
       },
     });
     this.refreshAfter = Math.max(1, Math.floor(maxEntries / 2));
-    const maxTickets = options.maxTickets ?? 100_000;
+    const maxTickets = options.maxTickets ?? 10_000;
     if (!Number.isSafeInteger(maxTickets) || maxTickets < 1) {
       throw new TollgateError("INVALID_ARGUMENT", `maxTickets must be a positive integer, got ${maxTickets}`);
     }
@@ -358,8 +358,11 @@ export class MemoryStore implements CounterStore, FlatCounterStore {
         r.deniedIndex = g;
       }
     }
-    const ticketKey = b.ticket ? this.prefix + b.leaseId : "";
-    if (b.ticket && this.tickets.isFinished(ticketKey, undefined, now)) {
+    // a ticket the engine keeps (FlatBatch.ticketPrivate) has a fresh id: nothing to check or record
+    const indexed = b.ticket && !b.ticketPrivate;
+    const ticketKey = indexed ? this.prefix + b.leaseId : "";
+    const ticket = indexed ? this.tickets.entry(ticketKey) : undefined;
+    if (TicketTable.isFinished(ticket, now)) {
       r.denied = FLAT_DENIED_TICKET; // a late admission under a finished ticket: whatever else it would do
     }
     if (r.denied !== FLAT_NOT_DENIED) {
@@ -371,7 +374,8 @@ export class MemoryStore implements CounterStore, FlatCounterStore {
     // apply pass
     const leaseId = b.leaseId;
     const expiry = now + b.leaseTtlMs;
-    r.ticketHandle = b.ticket ? this.tickets.open(ticketKey, now, expiry) : undefined;
+    // a ticket the engine keeps (ticketPrivate) is not recorded here
+    r.ticketHandle = indexed ? this.tickets.open(ticketKey, leaseId, ticket, now, expiry) : undefined;
     c = 0;
     for (let i = 0; i < b.windowCount; i++) {
       const start = r.starts[i]!;
@@ -431,17 +435,25 @@ export class MemoryStore implements CounterStore, FlatCounterStore {
   adjustFlat(b: FlatBatch, r: FlatResult): void {
     this.assertOpen();
     const hasTicket = b.ticketId !== "";
-    const now = b.readBack || hasTicket || !clockFree(b) ? this.now() : Number.NaN;
+    // A ticket the engine keeps (FlatBatch.ticketPrivate) comes with its expiry: open before it, unknown after. Its
+    // settle needs no clock (open and unknown both apply); the engine never finishes it twice.
+    const engineKept = hasTicket && !Number.isNaN(b.ticketExpiry);
+    const settleKept = engineKept && b.ticketFinish === "settle";
+    const now = b.readBack || (hasTicket && !settleKept) || !clockFree(b) ? this.now() : Number.NaN;
     r.now = now;
     // contract 2: a ticket decides whether anything applies (exactly once per ticket)
     let apply = true;
     r.ticket = undefined;
-    if (hasTicket) {
+    if (engineKept) {
+      const open = settleKept || now < b.ticketExpiry;
+      r.ticket = open ? "open" : "unknown";
+      apply = open || b.ticketFinish === "settle";
+    } else if (hasTicket) {
       const key = this.prefix + b.ticketId;
-      const found = this.tickets.find(key, b.ticketHandle, now);
+      const found = this.tickets.find(key, b.ticketId, b.ticketHandle, now);
       const state = TicketTable.stateOf(found);
       apply = b.ticketFinish === "settle" ? state !== "finished" : state === "open";
-      this.tickets.finish(key, found, now, now + b.ticketKeepMs);
+      this.tickets.finish(key, b.ticketId, found, now, now + b.ticketKeepMs);
       r.ticket = state;
     }
     const entries = r.handles as Array<WindowEntry | undefined>;
@@ -490,6 +502,12 @@ export class MemoryStore implements CounterStore, FlatCounterStore {
   async renew(lease: LeaseRef, ttlMs: number): Promise<number> {
     this.assertOpen();
     validateRenew(lease, ttlMs);
+    return this.renewFlat(lease, ttlMs, undefined);
+  }
+
+  /** The renewal in flat form ({@link FlatCounterStore}): `ticketHandle` from the admission's answer, if any. */
+  renewFlat(lease: LeaseRef, ttlMs: number, ticketHandle: unknown): number {
+    this.assertOpen();
     const now = this.now();
     const expiry = now + ttlMs;
     let renewed = 0;
@@ -509,7 +527,7 @@ export class MemoryStore implements CounterStore, FlatCounterStore {
         renewed++;
       }
     }
-    if (this.tickets.renew(this.prefix + lease.id, now, expiry)) renewed++;
+    if (this.tickets.renew(this.prefix + lease.id, lease.id, ticketHandle, now, expiry)) renewed++;
     return renewed;
   }
 

@@ -12,8 +12,9 @@ import type { TicketState } from "@tollgate/core";
 
 /** One ticket. The engine keeps it as a handle (from the admission's answer) and hands it back when finishing. */
 export interface Ticket {
-  /** The store key of the ticket (prefix + id). */
+  /** The store key of the ticket (prefix + id), and its id. */
   readonly key: string;
+  readonly id: string;
   /** Open until finished; a finished ticket applies nothing again. */
   finished: boolean;
   /** When the ticket stops counting, ms. */
@@ -43,11 +44,19 @@ export class TicketTable {
     return this.byKey.size;
   }
 
-  /** The live entry of `key`, or of a handle the caller kept; undefined when expired or unknown. */
-  find(key: string, handle: unknown, now: number): Ticket | undefined {
+  /**
+   * The live entry of `key` (the ticket `id` under the store's prefix), or of a handle the caller kept; undefined
+   * when expired or unknown. A handle is checked by its id (the caller's own string: a pointer comparison).
+   */
+  find(key: string, id: string, handle: unknown, now: number): Ticket | undefined {
     const h = handle as Ticket | undefined;
-    const t = h !== undefined && !h.dropped && h.key === key ? h : this.byKey.get(key);
+    const t = h !== undefined && !h.dropped && h.id === id ? h : this.byKey.get(key);
     return t !== undefined && t.expiry > now ? t : undefined;
+  }
+
+  /** The entry of `key` whatever its expiry (one lookup for an admission: see {@link open}). */
+  entry(key: string): Ticket | undefined {
+    return this.byKey.get(key);
   }
 
   /** The state of `t` as {@link find} answered it. */
@@ -56,31 +65,34 @@ export class TicketTable {
     return t.finished ? "finished" : "open";
   }
 
-  /** Whether an admission under `key` must be refused: its ticket is finished and still remembered. */
-  isFinished(key: string, handle: unknown, now: number): boolean {
-    const t = this.find(key, handle, now);
-    return t?.finished === true;
+  /** Whether an admission must be refused: `t` (its {@link entry}) is finished and still remembered. */
+  static isFinished(t: Ticket | undefined, now: number): boolean {
+    return t?.finished === true && t.expiry > now;
   }
 
-  /** Records `key` as open until `expiry` (an admission); answers the entry (the engine's handle). */
-  open(key: string, now: number, expiry: number): Ticket {
-    this.prune(now);
-    const t = this.byKey.get(key);
+  /**
+   * Records the ticket `id` (store key `key`) as open until `expiry` (an admission); `t` is its {@link entry} read
+   * by the same call. Answers the entry (the engine's handle).
+   */
+  open(key: string, id: string, t: Ticket | undefined, now: number, expiry: number): Ticket {
+    if (t?.dropped === true) t = this.byKey.get(key);
     if (t !== undefined) {
       if (t.finished) this.finishedCount--;
       t.finished = false;
       t.expiry = expiry;
       this.enqueue(t);
+      this.prune(now);
       return t;
     }
-    const fresh: Ticket = { key, finished: false, expiry, seq: 0, dropped: false };
+    const fresh: Ticket = { key, id, finished: false, expiry, seq: 0, dropped: false };
     this.byKey.set(key, fresh);
     this.enqueue(fresh);
+    this.prune(now);
     return fresh;
   }
 
   /** Marks `key` finished until `expiry`; `found` is what {@link find} answered for it at this call. */
-  finish(key: string, found: Ticket | undefined, now: number, expiry: number): void {
+  finish(key: string, id: string, found: Ticket | undefined, now: number, expiry: number): void {
     if (found !== undefined) {
       if (!found.finished) {
         found.finished = true;
@@ -93,7 +105,7 @@ export class TicketTable {
     }
     this.prune(now);
     const stale = this.byKey.get(key); // an expired entry not dropped yet
-    const t: Ticket = stale ?? { key, finished: true, expiry, seq: 0, dropped: false };
+    const t: Ticket = stale ?? { key, id, finished: true, expiry, seq: 0, dropped: false };
     if (stale === undefined) this.byKey.set(key, t);
     else if (!stale.finished) stale.finished = true;
     else this.finishedCount--; // counted again below
@@ -102,9 +114,9 @@ export class TicketTable {
     this.enqueue(t);
   }
 
-  /** Extends a live open ticket to `expiry`; answers whether there was one. */
-  renew(key: string, now: number, expiry: number): boolean {
-    const t = this.find(key, undefined, now);
+  /** Extends a live open ticket (found by its handle or its key) to `expiry`; answers whether there was one. */
+  renew(key: string, id: string, handle: unknown, now: number, expiry: number): boolean {
+    const t = this.find(key, id, handle, now);
     if (t === undefined || t.finished) return false;
     t.expiry = expiry;
     this.enqueue(t); // renewed entries go to the back, so a long stream never holds up pruning
