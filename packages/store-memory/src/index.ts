@@ -50,7 +50,7 @@ export interface MemoryStoreOptions {
    * Most finished tickets remembered (contract 2). A finished ticket is kept for the `keepMs` its settle or release
    * asked, or until this many newer ones finished; a retry naming a forgotten ticket is taken as unknown (a settle
    * applies, a release does not). Open tickets are never dropped before their lease expires. About 100 bytes each.
-   * @default 100000
+   * @default 10000
    */
   maxTickets?: number;
 }
