@@ -148,7 +148,7 @@ function build(scope: StandardScope, value: string, limits: ScopeLimits | undefi
     maxParallel: limits?.maxParallel,
     windowMs: limits?.windowMs ?? DEFAULT_WINDOW_MS,
     algorithm: limits?.algorithm,
-    tokenType: limits?.tokenType ?? tokenType,
+    tokenType: limits?.tokenType ?? (tokenType === "total" ? undefined : tokenType), // undefined: "total"
     shadow: limits?.shadow,
     enforceWhen: limits?.enforceWhen,
   };

@@ -52,7 +52,6 @@ describe("scopes builders: LiteLLM keys and value formats", () => {
       maxParallel: 2,
       windowMs: 60_000,
       algorithm: "sliding",
-      tokenType: "total",
       shadow: true,
       enforceWhen,
     });
@@ -77,7 +76,7 @@ describe("scopes builders: LiteLLM keys and value formats", () => {
     expect(scopes.modelPerProjectItpm("p", "m", { tokens: 10 }).tokenType).toBe("input");
     expect(scopes.modelPerProjectOtpm("p", "m", { tokens: 10 }).tokenType).toBe("output");
     expect(scopes.modelPerProjectOtpm("p", "m", { tokens: 10, tokenType: "total" }).tokenType).toBe("total");
-    expect(scopes.apiKey("k", { tokens: 10 }).tokenType).toBe("total");
+    expect(scopes.apiKey("k", { tokens: 10 }).tokenType).toBeUndefined(); // "total"
   });
 
   it("limits cannot override scope or value", () => {
