@@ -47,6 +47,8 @@ export class FlatBatch {
   readonly keys: string[] = [];
   readonly windowMs: number[] = [];
   readonly sliding: boolean[] = [];
+  /** Per window: `WindowSpec.noHolds` (its counters never hold: remote stores skip hold data). */
+  readonly noHolds: boolean[] = [];
   /**
    * Per window, a handle from an earlier answer, or undefined to look the window up by key. Adjust: the handle of
    * the admission being reconciled (used with a guard). Admit: a hint, the handle the last admission of this key
@@ -137,11 +139,19 @@ export class FlatBatch {
     this.ticketExpiry = expiry;
   }
 
-  window(key: string, windowMs: number, sliding: boolean, handle?: unknown, expectStart = Number.NaN): void {
+  window(
+    key: string,
+    windowMs: number,
+    sliding: boolean,
+    handle?: unknown,
+    expectStart = Number.NaN,
+    noHolds = false,
+  ): void {
     const i = this.windowCount++;
     this.keys[i] = key;
     this.windowMs[i] = windowMs;
     this.sliding[i] = sliding;
+    this.noHolds[i] = noHolds;
     this.handles[i] = handle;
     this.expectStart[i] = expectStart;
     this.counterEnd[i] = this.counterCount;
@@ -177,7 +187,7 @@ export class FlatBatch {
   fromAdmit(batch: AdmitBatch): this {
     this.reset();
     for (const w of batch.windows) {
-      this.window(w.key, w.windowMs, w.algorithm === "sliding");
+      this.window(w.key, w.windowMs, w.algorithm === "sliding", undefined, Number.NaN, w.noHolds === true);
       for (const c of w.counters) this.counter(c.name, c.limit, c.amount, c.hold ?? 0, c.enforce);
     }
     for (const g of batch.gauges) this.gauge(g.key, g.name, g.limit, g.enforce);
@@ -193,7 +203,14 @@ export class FlatBatch {
   fromAdjust(batch: AdjustBatch): this {
     this.reset();
     for (const w of batch.windows) {
-      this.window(w.key, w.windowMs, w.algorithm === "sliding", undefined, w.expectStart ?? Number.NaN);
+      this.window(
+        w.key,
+        w.windowMs,
+        w.algorithm === "sliding",
+        undefined,
+        w.expectStart ?? Number.NaN,
+        w.noHolds === true,
+      );
       for (const c of w.counters) this.counter(c.name, 0, c.delta, 0, true);
     }
     this.releaseLease(batch.release);
@@ -312,6 +329,7 @@ export function toAdmitBatch(b: FlatBatch): AdmitBatch {
       counters.push(op);
     }
     windows[i] = { key: b.keys[i]!, windowMs: b.windowMs[i]!, algorithm: b.sliding[i] ? "sliding" : "fixed", counters };
+    if (b.noHolds[i]) windows[i]!.noHolds = true;
   }
   const gauges: GaugeOp[] = new Array(b.gaugeCount);
   for (let g = 0; g < b.gaugeCount; g++) {
@@ -337,6 +355,7 @@ export function toAdjustBatch(b: FlatBatch): AdjustBatch {
       counters,
     };
     if (!Number.isNaN(b.expectStart[i]!)) op.expectStart = b.expectStart[i]!;
+    if (b.noHolds[i]) op.noHolds = true;
     windows[i] = op;
   }
   const batch: AdjustBatch = b.release !== undefined ? { windows, release: b.release } : { windows };

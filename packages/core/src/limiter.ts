@@ -435,7 +435,8 @@ export class Limiter {
       for (const d of extra) {
         const amount = amountOf(tokenFlag(d), input, output);
         if (amount === 0) continue;
-        b.window(this.planner.keys.slotOf(d).key, d.windowMs ?? DEFAULT_WINDOW_MS, d.algorithm === "sliding");
+        const key = this.planner.keys.slotOf(d).key;
+        b.window(key, d.windowMs ?? DEFAULT_WINDOW_MS, d.algorithm === "sliding", undefined, Number.NaN, true);
         if (d.requests !== undefined) b.counter("requests", 0, 0, 0, true);
         b.counter("tokens", 0, amount, 0, true);
       }

@@ -240,7 +240,8 @@ export class LimitPlanner {
           const w = b.windowCount - p.w0;
           p.windows[w] = d;
           p.slots[w] = slot;
-          b.window(slot.key, d.windowMs ?? DEFAULT_WINDOW_MS, d.algorithm === "sliding", slot.handle);
+          // rate-limit windows never hold (WindowSpec.noHolds: remote stores skip hold data)
+          b.window(slot.key, d.windowMs ?? DEFAULT_WINDOW_MS, d.algorithm === "sliding", slot.handle, Number.NaN, true);
           if (d.requests !== undefined) b.counter("requests", d.requests, 1, 0, enforce);
           if (d.tokens !== undefined) {
             b.counter("tokens", d.tokens, amountOf(tokenFlag(d), input, output), 0, enforce);
@@ -353,7 +354,7 @@ export function fillFinish(b: FlatBatch, h: LimitRecord, kind: FinishKind, input
       const requests = (flags & HAS_REQUESTS) !== 0;
       const reserved = (flags & HAS_TOKENS) !== 0 ? amountOf(flags, h.input, h.output) : 0;
       if (!requests && reserved === 0) continue;
-      b.window(h.keys[i]!, nums[o + WINDOW_MS]!, (flags & SLIDING) !== 0, h.handles?.[i], nums[o + START]!);
+      b.window(h.keys[i]!, nums[o + WINDOW_MS]!, (flags & SLIDING) !== 0, h.handles?.[i], nums[o + START]!, true);
       if (requests) b.counter("requests", 0, -1, 0, true);
       if (reserved > 0) b.counter("tokens", 0, -reserved, 0, true);
       continue;
@@ -361,7 +362,7 @@ export function fillFinish(b: FlatBatch, h: LimitRecord, kind: FinishKind, input
     if ((flags & HAS_TOKENS) === 0) continue;
     const delta = amountOf(flags, input, output) - amountOf(flags, h.input, h.output);
     if (delta === 0) continue;
-    b.window(h.keys[i]!, nums[o + WINDOW_MS]!, (flags & SLIDING) !== 0, h.handles?.[i], nums[o + START]!);
+    b.window(h.keys[i]!, nums[o + WINDOW_MS]!, (flags & SLIDING) !== 0, h.handles?.[i], nums[o + START]!, true);
     b.counter("tokens", 0, delta, 0, true);
   }
 }

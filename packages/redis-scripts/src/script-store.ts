@@ -434,6 +434,8 @@ class ScriptStoreImpl implements ScriptStore {
       batch.windows.map((w) => windowKey(this.prefix, w.key)),
       rel ? rel.gauges.map((g) => gaugeKey(this.prefix, g.key, g.name)) : [],
       rel ? rel.holds.map((h) => holdKeys(this.prefix, h.key, h.name)[0]) : [],
+      // the admission's windows: a slot group with nothing to adjust still has its ticket to finish
+      t && rel?.windows ? rel.windows.map((k) => windowKey(this.prefix, k)) : [],
     ]);
     if (groups.length === 0) return this.adjustOne(batch, ticketOf(0));
     if (groups.length === 1) return this.adjustOne(batch, ticketOf(groups[0]!.slot));

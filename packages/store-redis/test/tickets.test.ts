@@ -189,7 +189,12 @@ describe("tickets on a Cluster: one ticket per slot group, under a key of that g
     const starts = r.windows.map((w) => w.start);
     // Settle a's group only (as if c's group had timed out), then the whole settle again.
     const whole = t.settle("g1", starts, 30, "settle");
-    const aOnly: AdjustBatch = { ...whole, windows: [whole.windows[0]!] };
+    // the sub-batch of a's slot group: its window, its lease entries, its window key
+    const aOnly: AdjustBatch = {
+      ...whole,
+      windows: [whole.windows[0]!],
+      release: { ...whole.release!, windows: [t.a] },
+    };
     expect((await t.store.adjust(aOnly)).applied).toEqual([true]);
     const retry = await t.store.adjust(whole);
     expect(retry).toMatchObject({ applied: [false, true], ticket: "open" });

@@ -1,4 +1,4 @@
-import { type ContractGroupName, contractGroups, runStoreContract } from "@tollgate/store-test-suite";
+import { runStoreContract } from "@tollgate/store-test-suite";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createUpstashStore } from "../src/index.js";
 import { type Harness, startHarness } from "./harness.js";
@@ -22,10 +22,6 @@ function withClock(make: (testClock: () => number) => ReturnType<typeof createUp
   };
 }
 
-// Contract 2 tickets are implemented in the Lua scripts by the work on issue 10 (helper "redis"); until they land,
-// this store runs every other group. Remove `groups` once the scripts record tickets.
-const groups = (Object.keys(contractGroups) as ContractGroupName[]).filter((g) => g !== "tickets");
-
 // The real @upstash/redis client -> HTTP -> the Upstash REST test server -> a real redis-server.
 runStoreContract({
   name: "upstash (REST test server)",
@@ -34,7 +30,6 @@ runStoreContract({
       // Generous timeout: the suite fires 200 concurrent HTTP requests on a shared, busy test machine.
       createUpstashStore({ client: h.client(), prefix, testClock, timeoutMs: 10_000 }),
     ),
-  groups,
 });
 
 const url = process.env.UPSTASH_REDIS_REST_URL;
@@ -44,7 +39,6 @@ if (url && token) {
     name: "upstash (live database from UPSTASH_REDIS_REST_URL)",
     create: ({ prefix }) =>
       withClock((testClock) => createUpstashStore({ url, token, prefix, testClock, timeoutMs: 10_000 })),
-    groups,
   });
 } else {
   describe("CounterStore contract: upstash (live database)", () => {
