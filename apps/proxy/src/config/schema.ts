@@ -130,6 +130,9 @@ export const generalSettingsSchema = z.looseObject({
   shutdown_grace_period: numeric("a non-negative number of seconds", (n) => n >= 0).optional(),
   lease_ttl: positiveSeconds().optional(),
   proxy_batch_write_at: nonNegNumber().optional(),
+  // the management API's database (issue 13)
+  serve_cached_keys_when_db_down: bool().optional(),
+  key_cache_refresh_seconds: numeric("a positive number of seconds", (n) => n > 0).optional(),
 });
 
 export const routerSettingsSchema = z.looseObject({

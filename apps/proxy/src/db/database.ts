@@ -13,6 +13,8 @@ export type DialectName = "sqlite" | "postgres";
 export interface DatabaseHandle {
   db: Kysely<Database>;
   dialect: DialectName;
+  /** The better-sqlite3 connection under `db` (SQLite only): the ledger writes through prepared statements. */
+  sqlite?: SQLite.Database;
   /** The URL it was opened with, password masked (for logs). */
   displayUrl: string;
   /** Cheap round trip (`SELECT 1`): resolves when the database answers, rejects otherwise. */
@@ -99,6 +101,7 @@ export async function openDatabase(
 ): Promise<DatabaseHandle> {
   const dialect = dialectOf(url);
   let db: Kysely<Database>;
+  let raw: SQLite.Database | undefined;
   if (dialect === "postgres") {
     const pool = new pg.Pool({
       connectionString: url,
@@ -120,12 +123,14 @@ export async function openDatabase(
     sqlite.pragma("journal_mode = WAL");
     sqlite.pragma("synchronous = NORMAL");
     sqlite.pragma("busy_timeout = 5000");
+    raw = sqlite;
     db = new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) });
   }
   let closed = false;
   const handle: DatabaseHandle = {
     db,
     dialect,
+    ...(raw === undefined ? {} : { sqlite: raw }),
     displayUrl: dialect === "postgres" ? maskUrl(url) : sqlitePath(url, baseDir),
     async ping() {
       await sql`SELECT 1`.execute(db);

@@ -1,3 +1,4 @@
+import type { Database as SQLiteDatabase } from "better-sqlite3";
 import { type Kysely, sql, type Transaction } from "kysely";
 import type {
   BudgetRow,
@@ -157,7 +158,11 @@ export class Repository {
   constructor(
     readonly db: Kysely<Database> | Transaction<Database>,
     readonly dialect: "sqlite" | "postgres",
+    /** The better-sqlite3 connection under `db` (SQLite): the ledger's fast path. */
+    private readonly sqlite?: SQLiteDatabase,
   ) {}
+
+  private sqliteStatements?: ReturnType<typeof prepareLedger>;
 
   /** Runs `fn` in one transaction (SQLite: serialized; PostgreSQL: read committed). */
   async transaction<T>(fn: (repo: Repository) => Promise<T>): Promise<T> {
@@ -500,93 +505,133 @@ export class Repository {
 
   /**
    * Writes one batch of finished requests in one transaction: the spend-log rows not already present (a request id
-   * is written once, whatever the retries), their budget periods, and each entity's `spend` increased by the new
-   * rows only. Returns the number of new rows.
+   * is written once, whatever the retries: `ON CONFLICT DO NOTHING`, and only the rows inserted count), their budget
+   * periods, and each entity's `spend` increased by the new rows only. Returns the number of new rows. SQLite needs
+   * the raw connection (`DatabaseHandle.sqlite`).
    */
   async writeLedger(batch: LedgerRow[], now: number): Promise<number> {
     if (batch.length === 0) return 0;
-    return this.transaction(async (repo) => {
-      // A request id already present (a retried batch, a duplicate record) is skipped: ON CONFLICT DO NOTHING with
-      // RETURNING names exactly the rows this batch inserted, and only those add spend.
-      const unique = new Map<string, LedgerRow>();
-      for (const b of batch) if (!unique.has(b.log.request_id)) unique.set(b.log.request_id, b);
-      const all = [...unique.values()];
-      const inserted = new Set<string>();
-      // Chunks keep each statement under SQLite's bound-parameter limit (22 columns per row).
-      for (let i = 0; i < all.length; i += 200) {
-        const rows = all.slice(i, i + 200).map((b) => encode("spend_logs", b.log) as unknown as SpendLogRow);
-        const out = await repo.db
-          .insertInto("spend_logs")
-          .values(rows)
-          .onConflict((oc) => oc.column("request_id").doNothing())
-          .returning("request_id")
-          .execute();
-        for (const r of out) inserted.add(r.request_id);
-      }
-      const fresh = all.filter((b) => inserted.has(b.log.request_id));
-      if (fresh.length === 0) return 0;
-      const windows: SpendLogBudgetRow[] = [];
-      for (const b of fresh) {
-        for (const w of b.budgets) windows.push({ request_id: b.log.request_id, ...w });
-      }
-      for (let i = 0; i < windows.length; i += 1000) {
-        await repo.db
-          .insertInto("spend_log_budgets")
-          .values(windows.slice(i, i + 1000))
-          .execute();
-      }
-      await repo.applySpend(spendDeltas(fresh.map((b) => b.log)), now);
-      return fresh.length;
-    });
+    if (this.db.isTransaction) throw new Error("writeLedger runs in its own transaction");
+    return this.sqlite !== undefined ? this.writeLedgerSqlite(batch, now) : this.writeLedgerPostgres(batch, now);
   }
 
-  private async applySpend(d: SpendDeltas, now: number): Promise<void> {
-    const add = async (
-      table: "virtual_keys" | "users" | "teams" | "organizations",
-      col: string,
-      m: Map<string, number>,
-    ) => {
-      for (const [id, nano] of m) {
-        if (nano === 0) continue;
-        await this.db
-          .updateTable(table)
-          .set({ spend_nano: sql`spend_nano + ${nano}` } as never)
-          .where(col as never, "=", id as never)
-          .execute();
+  /**
+   * SQLite: one transaction of prepared statements (better-sqlite3 is synchronous: the whole batch is written
+   * without yielding, so nothing else runs between its statements). Refuses while a Kysely transaction is open on the
+   * connection (its statements would join it); the ledger retries on its next tick.
+   */
+  private writeLedgerSqlite(batch: LedgerRow[], now: number): number {
+    const db = this.sqlite!;
+    if (db.inTransaction) throw new Error("SQLITE_BUSY: a management transaction is open; the ledger retries");
+    this.sqliteStatements ??= prepareLedger(db);
+    const st = this.sqliteStatements;
+    return db.transaction(() => {
+      const fresh: SpendLog[] = [];
+      for (const b of batch) {
+        const l = b.log;
+        const info = st.log.run(
+          l.request_id,
+          l.call_type,
+          l.api_key,
+          l.key_id,
+          l.spend_nano,
+          l.total_tokens,
+          l.prompt_tokens,
+          l.completion_tokens,
+          l.start_time,
+          l.end_time,
+          l.model,
+          l.model_group,
+          l.api_base,
+          l.user_id,
+          l.team_id,
+          l.organization_id,
+          l.end_user,
+          l.key_alias,
+          l.status,
+          JSON.stringify(l.metadata),
+          JSON.stringify(l.request_tags),
+          l.requester_ip_address,
+        );
+        if (info.changes === 0) continue;
+        fresh.push(l);
+        for (const w of b.budgets) st.window.run(l.request_id, w.budget, w.period_end, w.spend_nano);
       }
-    };
-    await add("virtual_keys", "key_id", d.keys);
-    await add("users", "user_id", d.users);
-    await add("teams", "team_id", d.teams);
-    await add("organizations", "organization_id", d.organizations);
-    for (const m of d.members.values()) {
-      if (m.nano === 0) continue;
-      await this.db
-        .updateTable("team_members")
-        .set({ spend_nano: sql`spend_nano + ${m.nano}` } as never)
-        .where("team_id", "=", m.team_id)
-        .where("user_id", "=", m.user_id)
-        .execute();
-    }
-    // End users are created on first sight (LiteLLM upserts customers the same way).
-    for (const [id, nano] of d.endUsers) {
-      await this.db
-        .insertInto("end_users")
-        .values({
-          user_id: id,
-          alias: null,
-          spend_nano: nano,
-          allowed_model_region: null,
-          default_model: null,
-          budget_id: null,
-          blocked: 0,
-          created_at: now,
-        })
-        .onConflict((oc) =>
-          oc.column("user_id").doUpdateSet({ spend_nano: sql`end_users.spend_nano + ${nano}` } as never),
-        )
-        .execute();
-    }
+      const d = spendDeltas(fresh);
+      for (const [id, n] of d.keys) if (n !== 0) st.key.run(n, id);
+      for (const [id, n] of d.users) if (n !== 0) st.user.run(n, id);
+      for (const [id, n] of d.teams) if (n !== 0) st.team.run(n, id);
+      for (const [id, n] of d.organizations) if (n !== 0) st.org.run(n, id);
+      for (const m of d.members.values()) if (m.nano !== 0) st.member.run(m.nano, m.team_id, m.user_id);
+      for (const [id, n] of d.endUsers) st.endUser.run(id, n, now);
+      return fresh.length;
+    })();
+  }
+
+  /** PostgreSQL: a handful of statements per batch whatever its size (`unnest` of column arrays). */
+  private async writeLedgerPostgres(batch: LedgerRow[], now: number): Promise<number> {
+    const unique = new Map<string, LedgerRow>();
+    for (const b of batch) if (!unique.has(b.log.request_id)) unique.set(b.log.request_id, b);
+    const all = [...unique.values()];
+    const col = <T>(f: (l: SpendLog) => T) => all.map((b) => f(b.log));
+    return (this.db as Kysely<Database>).transaction().execute(async (trx) => {
+      const inserted = await sql<{ request_id: string }>`
+        INSERT INTO spend_logs (request_id, call_type, api_key, key_id, spend_nano, total_tokens, prompt_tokens,
+          completion_tokens, start_time, end_time, model, model_group, api_base, user_id, team_id, organization_id,
+          end_user, key_alias, status, metadata, request_tags, requester_ip_address)
+        SELECT * FROM unnest(
+          ${col((l) => l.request_id)}::text[], ${col((l) => l.call_type)}::text[], ${col((l) => l.api_key)}::text[],
+          ${col((l) => l.key_id)}::text[], ${col((l) => l.spend_nano)}::bigint[], ${col((l) => l.total_tokens)}::bigint[],
+          ${col((l) => l.prompt_tokens)}::bigint[], ${col((l) => l.completion_tokens)}::bigint[],
+          ${col((l) => l.start_time)}::bigint[], ${col((l) => l.end_time)}::bigint[], ${col((l) => l.model)}::text[],
+          ${col((l) => l.model_group)}::text[], ${col((l) => l.api_base)}::text[], ${col((l) => l.user_id)}::text[],
+          ${col((l) => l.team_id)}::text[], ${col((l) => l.organization_id)}::text[], ${col((l) => l.end_user)}::text[],
+          ${col((l) => l.key_alias)}::text[], ${col((l) => l.status)}::text[],
+          ${col((l) => JSON.stringify(l.metadata))}::text[], ${col((l) => JSON.stringify(l.request_tags))}::text[],
+          ${col((l) => l.requester_ip_address)}::text[])
+        ON CONFLICT (request_id) DO NOTHING
+        RETURNING request_id`.execute(trx);
+      const ids = new Set(inserted.rows.map((r) => r.request_id));
+      const fresh = all.filter((b) => ids.has(b.log.request_id));
+      if (fresh.length === 0) return 0;
+      const w = fresh.flatMap((b) => b.budgets.map((x) => ({ ...x, request_id: b.log.request_id })));
+      if (w.length > 0) {
+        await sql`
+          INSERT INTO spend_log_budgets (request_id, budget, period_end, spend_nano)
+          SELECT * FROM unnest(${w.map((x) => x.request_id)}::text[], ${w.map((x) => x.budget)}::text[],
+            ${w.map((x) => x.period_end)}::bigint[], ${w.map((x) => x.spend_nano)}::bigint[])`.execute(trx);
+      }
+      const d = spendDeltas(fresh.map((b) => b.log));
+      const add = async (table: string, column: string, m: Map<string, number>) => {
+        const e = [...m].filter(([, n]) => n !== 0);
+        if (e.length === 0) return;
+        await sql`
+          UPDATE ${sql.table(table)} AS t SET spend_nano = t.spend_nano + d.n
+          FROM unnest(${e.map(([id]) => id)}::text[], ${e.map(([, n]) => n)}::bigint[]) AS d(id, n)
+          WHERE t.${sql.ref(column)} = d.id`.execute(trx);
+      };
+      await add("virtual_keys", "key_id", d.keys);
+      await add("users", "user_id", d.users);
+      await add("teams", "team_id", d.teams);
+      await add("organizations", "organization_id", d.organizations);
+      const ms = [...d.members.values()].filter((m) => m.nano !== 0);
+      if (ms.length > 0) {
+        await sql`
+          UPDATE team_members AS t SET spend_nano = t.spend_nano + d.n
+          FROM unnest(${ms.map((m) => m.team_id)}::text[], ${ms.map((m) => m.user_id)}::text[], ${ms.map((m) => m.nano)}::bigint[])
+            AS d(team_id, user_id, n)
+          WHERE t.team_id = d.team_id AND t.user_id = d.user_id`.execute(trx);
+      }
+      const eu = [...d.endUsers];
+      if (eu.length > 0) {
+        await sql`
+          INSERT INTO end_users (user_id, alias, spend_nano, allowed_model_region, default_model, budget_id, blocked, created_at)
+          SELECT d.id, NULL, d.n, NULL, NULL, NULL, 0, ${now}::bigint
+          FROM unnest(${eu.map(([id]) => id)}::text[], ${eu.map(([, n]) => n)}::bigint[]) AS d(id, n)
+          ON CONFLICT (user_id) DO UPDATE SET spend_nano = end_users.spend_nano + excluded.spend_nano`.execute(trx);
+      }
+      return fresh.length;
+    });
   }
 
   /** Spend of every budget period still open at `now` (never-ending periods included), from the ledger. */
@@ -701,6 +746,32 @@ export class Repository {
       total_tokens: Number(r.total_tokens ?? 0),
     }));
   }
+}
+
+/** The ledger's prepared statements on a SQLite connection. */
+function prepareLedger(db: SQLiteDatabase) {
+  return {
+    log: db.prepare(
+      `INSERT INTO spend_logs (request_id, call_type, api_key, key_id, spend_nano, total_tokens, prompt_tokens,
+        completion_tokens, start_time, end_time, model, model_group, api_base, user_id, team_id, organization_id,
+        end_user, key_alias, status, metadata, request_tags, requester_ip_address)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT (request_id) DO NOTHING`,
+    ),
+    window: db.prepare(
+      "INSERT INTO spend_log_budgets (request_id, budget, period_end, spend_nano) VALUES (?, ?, ?, ?)",
+    ),
+    key: db.prepare("UPDATE virtual_keys SET spend_nano = spend_nano + ? WHERE key_id = ?"),
+    user: db.prepare("UPDATE users SET spend_nano = spend_nano + ? WHERE user_id = ?"),
+    team: db.prepare("UPDATE teams SET spend_nano = spend_nano + ? WHERE team_id = ?"),
+    org: db.prepare("UPDATE organizations SET spend_nano = spend_nano + ? WHERE organization_id = ?"),
+    member: db.prepare("UPDATE team_members SET spend_nano = spend_nano + ? WHERE team_id = ? AND user_id = ?"),
+    endUser: db.prepare(
+      `INSERT INTO end_users (user_id, alias, spend_nano, allowed_model_region, default_model, budget_id, blocked, created_at)
+       VALUES (?, NULL, ?, NULL, NULL, NULL, 0, ?)
+       ON CONFLICT (user_id) DO UPDATE SET spend_nano = spend_nano + excluded.spend_nano`,
+    ),
+  };
 }
 
 /** What a batch of spend-log rows adds to each entity (failures add 0 and are skipped). */

@@ -113,11 +113,19 @@ export class Authenticator {
     );
   }
 
+  /** Secrets seen recently → their sha256 (hashing is most of a cached request's auth cost). */
+  private readonly hashes = new Map<string, string>();
+
   private tokenOf(secret: string): string {
+    let token = this.hashes.get(secret);
+    if (token !== undefined) return token;
     if (!secret.startsWith("sk-")) {
       throw unauthorized(`LiteLLM Virtual Key expected. Received=${keyNameOf(secret)}, expected to start with 'sk-'.`);
     }
-    return hashSecret(secret);
+    token = hashSecret(secret);
+    if (this.hashes.size >= 100_000) this.hashes.clear();
+    this.hashes.set(secret, token);
+    return token;
   }
 
   private callerOf(b: KeyBundle): Caller {

@@ -132,6 +132,10 @@ export function managementExtension(
       const baseDir = options.databaseDir ?? (config.file === undefined ? process.cwd() : dirname(config.file));
       const url = resolveDatabaseUrl(config.databaseUrl, {}, baseDir);
       const ls = (config.raw as { litellm_settings?: Record<string, unknown> }).litellm_settings ?? {};
+      const gs = (config.raw as { general_settings?: Record<string, unknown> }).general_settings ?? {};
+      const flushSeconds = typeof gs.proxy_batch_write_at === "number" ? gs.proxy_batch_write_at : 1;
+      const refreshSeconds =
+        typeof gs.key_cache_refresh_seconds === "number" ? gs.key_cache_refresh_seconds : undefined;
       const accessGroups = new Map<string, string[]>();
       for (const d of config.deployments) {
         for (const g of d.accessGroups) {
@@ -155,7 +159,13 @@ export function managementExtension(
           accessGroups,
         },
         ...(bus === undefined ? {} : { bus }),
+        cache: {
+          ...(refreshSeconds === undefined ? {} : { refreshMs: refreshSeconds * 1000 }),
+          serveStaleOnError: gs.serve_cached_keys_when_db_down !== false,
+        },
         ledger: {
+          // LiteLLM's proxy_batch_write_at (seconds; LiteLLM waits 10 s by default, Tollgate 1 s)
+          flushIntervalMs: Math.max(10, flushSeconds * 1000),
           onError: (err, info) =>
             proxy.log.error({ err: (err as Error)?.message, ...info }, "spend ledger write failed; retrying"),
         },

@@ -74,7 +74,7 @@ describe.each(DIALECTS)("repository on %s", (dialect) => {
   let repo: Repository;
   beforeAll(async () => {
     h = await freshDatabase(dialect);
-    repo = new Repository(h.db, h.dialect);
+    repo = new Repository(h.db, h.dialect, h.sqlite);
   });
   afterAll(async () => {
     await h.cleanup();
