@@ -50,10 +50,9 @@ general_settings:
       const key = ((await res.json()) as { key: string }).key;
       const openai = new OpenAI({ baseURL: `${proxy.url}/v1`, apiKey: key, maxRetries: 0, timeout: 30_000 });
       const done: Array<{ id: string; at: number }> = [];
-      const until = Date.now() + 2_500;
       let stop = false;
       const worker = async () => {
-        while (!stop && Date.now() < until) {
+        while (!stop) {
           try {
             const r = await openai.chat.completions
               .create({ model: "paid", messages: [{ role: "user", content: "x" }], max_tokens: 5 })
@@ -65,7 +64,11 @@ general_settings:
         }
       };
       const workers = Array.from({ length: 16 }, worker);
-      await new Promise((r) => setTimeout(r, 2_000));
+      // Steady load for at least 2 s and 60 answered requests (a loaded machine is slow), at most 20 s.
+      const t0 = Date.now();
+      while (Date.now() - t0 < 20_000 && (Date.now() - t0 < 2_000 || done.length < 60)) {
+        await new Promise((r) => setTimeout(r, 50));
+      }
       const killedAt = Date.now();
       await proxy.stop("SIGKILL");
       stop = true;
@@ -80,14 +83,14 @@ general_settings:
       const missing = answered.filter((d) => !ids.has(d.id));
       const oldestMissing = missing.length === 0 ? killedAt : Math.min(...missing.map((d) => d.at));
       console.log(
-        `[kill -9, ${dialect}] ${answered.length} requests answered 200 in 2 s; ${rows.length} rows in the ledger; ` +
+        `[kill -9, ${dialect}] ${answered.length} requests answered 200 in ${((killedAt - t0) / 1000).toFixed(1)} s; ${rows.length} rows in the ledger; ` +
           `${missing.length} missing, all answered in the last ${killedAt - oldestMissing} ms before the kill`,
       );
-      expect(answered.length).toBeGreaterThan(20);
+      expect(answered.length).toBeGreaterThanOrEqual(30);
       // Every row written is a request that was answered (no phantom rows), and every request answered more than one
-      // flush interval (plus a write's time on a loaded machine) before the kill is in the ledger.
+      // flush interval (1 s, plus 2 s for a write on a loaded machine) before the kill is in the ledger.
       for (const r of rows) expect(done.some((d) => d.id === r.request_id)).toBe(true);
-      expect(killedAt - oldestMissing).toBeLessThanOrEqual(2_000);
+      expect(killedAt - oldestMissing).toBeLessThanOrEqual(3_000);
     } finally {
       await proxy.stop("SIGKILL");
       if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
