@@ -120,6 +120,10 @@ describe("form validation before sending", () => {
   it("an end user gets either max_budget or budget_id, not both (LiteLLM's rule)", () => {
     const { errors } = validateForm(CUSTOMER_SPECS, { user_id: "u1", max_budget: "1", budget_id: "b1" });
     expect(errors.max_budget).toMatch(/either/);
+    // editing the amount of an end user whose budget row is linked sends only the amount
+    const initial = { user_id: "u1", max_budget: "1", budget_id: "b1" };
+    const edit = validateForm(CUSTOMER_SPECS, { ...initial, max_budget: "2" }, "edit", initial);
+    expect(edit).toEqual({ body: { max_budget: 2 }, errors: {} });
   });
 
   it("budget table per-model entries use max_budget/budget_duration", () => {

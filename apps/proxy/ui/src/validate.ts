@@ -200,10 +200,12 @@ export function validateForm(
     if (p.ok) body[spec.name] = p.value;
     else errors[spec.name] = p.error;
   }
+  // Conflicting fields are refused when both are sent (editing one of them leaves the other as the server has it).
   for (const spec of specs) {
-    if (spec.exclusiveWith && !isEmpty(raw[spec.name]) && !isEmpty(raw[spec.exclusiveWith])) {
-      const other = specs.find((s) => s.name === spec.exclusiveWith);
-      errors[spec.name] ??= `Set either ${spec.label} or ${other?.label ?? spec.exclusiveWith}, not both.`;
+    const other = spec.exclusiveWith;
+    if (other && body[spec.name] != null && body[other] != null) {
+      const otherSpec = specs.find((s) => s.name === other);
+      errors[spec.name] ??= `Set either ${spec.label} or ${otherSpec?.label ?? other}, not both.`;
     }
   }
   if (Object.keys(errors).length > 0) return { body: {}, errors };
