@@ -249,6 +249,75 @@ describe("admin UI end to end", () => {
     await browser.shot("keys");
   }, 90_000);
 
+  it("users, organizations, end users and budgets: create, edit, delete", async () => {
+    const { page } = browser;
+    const cases: {
+      section: string;
+      noun: string;
+      fill: Record<string, string>;
+      select?: Record<string, string>;
+      label: string;
+      edit: [string, string, string];
+    }[] = [
+      {
+        section: "Users",
+        noun: "user",
+        fill: { "User id": "smoke-user" },
+        select: { Role: "Internal user" },
+        label: "smoke-user",
+        edit: ["Max budget (USD)", "3", "$3.00"],
+      },
+      {
+        section: "Organizations",
+        noun: "organization",
+        fill: { "Organization name": "Acme", "Max budget (USD)": "10" },
+        label: "Acme",
+        edit: ["Max budget (USD)", "20", "$20.00"],
+      },
+      {
+        section: "End users",
+        noun: "end user",
+        fill: { "End-user id": "smoke-customer", "Max budget (USD)": "1" },
+        label: "smoke-customer",
+        edit: ["Max budget (USD)", "2", "$2.00"],
+      },
+      {
+        section: "Budgets",
+        noun: "budget",
+        fill: { "Budget id": "smoke-budget", "Max budget (USD)": "5", "Budget period": "1d" },
+        label: "smoke-budget",
+        edit: ["Max budget (USD)", "6", "$6.00"],
+      },
+    ];
+    for (const c of cases) {
+      await nav(page, c.section);
+      await page.getByRole("button", { name: `New ${c.noun}` }).click();
+      const form = page.getByRole("dialog", { name: `New ${c.noun}` });
+      for (const [label, value] of Object.entries(c.fill)) await form.getByLabel(label, { exact: true }).fill(value);
+      for (const [label, option] of Object.entries(c.select ?? {})) {
+        await form.getByLabel(label, { exact: true }).selectOption({ label: option });
+      }
+      await form.getByRole("button", { name: `Create ${c.noun}` }).click();
+      await form.waitFor({ state: "detached" });
+      const row = page.locator("tbody tr", { hasText: c.label });
+      await row.waitFor();
+
+      await page.getByRole("button", { name: `Edit ${c.noun} ${c.label}` }).click();
+      const edit = page.getByRole("dialog", { name: `Edit ${c.noun} ${c.label}` });
+      await edit.getByLabel(c.edit[0], { exact: true }).fill(c.edit[1]);
+      await edit.getByRole("button", { name: "Save changes" }).click();
+      await edit.waitFor({ state: "detached" });
+      await row.getByText(c.edit[2]).waitFor();
+
+      await page.getByRole("button", { name: `Delete ${c.noun} ${c.label}` }).click();
+      await page
+        .getByRole("dialog", { name: `Delete ${c.noun}?` })
+        .getByRole("button", { name: `Delete ${c.noun}` })
+        .click();
+      await row.waitFor({ state: "detached" });
+    }
+  }, 90_000);
+
   it("a read-only admin sees no mutation controls, and the API refuses a mutation anyway", async () => {
     const admin = { authorization: `Bearer ${MASTER}`, "content-type": "application/json" };
     const created = await fetch(`${proxy.url}/user/new`, {
@@ -330,7 +399,14 @@ describe("admin UI end to end", () => {
     await page.getByRole("button", { name: "Members of team Research" }).click();
     const members = page.getByRole("dialog", { name: "Members of Research" });
     await members.getByRole("cell", { name: "lead", exact: true }).waitFor();
-    expect(await members.getByRole("button", { name: "Add member" }).count()).toBe(1);
+    // the team admin adds a member with a budget in the team
+    await members.getByRole("button", { name: "Add member" }).click();
+    await members.getByLabel("User id", { exact: true }).fill("new-dev");
+    await members.getByLabel("Budget in team (USD)", { exact: true }).fill("0.5");
+    await members.getByRole("button", { name: "Add member" }).click();
+    const added = members.locator("tbody tr", { hasText: "new-dev" });
+    await added.waitFor();
+    expect(await added.textContent()).toContain("$0.50");
     await members.getByRole("button", { name: "Close" }).click();
     expect(await page.getByRole("button", { name: "New team" }).count()).toBe(0);
     expect(await page.getByRole("button", { name: "Delete team Research" }).count()).toBe(0);

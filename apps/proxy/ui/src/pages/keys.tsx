@@ -102,8 +102,14 @@ export function KeysPage() {
                 setApplied(search.trim());
               }}
             >
-              <label for="key-search">Search alias</label>
-              <input id="key-search" type="search" value={search} onInput={(e) => setSearch(e.currentTarget.value)} />
+              <label for="key-search">Find by alias</label>
+              <input
+                id="key-search"
+                type="search"
+                placeholder="exact alias"
+                value={search}
+                onInput={(e) => setSearch(e.currentTarget.value)}
+              />
               <button type="submit">Search</button>
             </form>
             {(seesAll(me) || teamOptions.length > 0) && (
