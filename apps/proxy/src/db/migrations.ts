@@ -1,4 +1,4 @@
-import { type Kysely, type Migration, type MigrationProvider, Migrator } from "kysely";
+import { type Kysely, type Migration, type MigrationProvider, Migrator, sql } from "kysely";
 
 /**
  * The proxy's migrations, applied at start on SQLite and PostgreSQL alike (Kysely's migrator: a lock table, one
@@ -204,21 +204,49 @@ const migrations: Record<string, Migration> = {
   },
 };
 
+// 0002: one row per budget period instead of one per request and period (the ledger's hot write), the periods of
+// each request kept on its spend-log row; the end-user index of spend_logs goes (reports filter by date first).
+migrations["0002_budget_period_totals"] = {
+  async up(db: Kysely<unknown>) {
+    await db.schema
+      .createTable("budget_period_spend")
+      .addColumn("budget", "text", (c) => c.primaryKey())
+      .addColumn("period_end", "bigint")
+      .addColumn("spend_nano", "bigint", (c) => c.notNull())
+      .execute();
+    await db.schema.createIndex("budget_period_spend_end").on("budget_period_spend").column("period_end").execute();
+    await sql`INSERT INTO budget_period_spend (budget, period_end, spend_nano)
+      SELECT budget, MAX(period_end), SUM(spend_nano) FROM spend_log_budgets GROUP BY budget`.execute(db);
+    await db.schema.alterTable("spend_logs").addColumn("budgets", "text").execute();
+    await db.schema.dropTable("spend_log_budgets").execute();
+    await db.schema.dropIndex("spend_logs_end_user").execute();
+  },
+};
+
 class InlineProvider implements MigrationProvider {
   async getMigrations(): Promise<Record<string, Migration>> {
     return migrations;
   }
 }
 
-/** Applies every pending migration; throws the first failure (the proxy then refuses to start). */
-export async function migrateToLatest(db: Kysely<unknown>): Promise<string[]> {
-  const migrator = new Migrator({
+function migrator(db: Kysely<unknown>): Migrator {
+  return new Migrator({
     db,
     provider: new InlineProvider(),
     migrationTableName: "tollgate_migrations",
     migrationLockTableName: "tollgate_migrations_lock",
   });
-  const { error, results } = await migrator.migrateToLatest();
+}
+
+/** Applies the migrations up to `name` only (tests of later migrations on older databases). */
+export async function migrateTo(db: Kysely<unknown>, name: string): Promise<void> {
+  const { error } = await migrator(db).migrateTo(name);
+  if (error) throw error;
+}
+
+/** Applies every pending migration; throws the first failure (the proxy then refuses to start). */
+export async function migrateToLatest(db: Kysely<unknown>): Promise<string[]> {
+  const { error, results } = await migrator(db).migrateToLatest();
   if (error) {
     const failed = results?.find((r) => r.status === "Error")?.migrationName;
     throw new Error(`database migration ${failed ?? ""} failed: ${error instanceof Error ? error.message : error}`, {

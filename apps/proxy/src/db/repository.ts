@@ -2,12 +2,12 @@ import type { Database as SQLiteDatabase } from "better-sqlite3";
 import { type Kysely, sql, type Transaction } from "kysely";
 import type {
   BudgetRow,
+  ChargedPeriod,
   Database,
   EndUserRow,
   KeyRow,
   OrganizationMemberRow,
   OrganizationRow,
-  SpendLogBudgetRow,
   SpendLogRow,
   TeamMemberRow,
   TeamRow,
@@ -56,7 +56,7 @@ export type Key = Replace<
   }
 >;
 export type EndUser = Replace<EndUserRow, { blocked: boolean }>;
-export type SpendLog = Replace<SpendLogRow, { metadata: JsonObject; request_tags: string[] }>;
+export type SpendLog = Replace<SpendLogRow, { metadata: JsonObject; request_tags: string[]; budgets?: string | null }>;
 
 type TableName = keyof Database;
 
@@ -74,7 +74,7 @@ const CODECS: Record<TableName, { json: string[]; flags: string[] }> = {
   },
   end_users: { json: [], flags: ["blocked"] },
   spend_logs: { json: ["metadata", "request_tags"], flags: [] },
-  spend_log_budgets: { json: [], flags: [] },
+  budget_period_spend: { json: [], flags: [] },
 };
 
 function decode<T>(table: TableName, row: Record<string, unknown> | undefined): T | undefined {
@@ -126,7 +126,7 @@ export interface SpendLogFilter {
 /** A spend-log row with the budget periods it was charged to. */
 export interface LedgerRow {
   log: SpendLog;
-  budgets: Array<Omit<SpendLogBudgetRow, "request_id">>;
+  budgets: ChargedPeriod[];
 }
 
 /** Totals one ledger batch adds to entities. */
@@ -527,6 +527,7 @@ export class Repository {
     const st = this.sqliteStatements;
     return db.transaction(() => {
       const fresh: SpendLog[] = [];
+      const periods = new Map<string, { end: number | null; nano: number }>();
       for (const b of batch) {
         const l = b.log;
         const info = st.log.run(
@@ -552,11 +553,13 @@ export class Repository {
           JSON.stringify(l.metadata),
           JSON.stringify(l.request_tags),
           l.requester_ip_address,
+          b.budgets.length === 0 ? null : JSON.stringify(b.budgets.map((w) => w.budget)),
         );
         if (info.changes === 0) continue;
         fresh.push(l);
-        for (const w of b.budgets) st.window.run(l.request_id, w.budget, w.period_end, w.spend_nano);
+        addPeriods(periods, b.budgets);
       }
+      for (const [budget, p] of periods) st.period.run(budget, p.end, p.nano);
       const d = spendDeltas(fresh);
       for (const [id, n] of d.keys) if (n !== 0) st.key.run(n, id);
       for (const [id, n] of d.users) if (n !== 0) st.user.run(n, id);
@@ -578,7 +581,7 @@ export class Repository {
       const inserted = await sql<{ request_id: string }>`
         INSERT INTO spend_logs (request_id, call_type, api_key, key_id, spend_nano, total_tokens, prompt_tokens,
           completion_tokens, start_time, end_time, model, model_group, api_base, user_id, team_id, organization_id,
-          end_user, key_alias, status, metadata, request_tags, requester_ip_address)
+          end_user, key_alias, status, metadata, request_tags, requester_ip_address, budgets)
         SELECT * FROM unnest(
           ${col((l) => l.request_id)}::text[], ${col((l) => l.call_type)}::text[], ${col((l) => l.api_key)}::text[],
           ${col((l) => l.key_id)}::text[], ${col((l) => l.spend_nano)}::bigint[], ${col((l) => l.total_tokens)}::bigint[],
@@ -588,18 +591,24 @@ export class Repository {
           ${col((l) => l.team_id)}::text[], ${col((l) => l.organization_id)}::text[], ${col((l) => l.end_user)}::text[],
           ${col((l) => l.key_alias)}::text[], ${col((l) => l.status)}::text[],
           ${col((l) => JSON.stringify(l.metadata))}::text[], ${col((l) => JSON.stringify(l.request_tags))}::text[],
-          ${col((l) => l.requester_ip_address)}::text[])
+          ${col((l) => l.requester_ip_address)}::text[],
+          ${all.map((b) => (b.budgets.length === 0 ? null : JSON.stringify(b.budgets.map((w) => w.budget))))}::text[])
         ON CONFLICT (request_id) DO NOTHING
         RETURNING request_id`.execute(trx);
       const ids = new Set(inserted.rows.map((r) => r.request_id));
       const fresh = all.filter((b) => ids.has(b.log.request_id));
       if (fresh.length === 0) return 0;
-      const w = fresh.flatMap((b) => b.budgets.map((x) => ({ ...x, request_id: b.log.request_id })));
-      if (w.length > 0) {
+      const periods = new Map<string, { end: number | null; nano: number }>();
+      for (const b of fresh) addPeriods(periods, b.budgets);
+      if (periods.size > 0) {
+        const p = [...periods];
         await sql`
-          INSERT INTO spend_log_budgets (request_id, budget, period_end, spend_nano)
-          SELECT * FROM unnest(${w.map((x) => x.request_id)}::text[], ${w.map((x) => x.budget)}::text[],
-            ${w.map((x) => x.period_end)}::bigint[], ${w.map((x) => x.spend_nano)}::bigint[])`.execute(trx);
+          INSERT INTO budget_period_spend (budget, period_end, spend_nano)
+          SELECT * FROM unnest(${p.map(([k]) => k)}::text[], ${p.map(([, v]) => v.end)}::bigint[],
+            ${p.map(([, v]) => v.nano)}::bigint[])
+          ON CONFLICT (budget) DO UPDATE SET spend_nano = budget_period_spend.spend_nano + excluded.spend_nano`.execute(
+          trx,
+        );
       }
       const d = spendDeltas(fresh.map((b) => b.log));
       const add = async (table: string, column: string, m: Map<string, number>) => {
@@ -637,24 +646,22 @@ export class Repository {
   /** Spend of every budget period still open at `now` (never-ending periods included), from the ledger. */
   async openPeriodTotals(now: number): Promise<Map<string, number>> {
     const rows = await this.db
-      .selectFrom("spend_log_budgets")
-      .select(["budget", (eb) => eb.fn.sum<number>("spend_nano").as("total")])
+      .selectFrom("budget_period_spend")
+      .select(["budget", "spend_nano"])
       .where((eb) => eb.or([eb("period_end", "is", null), eb("period_end", ">", now)]))
-      .groupBy("budget")
       .execute();
-    return new Map(rows.map((r) => [r.budget, Number(r.total ?? 0)]));
+    return new Map(rows.map((r) => [r.budget, Number(r.spend_nano)]));
   }
 
   /** Spend charged to the given budget periods (store keys), from the ledger. */
   async periodTotals(budgets: string[]): Promise<Map<string, number>> {
     if (budgets.length === 0) return new Map();
     const rows = await this.db
-      .selectFrom("spend_log_budgets")
-      .select(["budget", (eb) => eb.fn.sum<number>("spend_nano").as("total")])
+      .selectFrom("budget_period_spend")
+      .select(["budget", "spend_nano"])
       .where("budget", "in", budgets)
-      .groupBy("budget")
       .execute();
-    return new Map(rows.map((r) => [r.budget, Number(r.total ?? 0)]));
+    return new Map(rows.map((r) => [r.budget, Number(r.spend_nano)]));
   }
 
   async hasSpendLog(requestId: string): Promise<boolean> {
@@ -748,18 +755,28 @@ export class Repository {
   }
 }
 
+/** Adds a row's charged periods to a batch's per-period totals. */
+function addPeriods(into: Map<string, { end: number | null; nano: number }>, periods: ChargedPeriod[]): void {
+  for (const w of periods) {
+    const cur = into.get(w.budget);
+    if (cur === undefined) into.set(w.budget, { end: w.period_end, nano: w.spend_nano });
+    else cur.nano += w.spend_nano;
+  }
+}
+
 /** The ledger's prepared statements on a SQLite connection. */
 function prepareLedger(db: SQLiteDatabase) {
   return {
     log: db.prepare(
       `INSERT INTO spend_logs (request_id, call_type, api_key, key_id, spend_nano, total_tokens, prompt_tokens,
         completion_tokens, start_time, end_time, model, model_group, api_base, user_id, team_id, organization_id,
-        end_user, key_alias, status, metadata, request_tags, requester_ip_address)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        end_user, key_alias, status, metadata, request_tags, requester_ip_address, budgets)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT (request_id) DO NOTHING`,
     ),
-    window: db.prepare(
-      "INSERT INTO spend_log_budgets (request_id, budget, period_end, spend_nano) VALUES (?, ?, ?, ?)",
+    period: db.prepare(
+      `INSERT INTO budget_period_spend (budget, period_end, spend_nano) VALUES (?, ?, ?)
+       ON CONFLICT (budget) DO UPDATE SET spend_nano = spend_nano + excluded.spend_nano`,
     ),
     key: db.prepare("UPDATE virtual_keys SET spend_nano = spend_nano + ? WHERE key_id = ?"),
     user: db.prepare("UPDATE users SET spend_nano = spend_nano + ? WHERE user_id = ?"),

@@ -191,16 +191,25 @@ export interface SpendLogRow {
   /** JSON array. */
   request_tags: string;
   requester_ip_address: string | null;
+  /** JSON array of the budget periods (store keys) the request was charged to; null when none. */
+  budgets: string | null;
+}
+
+/** One budget period a request was charged to (part of a ledger row, not a table of its own). */
+export interface ChargedPeriod {
+  /** The budget's store key of that period, e.g. `{budget:key:<hash>}:1d:<end>`. */
+  budget: string;
+  /** End of the period (ms); null for a budget that never resets. */
+  period_end: number | null;
+  spend_nano: number;
 }
 
 /**
- * `spend_log_budgets`: the budget periods one request was charged to (`budget` = the budget's store key of that
- * period, e.g. `{budget:key:<hash>}:<schedule>:<period>`), so counters are rebuilt per period, exactly.
+ * `budget_period_spend`: the ledger's total per budget period (added in the same transaction as the rows charged to
+ * it, only for rows actually inserted), so counters are rebuilt per period, exactly, without scanning the logs.
  */
-export interface SpendLogBudgetRow {
-  request_id: string;
+export interface BudgetPeriodSpendRow {
   budget: string;
-  /** End of the period (ms); null for a budget that never resets. */
   period_end: number | null;
   spend_nano: number;
 }
@@ -215,5 +224,5 @@ export interface Database {
   virtual_keys: KeyRow;
   end_users: EndUserRow;
   spend_logs: SpendLogRow;
-  spend_log_budgets: SpendLogBudgetRow;
+  budget_period_spend: BudgetPeriodSpendRow;
 }

@@ -197,6 +197,7 @@ export class LedgerWriter {
         metadata: r.metadata ?? {},
         request_tags: r.tags ?? [],
         requester_ip_address: r.requesterIp ?? null,
+        budgets: null,
       },
       budgets,
     };

@@ -1,6 +1,8 @@
+import { type Kysely, sql } from "kysely";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openDatabase } from "../../src/db/database.js";
 import { classifyDbError } from "../../src/db/errors.js";
+import { migrateTo, migrateToLatest } from "../../src/db/migrations.js";
 import { type Key, type LedgerRow, Repository, type SpendLog } from "../../src/db/repository.js";
 import { DIALECTS, freshDatabase, freshDatabaseUrl } from "./helpers.js";
 
@@ -88,6 +90,21 @@ describe.each(DIALECTS)("repository on %s", (dialect) => {
     const b = await openDatabase(url);
     expect(await new Repository(b.db, b.dialect).getKey("k-reopen")).toMatchObject({ token: "k-reopen" });
     await b.close();
+    cleanup();
+  });
+
+  it("migration 0002 carries the per-request period rows of 0001 over into per-period totals", async () => {
+    const { url, cleanup } = await freshDatabaseUrl(dialect);
+    const old = await openDatabase(url, { migrate: false });
+    const db = old.db as unknown as Kysely<unknown>;
+    await migrateTo(db, "0001_entities_and_ledger");
+    await sql`INSERT INTO spend_log_budgets (request_id, budget, period_end, spend_nano)
+      VALUES ('a', 'w1', 100, 5), ('b', 'w1', 100, 7), ('b', 'w2', NULL, 7)`.execute(db);
+    await migrateToLatest(db);
+    const repo2 = new Repository(old.db, old.dialect, old.sqlite);
+    expect(Object.fromEntries(await repo2.openPeriodTotals(50))).toEqual({ w1: 12, w2: 7 });
+    expect(Object.fromEntries(await repo2.openPeriodTotals(100))).toEqual({ w2: 7 });
+    await old.close();
     cleanup();
   });
 
