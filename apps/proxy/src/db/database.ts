@@ -15,6 +15,8 @@ export interface DatabaseHandle {
   dialect: DialectName;
   /** The better-sqlite3 connection under `db` (SQLite only): the ledger writes through prepared statements. */
   sqlite?: SQLite.Database;
+  /** The pg pool under `db` (PostgreSQL only): the ledger writes through it directly. */
+  pool?: pg.Pool;
   /** The URL it was opened with, password masked (for logs). */
   displayUrl: string;
   /** Cheap round trip (`SELECT 1`): resolves when the database answers, rejects otherwise. */
@@ -102,6 +104,7 @@ export async function openDatabase(
   const dialect = dialectOf(url);
   let db: Kysely<Database>;
   let raw: SQLite.Database | undefined;
+  let rawPool: pg.Pool | undefined;
   if (dialect === "postgres") {
     const pool = new pg.Pool({
       connectionString: url,
@@ -115,6 +118,7 @@ export async function openDatabase(
     // itself while checked out. Without listeners Node would crash; the query in flight rejects on its own.
     pool.on("error", () => {});
     pool.on("connect", (client) => client.on("error", () => {}));
+    rawPool = pool;
     db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   } else {
     const path = sqlitePath(url, baseDir);
@@ -131,6 +135,7 @@ export async function openDatabase(
     db,
     dialect,
     ...(raw === undefined ? {} : { sqlite: raw }),
+    ...(rawPool === undefined ? {} : { pool: rawPool }),
     displayUrl: dialect === "postgres" ? maskUrl(url) : sqlitePath(url, baseDir),
     async ping() {
       await sql`SELECT 1`.execute(db);

@@ -1,5 +1,6 @@
 import type { Database as SQLiteDatabase } from "better-sqlite3";
 import { type Kysely, sql, type Transaction } from "kysely";
+import type { Pool as PgPool } from "pg";
 import type {
   BudgetRow,
   ChargedPeriod,
@@ -160,6 +161,8 @@ export class Repository {
     readonly dialect: "sqlite" | "postgres",
     /** The better-sqlite3 connection under `db` (SQLite): the ledger's fast path. */
     private readonly sqlite?: SQLiteDatabase,
+    /** The pg pool under `db` (PostgreSQL): the ledger's fast path. */
+    private readonly pool?: PgPool,
   ) {}
 
   private sqliteStatements?: ReturnType<typeof prepareLedger>;
@@ -512,7 +515,10 @@ export class Repository {
   async writeLedger(batch: LedgerRow[], now: number): Promise<number> {
     if (batch.length === 0) return 0;
     if (this.db.isTransaction) throw new Error("writeLedger runs in its own transaction");
-    return this.sqlite !== undefined ? this.writeLedgerSqlite(batch, now) : this.writeLedgerPostgres(batch, now);
+    if (this.sqlite !== undefined) return this.writeLedgerSqlite(batch, now);
+    if (this.pool === undefined)
+      throw new Error("writeLedger needs the raw connection (DatabaseHandle.sqlite or .pool)");
+    return this.writeLedgerPostgres(batch, now);
   }
 
   /**
@@ -571,76 +577,107 @@ export class Repository {
     })();
   }
 
-  /** PostgreSQL: a handful of statements per batch whatever its size (`unnest` of column arrays). */
+  /**
+   * PostgreSQL: multi-row inserts of up to 1000 rows (parameters, no array literals to build), then a handful of
+   * statements for the period totals and the entities' spend, in one transaction on one pooled connection.
+   */
   private async writeLedgerPostgres(batch: LedgerRow[], now: number): Promise<number> {
     const unique = new Map<string, LedgerRow>();
     for (const b of batch) if (!unique.has(b.log.request_id)) unique.set(b.log.request_id, b);
     const all = [...unique.values()];
-    const col = <T>(f: (l: SpendLog) => T) => all.map((b) => f(b.log));
-    return (this.db as Kysely<Database>).transaction().execute(async (trx) => {
-      const inserted = await sql<{ request_id: string }>`
-        INSERT INTO spend_logs (request_id, call_type, api_key, key_id, spend_nano, total_tokens, prompt_tokens,
-          completion_tokens, start_time, end_time, model, model_group, api_base, user_id, team_id, organization_id,
-          end_user, key_alias, status, metadata, request_tags, requester_ip_address, budgets)
-        SELECT * FROM unnest(
-          ${col((l) => l.request_id)}::text[], ${col((l) => l.call_type)}::text[], ${col((l) => l.api_key)}::text[],
-          ${col((l) => l.key_id)}::text[], ${col((l) => l.spend_nano)}::bigint[], ${col((l) => l.total_tokens)}::bigint[],
-          ${col((l) => l.prompt_tokens)}::bigint[], ${col((l) => l.completion_tokens)}::bigint[],
-          ${col((l) => l.start_time)}::bigint[], ${col((l) => l.end_time)}::bigint[], ${col((l) => l.model)}::text[],
-          ${col((l) => l.model_group)}::text[], ${col((l) => l.api_base)}::text[], ${col((l) => l.user_id)}::text[],
-          ${col((l) => l.team_id)}::text[], ${col((l) => l.organization_id)}::text[], ${col((l) => l.end_user)}::text[],
-          ${col((l) => l.key_alias)}::text[], ${col((l) => l.status)}::text[],
-          ${col((l) => JSON.stringify(l.metadata))}::text[], ${col((l) => JSON.stringify(l.request_tags))}::text[],
-          ${col((l) => l.requester_ip_address)}::text[],
-          ${all.map((b) => (b.budgets.length === 0 ? null : JSON.stringify(b.budgets.map((w) => w.budget))))}::text[])
-        ON CONFLICT (request_id) DO NOTHING
-        RETURNING request_id`.execute(trx);
-      const ids = new Set(inserted.rows.map((r) => r.request_id));
-      const fresh = all.filter((b) => ids.has(b.log.request_id));
-      if (fresh.length === 0) return 0;
-      const periods = new Map<string, { end: number | null; nano: number }>();
-      for (const b of fresh) addPeriods(periods, b.budgets);
-      if (periods.size > 0) {
-        const p = [...periods];
-        await sql`
-          INSERT INTO budget_period_spend (budget, period_end, spend_nano)
-          SELECT * FROM unnest(${p.map(([k]) => k)}::text[], ${p.map(([, v]) => v.end)}::bigint[],
-            ${p.map(([, v]) => v.nano)}::bigint[])
-          ON CONFLICT (budget) DO UPDATE SET spend_nano = budget_period_spend.spend_nano + excluded.spend_nano`.execute(
-          trx,
-        );
+    const client = await this.pool!.connect();
+    try {
+      await client.query("BEGIN");
+      const inserted = new Set<string>();
+      for (let i = 0; i < all.length; i += PG_ROWS_PER_INSERT) {
+        const chunk = all.slice(i, i + PG_ROWS_PER_INSERT);
+        const values: unknown[] = [];
+        for (const b of chunk) {
+          const l = b.log;
+          values.push(
+            l.request_id,
+            l.call_type,
+            l.api_key,
+            l.key_id,
+            l.spend_nano,
+            l.total_tokens,
+            l.prompt_tokens,
+            l.completion_tokens,
+            l.start_time,
+            l.end_time,
+            l.model,
+            l.model_group,
+            l.api_base,
+            l.user_id,
+            l.team_id,
+            l.organization_id,
+            l.end_user,
+            l.key_alias,
+            l.status,
+            JSON.stringify(l.metadata),
+            JSON.stringify(l.request_tags),
+            l.requester_ip_address,
+            b.budgets.length === 0 ? null : JSON.stringify(b.budgets.map((w) => w.budget)),
+          );
+        }
+        const r = await client.query<{ request_id: string }>(pgInsertText(chunk.length), values);
+        for (const row of r.rows) inserted.add(row.request_id);
       }
-      const d = spendDeltas(fresh.map((b) => b.log));
-      const add = async (table: string, column: string, m: Map<string, number>) => {
-        const e = [...m].filter(([, n]) => n !== 0);
-        if (e.length === 0) return;
-        await sql`
-          UPDATE ${sql.table(table)} AS t SET spend_nano = t.spend_nano + d.n
-          FROM unnest(${e.map(([id]) => id)}::text[], ${e.map(([, n]) => n)}::bigint[]) AS d(id, n)
-          WHERE t.${sql.ref(column)} = d.id`.execute(trx);
-      };
-      await add("virtual_keys", "key_id", d.keys);
-      await add("users", "user_id", d.users);
-      await add("teams", "team_id", d.teams);
-      await add("organizations", "organization_id", d.organizations);
-      const ms = [...d.members.values()].filter((m) => m.nano !== 0);
-      if (ms.length > 0) {
-        await sql`
-          UPDATE team_members AS t SET spend_nano = t.spend_nano + d.n
-          FROM unnest(${ms.map((m) => m.team_id)}::text[], ${ms.map((m) => m.user_id)}::text[], ${ms.map((m) => m.nano)}::bigint[])
-            AS d(team_id, user_id, n)
-          WHERE t.team_id = d.team_id AND t.user_id = d.user_id`.execute(trx);
+      const fresh = all.filter((b) => inserted.has(b.log.request_id));
+      if (fresh.length > 0) {
+        const periods = new Map<string, { end: number | null; nano: number }>();
+        for (const b of fresh) addPeriods(periods, b.budgets);
+        if (periods.size > 0) {
+          const p = [...periods];
+          await client.query(
+            `INSERT INTO budget_period_spend (budget, period_end, spend_nano)
+             SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[])
+             ON CONFLICT (budget) DO UPDATE SET spend_nano = budget_period_spend.spend_nano + excluded.spend_nano`,
+            [p.map(([k]) => k), p.map(([, v]) => v.end), p.map(([, v]) => v.nano)],
+          );
+        }
+        const d = spendDeltas(fresh.map((b) => b.log));
+        const add = async (table: string, column: string, m: Map<string, number>) => {
+          const e = [...m].filter(([, n]) => n !== 0);
+          if (e.length === 0) return;
+          await client.query(
+            `UPDATE ${table} AS t SET spend_nano = t.spend_nano + d.n
+             FROM unnest($1::text[], $2::bigint[]) AS d(id, n) WHERE t.${column} = d.id`,
+            [e.map(([id]) => id), e.map(([, n]) => n)],
+          );
+        };
+        await add("virtual_keys", "key_id", d.keys);
+        await add("users", "user_id", d.users);
+        await add("teams", "team_id", d.teams);
+        await add("organizations", "organization_id", d.organizations);
+        const ms = [...d.members.values()].filter((m) => m.nano !== 0);
+        if (ms.length > 0) {
+          await client.query(
+            `UPDATE team_members AS t SET spend_nano = t.spend_nano + d.n
+             FROM unnest($1::text[], $2::text[], $3::bigint[]) AS d(team_id, user_id, n)
+             WHERE t.team_id = d.team_id AND t.user_id = d.user_id`,
+            [ms.map((m) => m.team_id), ms.map((m) => m.user_id), ms.map((m) => m.nano)],
+          );
+        }
+        const eu = [...d.endUsers];
+        if (eu.length > 0) {
+          await client.query(
+            `INSERT INTO end_users (user_id, alias, spend_nano, allowed_model_region, default_model, budget_id, blocked, created_at)
+             SELECT d.id, NULL, d.n, NULL, NULL, NULL, 0, $3::bigint
+             FROM unnest($1::text[], $2::bigint[]) AS d(id, n)
+             ON CONFLICT (user_id) DO UPDATE SET spend_nano = end_users.spend_nano + excluded.spend_nano`,
+            [eu.map(([id]) => id), eu.map(([, n]) => n), now],
+          );
+        }
       }
-      const eu = [...d.endUsers];
-      if (eu.length > 0) {
-        await sql`
-          INSERT INTO end_users (user_id, alias, spend_nano, allowed_model_region, default_model, budget_id, blocked, created_at)
-          SELECT d.id, NULL, d.n, NULL, NULL, NULL, 0, ${now}::bigint
-          FROM unnest(${eu.map(([id]) => id)}::text[], ${eu.map(([, n]) => n)}::bigint[]) AS d(id, n)
-          ON CONFLICT (user_id) DO UPDATE SET spend_nano = end_users.spend_nano + excluded.spend_nano`.execute(trx);
-      }
+      await client.query("COMMIT");
       return fresh.length;
-    });
+    } catch (err) {
+      await client.query("ROLLBACK").catch(() => {});
+      throw err;
+    } finally {
+      client.release();
+    }
   }
 
   /** Spend of every budget period still open at `now` (never-ending periods included), from the ledger. */
@@ -753,6 +790,31 @@ export class Repository {
       total_tokens: Number(r.total_tokens ?? 0),
     }));
   }
+}
+
+const LEDGER_COLUMNS = 23;
+/** Rows per PostgreSQL insert: 23 000 parameters, well under the protocol's 65 535. */
+const PG_ROWS_PER_INSERT = 1000;
+const pgInsertTexts = new Map<number, string>();
+
+/** The multi-row insert of `n` spend-log rows (cached per `n`). */
+function pgInsertText(n: number): string {
+  let text = pgInsertTexts.get(n);
+  if (text === undefined) {
+    const rows: string[] = [];
+    for (let r = 0; r < n; r++) {
+      const p: string[] = [];
+      for (let c = 1; c <= LEDGER_COLUMNS; c++) p.push(`$${r * LEDGER_COLUMNS + c}`);
+      rows.push(`(${p.join(",")})`);
+    }
+    text = `INSERT INTO spend_logs (request_id, call_type, api_key, key_id, spend_nano, total_tokens, prompt_tokens,
+      completion_tokens, start_time, end_time, model, model_group, api_base, user_id, team_id, organization_id,
+      end_user, key_alias, status, metadata, request_tags, requester_ip_address, budgets)
+      VALUES ${rows.join(",")} ON CONFLICT (request_id) DO NOTHING RETURNING request_id`;
+    if (pgInsertTexts.size > 64) pgInsertTexts.clear();
+    pgInsertTexts.set(n, text);
+  }
+  return text;
 }
 
 /** Adds a row's charged periods to a batch's per-period totals. */

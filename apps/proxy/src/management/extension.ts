@@ -3,10 +3,11 @@
  * (auth, routes, spend records), and restores budget counters from the ledger when the store is in memory.
  */
 import { dirname } from "node:path";
-import { createBudgets } from "@tollgate/budgets";
+import { baseKeyOf, createBudgets } from "@tollgate/budgets";
 import { Cluster, Redis } from "ioredis";
 import type { ProxyConfig } from "../config/load.js";
 import { resolveDatabaseUrl } from "../db/database.js";
+import type { LedgerRow } from "../db/repository.js";
 import { ProxyHttpError } from "../errors.js";
 import type { Exchange } from "../exchange.js";
 import type { Identity } from "../identity.js";
@@ -19,6 +20,7 @@ import type { InvalidationBus } from "./cache.js";
 import { ApiError } from "./errors.js";
 import type { KeyIdentity } from "./identity.js";
 import { createManagement, type FinishedRequest, type Management } from "./index.js";
+import { periodEnd } from "./ledger.js";
 import { ROUTES } from "./router.js";
 
 /** `database_url: none` (or `DATABASE_URL=none`) runs the proxy without a database (LiteLLM's no-DB mode). */
@@ -37,6 +39,59 @@ const CALL_TYPES: Record<CallRecord["callType"], string> = {
   completion: "atext_completion",
   embedding: "aembedding",
 };
+
+/**
+ * A proxy spend record as a ledger row, built in one step (this runs for every request). `modelOf` names a
+ * deployment's model (LiteLLM's spend-log `model`); the deployment id goes into `metadata.model_id`.
+ */
+export function ledgerRowFromCallRecord(
+  r: CallRecord,
+  modelOf: (deploymentId: string) => string | undefined = () => undefined,
+  keyPrefix = "budget",
+): LedgerRow {
+  const keyId = r.metadata?.tollgate_key_id;
+  const charged = r.charged;
+  const budgets: LedgerRow["budgets"] = [];
+  if (r.spendNano > 0 && charged?.periods !== undefined && charged.periods.length === charged.scopes.length) {
+    for (let i = 0; i < charged.scopes.length; i++) {
+      const period = charged.periods[i]!;
+      const budget = `${baseKeyOf(charged.scopes[i]!, keyPrefix)}:${period}`;
+      if (i > 0 && budgets.some((b) => b.budget === budget)) continue;
+      budgets.push({ budget, period_end: periodEnd(period), spend_nano: r.spendNano });
+    }
+  }
+  const dep = r.deploymentId;
+  const metadata: Record<string, unknown> = { status: r.status, http_status: r.httpStatus, stream: r.stream };
+  if (dep !== undefined) metadata.model_id = dep;
+  return {
+    log: {
+      request_id: r.requestId,
+      call_type: CALL_TYPES[r.callType] ?? r.callType,
+      api_key: r.keyHash ?? "",
+      key_id: typeof keyId === "string" ? keyId : null,
+      spend_nano: r.spendNano,
+      total_tokens: r.inputTokens + r.outputTokens,
+      prompt_tokens: r.inputTokens,
+      completion_tokens: r.outputTokens,
+      start_time: r.startTime,
+      end_time: r.endTime,
+      model: dep === undefined ? r.model : (modelOf(dep) ?? dep),
+      model_group: r.model,
+      api_base: r.apiBase ?? "",
+      user_id: r.userId ?? null,
+      team_id: r.teamId ?? null,
+      organization_id: r.orgId ?? null,
+      end_user: r.endUserId ?? null,
+      key_alias: r.keyAlias ?? null,
+      status: r.status === "success" || r.status === "cutoff" ? "success" : "failure",
+      metadata,
+      request_tags: [],
+      requester_ip_address: null,
+      budgets: null,
+    },
+    budgets,
+  };
+}
 
 /**
  * A proxy spend record as a ledger entry. `modelOf` names a deployment's model (LiteLLM's spend-log `model`, e.g.
@@ -211,7 +266,7 @@ export function managementExtension(
 
       // 3. spend records → the ledger (batched off the request path)
       proxy.spend.add({
-        record: (r) => mgmt.record(finishedFromCallRecord(r, (id) => modelNames.get(id))),
+        record: (r) => mgmt.ledger.push(ledgerRowFromCallRecord(r, (id) => modelNames.get(id))),
         flush: () => mgmt.ledger.flush(),
       });
 

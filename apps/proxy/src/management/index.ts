@@ -69,7 +69,7 @@ export interface Management {
 export async function createManagement(options: ManagementOptions): Promise<Management> {
   const now = options.now ?? Date.now;
   const db = await openDatabase(options.databaseUrl, options.database, options.baseDir);
-  const repo = new Repository(db.db, db.dialect, db.sqlite);
+  const repo = new Repository(db.db, db.dialect, db.sqlite, db.pool);
   const cache = new EntityCache(repo, options.bus, { now, ...options.cache });
   const settings = options.settings ?? {};
   const periods: Required<PeriodSettings> = {

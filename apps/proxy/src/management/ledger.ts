@@ -79,9 +79,9 @@ export interface LedgerOptions {
 }
 
 /** The end (ms) a `Period.id` names (`<schedule>:<end>`), null for `never`. */
-function periodEnd(id: string): number | null {
-  const m = /:(\d+)$/.exec(id);
-  return m === null ? null : Number(m[1]);
+export function periodEnd(id: string): number | null {
+  const n = Number(id.slice(id.lastIndexOf(":") + 1));
+  return id.lastIndexOf(":") === -1 || !Number.isSafeInteger(n) ? null : n;
 }
 
 const refKey = (r: BudgetRef) => `${r.scope}\u0000${r.id}\u0000${r.teamId ?? ""}\u0000${r.model ?? ""}`;
@@ -205,8 +205,13 @@ export class LedgerWriter {
 
   /** Queues a finished request (synchronous, no I/O). */
   record(r: FinishedRequest): void {
+    this.push(this.toRow(r));
+  }
+
+  /** Queues a ledger row built by the caller (the proxy's spend records: no intermediate object). */
+  push(row: LedgerRow): void {
     if (this.closed) throw new Error("ledger closed");
-    this.queue.push(this.toRow(r));
+    this.queue.push(row);
     if (this.queue.length > this.opts.maxQueue) {
       const n = this.queue.length - this.opts.maxQueue;
       this.queue.splice(0, n);

@@ -76,7 +76,7 @@ describe.each(DIALECTS)("repository on %s", (dialect) => {
   let repo: Repository;
   beforeAll(async () => {
     h = await freshDatabase(dialect);
-    repo = new Repository(h.db, h.dialect, h.sqlite);
+    repo = new Repository(h.db, h.dialect, h.sqlite, h.pool);
   });
   afterAll(async () => {
     await h.cleanup();
@@ -101,7 +101,7 @@ describe.each(DIALECTS)("repository on %s", (dialect) => {
     await sql`INSERT INTO spend_log_budgets (request_id, budget, period_end, spend_nano)
       VALUES ('a', 'w1', 100, 5), ('b', 'w1', 100, 7), ('b', 'w2', NULL, 7)`.execute(db);
     await migrateToLatest(db);
-    const repo2 = new Repository(old.db, old.dialect, old.sqlite);
+    const repo2 = new Repository(old.db, old.dialect, old.sqlite, old.pool);
     expect(Object.fromEntries(await repo2.openPeriodTotals(50))).toEqual({ w1: 12, w2: 7 });
     expect(Object.fromEntries(await repo2.openPeriodTotals(100))).toEqual({ w2: 7 });
     await old.close();

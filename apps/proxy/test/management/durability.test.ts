@@ -75,7 +75,7 @@ general_settings:
       await Promise.all(workers);
 
       const db = await openDatabase(url);
-      const repo = new Repository(db.db, db.dialect, db.sqlite);
+      const repo = new Repository(db.db, db.dialect, db.sqlite, db.pool);
       const rows = (await repo.spendLogs({})).rows;
       await db.close();
       const ids = new Set(rows.map((r) => r.request_id));
