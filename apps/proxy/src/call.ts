@@ -132,6 +132,10 @@ function checkCap(body: Json, field: string): void {
 }
 
 const NO_LIMITS: readonly Descriptor[] = [];
+const NO_STATUSES: readonly LimitStatus[] = [];
+const NO_TARGETS: Target[] = [];
+const NO_COUNTS: number[] = [];
+const EMPTY = Buffer.alloc(0);
 const NO_BUDGETS: readonly BudgetSpec[] = [];
 
 export class LlmCall {
@@ -147,11 +151,11 @@ export class LlmCall {
   private limits: Descriptor[] = [];
   private budgets: BudgetSpec[] = [];
   private ticket: Ticket | undefined;
-  private statuses: LimitStatus[] = [];
+  private statuses: readonly LimitStatus[] = NO_STATUSES;
   /** The store's clock at the admission (reset times of the limit headers are measured from it). */
   private admittedAt = 0;
   private target: Target | undefined;
-  private order: Target[] = [];
+  private order: Target[] = NO_TARGETS;
   private attempt = 0;
   private retries = 0;
   private stream = false;
@@ -162,12 +166,14 @@ export class LlmCall {
   private upstreamT0 = 0;
   private upstreamMs = 0;
   private status = 0;
-  private chunks: Buffer[] = [];
+  /** Non-streaming body: the first chunk, then the rest when there are more. */
+  private first: Buffer | undefined;
+  private chunks: Buffer[] | undefined;
   private size = 0;
   private streaming = false;
   private decoder: StringDecoder | undefined;
   private pending = "";
-  private counts: number[] = [];
+  private counts: number[] = NO_COUNTS;
   private usage: Usage | undefined;
   private sawDone = false;
   private upstreamErrorFrame = false;
@@ -491,7 +497,8 @@ export class LlmCall {
       this.controller?.abort(new Error("upstream response too large"));
       return;
     }
-    this.chunks.push(chunk);
+    if (this.first === undefined) this.first = chunk;
+    else (this.chunks ??= [this.first]).push(chunk);
   }
 
   onResponseEnd(): void {
@@ -551,8 +558,9 @@ export class LlmCall {
 
   private async completeJson(): Promise<void> {
     const chunks = this.chunks;
-    const raw = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
-    this.chunks = [];
+    const raw = chunks !== undefined ? Buffer.concat(chunks) : (this.first ?? EMPTY);
+    this.first = undefined;
+    this.chunks = undefined;
     if (this.gone) {
       await this.finish("client_closed", this.soFar(), "settle");
       return this.end();
@@ -623,7 +631,6 @@ export class LlmCall {
     const res = this.res;
     this.ex.responded = true;
     res.writeHead(200, this.successHeaders("text/event-stream", false));
-    res.flushHeaders();
     res.on("drain", onResponseDrain);
   }
 
@@ -695,6 +702,7 @@ export class LlmCall {
           this.aborting = "cutoff";
           return this.cutoffFrames(obj, idx);
         }
+        if (this.counts === NO_COUNTS) this.counts = [];
         this.counts[idx] = n;
       }
       if (!this.clientUsage && u !== undefined) {
