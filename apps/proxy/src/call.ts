@@ -294,10 +294,11 @@ export class LlmCall {
 
     // limits and budgets: identity (+ per model) + end user + global; the deployment's own is added per attempt
     const limits: Descriptor[] = [];
-    for (const d of identity.limits) limits.push(d);
+    const gate = proxy.gate;
+    for (const d of identity.limits) limits.push(gate.counted(d));
     const per = identity.modelLimits?.(model) ?? NO_LIMITS;
-    for (const d of per) limits.push(d);
-    for (const d of endUser?.limits ?? NO_LIMITS) limits.push(d);
+    for (const d of per) limits.push(gate.counted(d));
+    for (const d of endUser?.limits ?? NO_LIMITS) limits.push(gate.counted(d));
     this.limits = limits;
     const budgets: BudgetSpec[] = [];
     for (const b of identity.budgets) budgets.push(b);
@@ -338,14 +339,14 @@ export class LlmCall {
     for (; this.attempt < order.length; this.attempt++) {
       const target = order[this.attempt]!;
       const dep = target.deployment;
-      const limits = this.limits;
       const dd = proxy.deploymentDescriptor(dep.id);
+      // a fresh array per deployment: the gate keeps the one it was given (statuses are built from it on access)
+      const limits = dd === undefined ? this.limits : this.limits.concat(dd);
       let output = this.outputEstimate;
       let shrinkTries = 0;
       for (;;) {
         const t0 = performance.now();
         let a: GateAdmission;
-        if (dd !== undefined) limits.push(dd);
         try {
           a = await proxy.gate.admit({
             id:
@@ -360,7 +361,6 @@ export class LlmCall {
           });
         } finally {
           proxy.metrics.storeLatency("admit", performance.now() - t0);
-          if (dd !== undefined) limits.pop();
         }
         proxy.metrics.decisions(a);
         if (a.ok) {

@@ -136,6 +136,7 @@ export class TollgateProxy {
           tokens: d.tpm,
           maxParallel: d.maxParallel,
           windowMs: 60_000,
+          ...(this.config.tokenRateLimitType === "total" ? {} : { tokenType: this.config.tokenRateLimitType }),
         });
       }
     }
