@@ -498,7 +498,8 @@ export class LlmCall {
       return;
     }
     if (this.first === undefined) this.first = chunk;
-    else (this.chunks ??= [this.first]).push(chunk);
+    else if (this.chunks === undefined) this.chunks = [this.first, chunk];
+    else this.chunks.push(chunk);
   }
 
   onResponseEnd(): void {
