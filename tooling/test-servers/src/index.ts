@@ -10,6 +10,19 @@ export {
   type StandardDrill,
 } from "./drills.js";
 export {
+  type Fleet,
+  type FleetInstance,
+  type FleetOptions,
+  type FleetRequestOptions,
+  type FleetResponse,
+  type FleetStore,
+  type LoadResult,
+  processCpuMicros,
+  runLoad,
+  startFleet,
+  waitUntil,
+} from "./fleet.js";
+export {
   type OpenAIUpstream,
   type OpenAIUpstreamOptions,
   startOpenAIUpstream,
