@@ -4,7 +4,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import { type AddressInfo, Server as NetServer } from "node:net";
 import {
   type BudgetSpec,
   type BudgetStatus,
@@ -90,6 +90,8 @@ export class TollgateProxy {
   private closing: Promise<void> | undefined;
   private renewTimer: NodeJS.Timeout | undefined;
   shuttingDown = false;
+  /** Set when the drain after a SIGTERM is over: requests still arriving get 503. */
+  private drainOver = false;
 
   constructor(
     config: ProxyConfig,
@@ -334,11 +336,15 @@ export class TollgateProxy {
     req.on("error", onRequestError);
     (req as IncomingMessage & { [EXCHANGE]?: Exchange })[EXCHANGE] = ex;
     if (this.shuttingDown) {
+      // Draining: a request that arrives on a connection opened before the SIGTERM is served, and its connection
+      // closed after the answer; once the drain is over, anything left gets 503.
       res.setHeader("connection", "close");
-      ex.fail(
-        new ProxyHttpError(503, "The proxy is shutting down", "service_unavailable", null, { "retry-after": "1" }),
-      );
-      return;
+      if (this.drainOver) {
+        ex.fail(
+          new ProxyHttpError(503, "The proxy is shutting down", "service_unavailable", null, { "retry-after": "1" }),
+        );
+        return;
+      }
     }
     const method = req.method ?? "GET";
     const route = this.routes.get(method, ex.path);
@@ -463,8 +469,10 @@ export class TollgateProxy {
     if (this.closing !== undefined) return this.closing;
     this.shuttingDown = true;
     this.closing = (async () => {
-      const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
-      this.server.closeIdleConnections();
+      // Stop accepting connections but keep the open ones while in-flight requests finish: a request already sent on
+      // a kept-alive connection (a load balancer that has not yet taken this instance out) is served with
+      // `connection: close` instead of being cut off. (http.Server#close would close idle connections at once.)
+      const closed = new Promise<void>((resolve) => NetServer.prototype.close.call(this.server, () => resolve()));
       const drained = this.drained();
       let timer: NodeJS.Timeout | undefined;
       const timedOut = await Promise.race([
@@ -479,7 +487,9 @@ export class TollgateProxy {
         for (const c of this.inflight) c.abortForShutdown();
         await Promise.race([this.drained(), new Promise((r) => setTimeout(r, 5000).unref())]);
       }
+      this.drainOver = true;
       clearInterval(this.renewTimer);
+      this.server.close(); // clears http's connection-check timer; the listener is already closed
       this.server.closeAllConnections();
       await closed;
       await this.spend.flush();
