@@ -8,7 +8,7 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { machine } from "./lib.js";
 
-const ALL = ["memory", "redis", "upstash", "budgets", "proxy", "management"];
+const ALL = ["memory", "redis", "upstash", "budgets", "proxy", "management", "fleet"];
 const wanted = process.argv.slice(2).filter((a) => !a.startsWith("-"));
 const sections = wanted.length > 0 ? wanted : ALL;
 const out = fileURLToPath(new URL("../docs/benchmarks.md", import.meta.url));

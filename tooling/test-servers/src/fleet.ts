@@ -51,6 +51,8 @@ export interface FleetInstance {
   readonly url: string;
   /** Whether the load balancer sends it requests. */
   inRotation: boolean;
+  /** Requests the load balancer has sent it that have not answered yet. */
+  readonly outstanding: number;
   /** Whether the process is running. */
   readonly alive: boolean;
   /** Process id of the current process. */
@@ -79,6 +81,9 @@ export interface FleetResponse {
   instance: number;
   /** Milliseconds from the first attempt to the end of the body. */
   ms: number;
+  /** Wall-clock time (ms since epoch) the request was sent and its answer ended. */
+  sentAt: number;
+  endedAt: number;
   /** Connection-level error (no HTTP answer). */
   error?: Error;
   /** Instances tried before this one (failovers). */
@@ -110,9 +115,19 @@ export interface FleetRequestOptions {
   signal?: AbortSignal;
 }
 
+/** Something that happened to an instance (for reports and for telling requests apart by time). */
+export interface FleetEvent {
+  /** ms since epoch */
+  at: number;
+  instance: number;
+  what: "out-of-rotation" | "sigterm" | "exited" | "sigkill" | "started" | "ready" | "in-rotation";
+}
+
 /** A fleet of proxy processes and its load balancer. */
 export interface Fleet {
   readonly instances: FleetInstance[];
+  /** What happened to the instances, in order. */
+  readonly events: FleetEvent[];
   readonly masterKey: string;
   readonly prefix: string;
   readonly databaseUrl: string;
@@ -130,10 +145,16 @@ export interface Fleet {
   waitReady(timeoutMs?: number): Promise<void>;
   /**
    * SIGTERM rolling restart, one instance at a time, as an orchestrator does it: take the instance out of
-   * rotation, SIGTERM it (it drains its in-flight requests and flushes its ledger), wait for its exit, start the new
-   * process, wait until it is ready, put it back. Resolves with the exit codes.
+   * rotation, wait until the requests already sent to it have answered (the balancer's connection draining), SIGTERM
+   * it (it drains its own in-flight work and flushes its ledger), wait for its exit, start the new process, wait
+   * until it is ready, put it back. Resolves with the exit codes.
    */
-  rollingRestart(options?: { pauseMs?: number }): Promise<Array<number | string>>;
+  rollingRestart(options?: {
+    /** Pause between two instances. @default 0 */
+    pauseMs?: number;
+    /** Longest wait for the requests already sent to an instance before its SIGTERM. @default 10000 */
+    balancerDrainMs?: number;
+  }): Promise<Array<number | string>>;
   /** SIGTERM every instance (in parallel) and closes the client pools and the database connection. */
   stop(): Promise<void>;
 }
@@ -189,6 +210,9 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
     startProxyProcess({ config: configFor(i), env, startTimeoutMs: options.startTimeoutMs ?? 60_000 });
 
   const instances: FleetInstance[] = [];
+  const outstanding: number[] = Array(n).fill(0);
+  const events: FleetEvent[] = [];
+  const note = (instance: number, what: FleetEvent["what"]) => events.push({ at: Date.now(), instance, what });
   const started = await Promise.allSettled(Array.from({ length: n }, (_, i) => startOne(i)));
   const failed = started.find((s): s is PromiseRejectedResult => s.status === "rejected");
   if (failed !== undefined) {
@@ -207,6 +231,9 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
         return proc.url;
       },
       inRotation: true,
+      get outstanding() {
+        return outstanding[i]!;
+      },
       get alive() {
         return proc.proc.exitCode === null && proc.proc.signalCode === null;
       },
@@ -215,18 +242,25 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
       },
       configText: text,
       async kill9() {
+        note(i, "sigkill");
         await proc.stop("SIGKILL");
+        note(i, "exited");
       },
       async terminate() {
-        return proc.stop("SIGTERM");
+        note(i, "sigterm");
+        const code = await proc.stop("SIGTERM");
+        note(i, "exited");
+        return code;
       },
       async restart() {
-        if (inst.alive) await proc.stop("SIGKILL");
+        if (inst.alive) await inst.kill9();
         const old = pools.get(proc.url);
         pools.delete(proc.url);
         void old?.destroy().catch(() => {});
         proc = await startOne(i);
+        note(i, "started");
         await waitInstanceReady(inst, 60_000);
+        note(i, "ready");
       },
       cpuMicros: () => processCpuMicros(proc.proc.pid!),
     };
@@ -247,9 +281,10 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
     path: string,
     body: unknown,
     o: FleetRequestOptions,
-  ): Promise<Omit<FleetResponse, "instance" | "ms" | "failovers">> => {
+  ): Promise<Omit<FleetResponse, "instance" | "ms" | "failovers" | "sentAt" | "endedAt">> => {
     const payload = body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body);
     const signal = o.signal ?? AbortSignal.timeout(o.timeoutMs ?? 120_000);
+    outstanding[inst.index]!++;
     try {
       const res = await poolFor(inst.url).request({
         method: (o.method ?? (payload === undefined ? "GET" : "POST")) as "GET",
@@ -294,10 +329,12 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
         callId: undefined,
         cost: undefined,
       };
+    } finally {
+      outstanding[inst.index]!--;
     }
   };
 
-  const retryable = (r: Omit<FleetResponse, "instance" | "ms" | "failovers">): boolean => {
+  const retryable = (r: Omit<FleetResponse, "instance" | "ms" | "failovers" | "sentAt" | "endedAt">): boolean => {
     if (r.status === 0) {
       const code = (r.error as NodeJS.ErrnoException | undefined)?.code;
       return code === "ECONNREFUSED";
@@ -309,9 +346,10 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
 
   const request = async (path: string, body?: unknown, o: FleetRequestOptions = {}): Promise<FleetResponse> => {
     const t0 = performance.now();
+    const sentAt = Date.now();
     if (o.instance !== undefined) {
       const r = await once(instances[o.instance]!, path, body, o);
-      return { ...r, instance: o.instance, ms: performance.now() - t0, failovers: 0 };
+      return { ...r, instance: o.instance, ms: performance.now() - t0, failovers: 0, sentAt, endedAt: Date.now() };
     }
     const failover = o.failover ?? true;
     let failovers = 0;
@@ -322,7 +360,7 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
         failovers++;
         continue;
       }
-      return { ...r, instance: inst.index, ms: performance.now() - t0, failovers };
+      return { ...r, instance: inst.index, ms: performance.now() - t0, failovers, sentAt, endedAt: Date.now() };
     }
   };
 
@@ -338,6 +376,7 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
 
   const fleet: Fleet = {
     instances,
+    events,
     masterKey,
     prefix,
     databaseUrl: options.databaseUrl,
@@ -359,9 +398,16 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
       const codes: Array<number | string> = [];
       for (const inst of instances) {
         inst.inRotation = false;
+        note(inst.index, "out-of-rotation");
+        // Connection draining at the balancer (an ALB's deregistration delay, a Kubernetes preStop pause): requests
+        // already sent to the instance finish before it gets the signal, so none is on the wire when it closes.
+        // Long streams are left to the proxy's own drain after `balancerDrainMs`.
+        const until = Date.now() + (o.balancerDrainMs ?? 10_000);
+        while (inst.outstanding > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 5));
         codes.push(await inst.terminate());
         await inst.restart();
         inst.inRotation = true;
+        note(inst.index, "in-rotation");
         if (o.pauseMs) await new Promise((r) => setTimeout(r, o.pauseMs));
       }
       return codes;
@@ -415,15 +461,24 @@ export interface LoadResult {
   seconds: number;
 }
 
-/**
- * Steady load through the fleet's load balancer: `concurrency` requests in flight (closed loop) until `until()`
- * says stop (checked before each new request) or `count` requests were sent.
- */
-export async function runLoad(
-  fleet: Fleet,
-  make: (n: number) => { path?: string; body: unknown; options?: FleetRequestOptions },
-  o: { concurrency: number; count?: number; until?: () => boolean; onResponse?: (r: FleetResponse) => void },
-): Promise<LoadResult> {
+/** Options of {@link runLoad} and {@link startLoad}. */
+export interface LoadOptions {
+  /** Requests in flight (closed loop: each worker sends its next request when the previous one answered). */
+  concurrency: number;
+  /** Stop after this many requests. */
+  count?: number;
+  /** Stop when this returns true (checked before each request). */
+  until?: () => boolean;
+  /** Each worker waits this long between its requests (a steady, moderate load). @default 0 */
+  pauseMs?: number;
+  onResponse?: (r: FleetResponse) => void;
+}
+
+/** What a load worker sends: a chat body by default, or another path. */
+export type LoadRequest = (n: number) => { path?: string; body: unknown; options?: FleetRequestOptions };
+
+/** Load through the fleet's load balancer until `count` requests were sent or `until()` says stop. */
+export async function runLoad(fleet: Fleet, make: LoadRequest, o: LoadOptions): Promise<LoadResult> {
   const responses: FleetResponse[] = [];
   let sent = 0;
   const t0 = performance.now();
@@ -436,9 +491,64 @@ export async function runLoad(
       const r = await fleet.request(m.path ?? "/v1/chat/completions", m.body, m.options);
       responses.push(r);
       o.onResponse?.(r);
+      if (o.pauseMs) await new Promise((res) => setTimeout(res, o.pauseMs));
     }
   };
   await Promise.all(Array.from({ length: o.concurrency }, worker));
   const seconds = (performance.now() - t0) / 1000;
   return { responses, rate: responses.length / seconds, seconds };
+}
+
+/** A steady load running in the background: read `responses` as they come, `stop()` to end it. */
+export interface BackgroundLoad {
+  /** Responses so far (grows while the load runs). */
+  readonly responses: FleetResponse[];
+  /** Resolves once `n` more responses than now have arrived (or `timeoutMs`: rejects). */
+  more(n: number, timeoutMs?: number): Promise<void>;
+  /** Stops sending, waits for the requests in flight, resolves with everything. */
+  stop(): Promise<LoadResult>;
+}
+
+/** Starts {@link runLoad} in the background. */
+export function startLoad(fleet: Fleet, make: LoadRequest, o: Omit<LoadOptions, "until" | "count">): BackgroundLoad {
+  let stopped = false;
+  const responses: FleetResponse[] = [];
+  const waiters: Array<{ n: number; resolve: () => void }> = [];
+  const done = runLoad(fleet, make, {
+    ...o,
+    until: () => stopped,
+    onResponse: (r) => {
+      responses.push(r);
+      o.onResponse?.(r);
+      for (let i = waiters.length - 1; i >= 0; i--) {
+        if (responses.length >= waiters[i]!.n) {
+          waiters[i]!.resolve();
+          waiters.splice(i, 1);
+        }
+      }
+    },
+  });
+  return {
+    responses,
+    more(n, timeoutMs = 60_000) {
+      const target = responses.length + n;
+      return new Promise<void>((resolve, reject) => {
+        const t = setTimeout(
+          () => reject(new Error(`the load got ${responses.length} of ${target} responses in ${timeoutMs} ms`)),
+          timeoutMs,
+        );
+        waiters.push({
+          n: target,
+          resolve: () => {
+            clearTimeout(t);
+            resolve();
+          },
+        });
+      });
+    },
+    async stop() {
+      stopped = true;
+      return done;
+    },
+  };
 }

@@ -10,16 +10,21 @@ export {
   type StandardDrill,
 } from "./drills.js";
 export {
+  type BackgroundLoad,
   type Fleet,
+  type FleetEvent,
   type FleetInstance,
   type FleetOptions,
   type FleetRequestOptions,
   type FleetResponse,
   type FleetStore,
+  type LoadOptions,
+  type LoadRequest,
   type LoadResult,
   processCpuMicros,
   runLoad,
   startFleet,
+  startLoad,
   waitUntil,
 } from "./fleet.js";
 export {

@@ -1,7 +1,8 @@
 /** Shared pieces of the fleet tests: the fleet's config, outcome counting, ledger queries. */
 import { createHash, randomBytes } from "node:crypto";
-import type { Fleet, FleetResponse } from "@tollgate/test-servers";
+import { type Fleet, type FleetResponse, waitUntil } from "@tollgate/test-servers";
 import { Redis } from "ioredis";
+import { expect } from "vitest";
 
 export const NANO = 1_000_000_000;
 
@@ -133,6 +134,115 @@ export async function keysPerMaster(
     } finally {
       r.disconnect();
     }
+  }
+  return out;
+}
+
+/** What the ledger holds for the successful responses of a run. */
+export interface LedgerCheck {
+  /** Successful responses (200) with a call id. */
+  ok: number;
+  /** Of those, rows in spend_logs (each id at most once: the primary key). */
+  inLedger: number;
+  /** Successful responses whose row is missing. */
+  missing: FleetResponse[];
+  /** Σ of `x-litellm-response-cost` of the successes, nano-USD. */
+  chargedNano: number;
+  /** Σ spend_nano of their rows. */
+  ledgerNano: number;
+  /** Rows of the non-200 responses that carry spend (should be none). */
+  chargedFailures: number;
+}
+
+/** Compares the successes a client saw with the ledger's rows for them. */
+export async function checkLedger(fleet: Fleet, responses: FleetResponse[]): Promise<LedgerCheck> {
+  const ok = responses.filter((r) => r.status === 200 && r.callId !== undefined);
+  const others = responses.filter((r) => r.status !== 200 && r.callId !== undefined).map((r) => r.callId!);
+  const ids = ok.map((r) => r.callId!);
+  const rows = new Map<string, number>();
+  for (let i = 0; i < ids.length; i += 1000) {
+    const part = await fleet.sql<{ request_id: string; spend_nano: string }>(
+      "SELECT request_id, spend_nano FROM spend_logs WHERE request_id = ANY($1)",
+      [ids.slice(i, i + 1000)],
+    );
+    for (const r of part) rows.set(r.request_id, Number(r.spend_nano));
+  }
+  let chargedFailures = 0;
+  for (let i = 0; i < others.length; i += 1000) {
+    const part = await fleet.sql<{ n: string }>(
+      "SELECT count(*) AS n FROM spend_logs WHERE request_id = ANY($1) AND spend_nano <> 0",
+      [others.slice(i, i + 1000)],
+    );
+    chargedFailures += Number(part[0]!.n);
+  }
+  return {
+    ok: ok.length,
+    inLedger: rows.size,
+    missing: ok.filter((r) => !rows.has(r.callId!)),
+    chargedNano: ok.reduce((s, r) => s + Math.round((r.cost ?? 0) * NANO), 0),
+    ledgerNano: [...rows.values()].reduce((s, v) => s + v, 0),
+    chargedFailures,
+  };
+}
+
+/** Waits until the ledger holds a row for every success (the instances flush about every second). */
+export async function ledgerComplete(
+  fleet: Fleet,
+  responses: FleetResponse[],
+  timeoutMs = 30_000,
+): Promise<LedgerCheck> {
+  return waitUntil(async () => {
+    const c = await checkLedger(fleet, responses);
+    if (c.missing.length > 0) throw new Error(`${c.missing.length} of ${c.ok} successes are not in the ledger yet`);
+    return c;
+  }, timeoutMs);
+}
+
+/** The spend of a key as the database's entity row says (updated with each ledger batch), nano-USD. */
+export async function keySpendNano(fleet: Fleet, keyHash: string): Promise<number> {
+  const rows = await fleet.sql<{ spend_nano: string }>("SELECT spend_nano FROM virtual_keys WHERE token = $1", [
+    keyHash,
+  ]);
+  return Number(rows[0]?.spend_nano ?? Number.NaN);
+}
+
+/** Percentile of a list of numbers (nearest rank). */
+export function percentile(values: number[], p: number): number {
+  if (values.length === 0) return Number.NaN;
+  const s = [...values].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))]!;
+}
+
+/**
+ * Every success a client saw is in the ledger once, with the cost the client was told; no failure carries spend; the
+ * key's spend (entities are updated in the ledger's transactions) equals the sum of its rows: nothing counted twice.
+ */
+export async function expectNothingLostOrDoubled(
+  fleet: Fleet,
+  keyHash: string,
+  responses: FleetResponse[],
+): Promise<LedgerCheck> {
+  const c = await ledgerComplete(fleet, responses);
+  expect(c.missing).toEqual([]);
+  expect(c.inLedger).toBe(c.ok);
+  expect(c.ledgerNano).toBe(c.chargedNano);
+  expect(c.chargedFailures).toBe(0);
+  await waitUntil(async () => {
+    const rows = await fleet.sql<{ s: string }>("SELECT sum(spend_nano) AS s FROM spend_logs WHERE api_key = $1", [
+      keyHash,
+    ]);
+    expect(await keySpendNano(fleet, keyHash)).toBe(Number(rows[0]!.s));
+  });
+  return c;
+}
+
+/** Responses by status (`conn:<code>` for connection-level failures). */
+export function statusCounts(rs: FleetResponse[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const r of rs) {
+    const k =
+      r.status === 0 ? `conn:${(r.error as NodeJS.ErrnoException)?.code ?? r.error?.message}` : String(r.status);
+    out[k] = (out[k] ?? 0) + 1;
   }
   return out;
 }
