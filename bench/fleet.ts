@@ -13,6 +13,9 @@
 import { spawn } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
 import os from "node:os";
+import { type Descriptor, scopes } from "@tollgate/core";
+import { createGate } from "@tollgate/gate";
+import { createRedisStore } from "@tollgate/store-redis";
 import {
   type Fleet,
   processCpuMicros,
@@ -298,6 +301,75 @@ async function measureFleet(
   };
 }
 
+/** Request shapes for the store-cost breakdown (the gate in this process, on the same standalone Redis). */
+const SHAPES: Array<{ label: string; limits: (i: number) => Descriptor[]; budgets: (i: number) => unknown[] }> = [
+  { label: "1 rate limit (key: rpm + tpm)", limits: (i) => [key(i)], budgets: () => [] },
+  { label: "3 rate limits (key, team, deployment: rpm + tpm)", limits: (i) => three(i), budgets: () => [] },
+  { label: "1 budget (key, 30 d)", limits: () => [], budgets: (i) => [keyBudget(i)] },
+  {
+    label: "3 rate limits + 3 budgets (key, team, global): the fleet's request",
+    limits: (i) => three(i),
+    budgets: (i) => [
+      keyBudget(i),
+      { scope: "team", id: `t${i % TEAMS}`, maxBudget: "1000000", duration: "30d" },
+      { scope: "global", id: "proxy", maxBudget: "1000000", duration: "30d" },
+    ],
+  },
+];
+function key(i: number): Descriptor {
+  return scopes.apiKey(`k${i % KEYS}`, { requests: 1e9, tokens: 1e12 });
+}
+function three(i: number): Descriptor[] {
+  return [
+    key(i),
+    scopes.team(`t${i % TEAMS}`, { requests: 1e9, tokens: 1e12 }),
+    { scope: "deployment", value: "bench", requests: 1e9, tokens: 1e12, windowMs: 60_000 },
+  ];
+}
+function keyBudget(i: number) {
+  return { scope: "key", id: `k${i % KEYS}`, maxBudget: "1000000", duration: "30d" };
+}
+
+/** Redis CPU per admit + settle of the gate for each request shape ({@link SHAPES}), `CONNECTIONS` in flight. */
+async function shapeCosts(url: string, node: Redis): Promise<Array<{ label: string; redisUs: number }>> {
+  const out: Array<{ label: string; redisUs: number }> = [];
+  const prices = { m: { input_cost_per_token: "0.000001", output_cost_per_token: "0.000002" } };
+  for (const shape of SHAPES) {
+    const store = createRedisStore({ connection: url, prefix: `bench-shape-${out.length}:`, timeoutMs: 5_000 });
+    try {
+      const gate = createGate({ store, budgets: { prices } });
+      const once = async (i: number) => {
+        const a = await gate.admit({
+          limits: shape.limits(i),
+          tokens: { input: 12, output: 64, total: 76 },
+          model: "m",
+          maxTokens: 64,
+          budgets: shape.budgets(i) as never,
+        } as never);
+        if (!a.ok) throw new Error(`bench shape denied: ${shape.label}`);
+        await a.ticket.settle({ inputTokens: 12, outputTokens: 24 });
+      };
+      for (let i = 0; i < 500; i++) await once(i);
+      const samples: number[] = [];
+      for (let r = 0; r < ROUNDS; r++) {
+        const c0 = await redisCpuMicros([node]);
+        let n = 0;
+        const end = performance.now() + 2_000;
+        await Promise.all(
+          Array.from({ length: CONNECTIONS }, async () => {
+            while (performance.now() < end) await once(n++);
+          }),
+        );
+        samples.push(((await redisCpuMicros([node])) - c0) / n);
+      }
+      out.push({ label: shape.label, redisUs: median(samples) });
+    } finally {
+      await store.close();
+    }
+  }
+  return out;
+}
+
 export default async function run(): Promise<string> {
   const [redis, cluster, pg, upstream] = await Promise.all([
     startRedisServer(),
@@ -307,6 +379,7 @@ export default async function run(): Promise<string> {
   ]);
   const load0 = os.loadavg()[0]!;
   const results: Array<Awaited<ReturnType<typeof measureFleet>>> = [];
+  let shapes: Array<{ label: string; redisUs: number }> = [];
   try {
     for (const kind of ["redis", "redis_cluster"] as const) {
       const fleet = await startFleet({
@@ -326,6 +399,12 @@ export default async function run(): Promise<string> {
         for (const n of nodes) n.disconnect();
         await fleet.stop();
       }
+    }
+    const admin = new Redis(redis.url);
+    try {
+      shapes = await shapeCosts(redis.url, admin);
+    } finally {
+      admin.disconnect();
     }
   } finally {
     upstream.stop();
@@ -354,8 +433,15 @@ export default async function run(): Promise<string> {
     "|---|---:|---:|---:|---:|---:|---:|---:|",
     ...rows.map(line),
     "",
-    `- **Store round trips per proxied request: ${fmt(standalone.one.trips, 2)} (1 instance), ${fmt(s3.trips, 2)} (3 instances) on standalone Redis** (target exactly 2: one admission, one settle); ${fmt(c3.trips, 2)} on the Cluster (one script per slot group).`,
+    `- **Store round trips per proxied request: ${fmt(standalone.one.trips, 2)} (1 instance), ${fmt(s3.trips, 2)} (3 instances) on standalone Redis** (target exactly 2: one admission, one settle); ${fmt(c3.trips, 2)} on the Cluster: one script per slot group, and the request's 6 hash tags (3 limit scopes, 3 budgets) land on 6 slots.`,
     `- Projected capacity from the CPU per request (3 instances): **${perCore(s3.proxyUs)} requests/s per proxy core**, **${perCore(s3.redisUs)} requests/s per Redis core** (standalone); on the Cluster ${perCore(c3.redisUs)} requests/s per master core, about ${fmt((3 * 1e6) / c3.redisUs, 0)} requests/s for 3 masters; PostgreSQL (ledger) ${perCore(s3.pgUs)} requests/s per core.`,
+    "",
+    `Where the Redis CPU goes, by request shape: \`@tollgate/gate\` in this process on the same standalone Redis, ${CONNECTIONS} admit + settle in flight, ${ROUNDS} rounds × 2 s, medians (no proxy, no HTTP: the store's share alone):`,
+    "",
+    "| request shape | Redis CPU µs per admit + settle | requests/s per Redis core |",
+    "|---|---:|---:|",
+    ...shapes.map((x) => `| ${x.label} | ${fmt(x.redisUs, 1)} | ${perCore(x.redisUs)} |`),
+    "",
     `- Redis memory per active virtual key (one request on each of ${fmt(MEMORY_KEYS)} fresh keys, INFO used_memory): **${fmt(standalone.bytesPerKey, 0)} bytes** on standalone (${fmt(standalone.keysPerKey, 1)} Redis keys per virtual key), ${fmt(clustered.bytesPerKey, 0)} bytes on the Cluster.`,
   ].join("\n");
 }

@@ -26,7 +26,7 @@ export interface FleetOptions {
   /** The shared store. An instance may use another one (e.g. one instance on Upstash): see `storeFor`. */
   store: FleetStore;
   /** The store of instance `i` (0-based) when it differs from `store`. */
-  storeFor?: (i: number) => FleetStore;
+  storeFor?: (i: number) => FleetStore | undefined;
   /** Store settings shared by every instance: `failure_policy`, `timeout_ms`, `fallback_instances`, … */
   storeSettings?: Record<string, unknown>;
   /** Key prefix in the store. @default a random `tg-fleet-<hex>:` (tests sharing a server stay apart) */
