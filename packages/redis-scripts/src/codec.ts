@@ -36,9 +36,35 @@ export interface EncodeOptions {
   testNowMs?: number;
 }
 
-const clockArg = (opts: EncodeOptions): string => (opts.testNowMs === undefined ? "" : String(opts.testNowMs));
+/** A non-negative integer as the scripts read it: base 36 (see the prelude). */
+const b36 = (n: number): string => n.toString(36);
 
-const flag = (b: boolean): string => (b ? "1" : "0");
+const clockArg = (opts: EncodeOptions): string => (opts.testNowMs === undefined ? "" : b36(opts.testNowMs));
+
+/** Counters per window the packed window argument has room for. */
+const MAX_COUNTERS = 64;
+/** Longest window the packed window argument has room for: 2^43 ms, about 278 years. */
+const MAX_WINDOW_MS = 2 ** 43;
+
+function tooLarge(what: string): TollgateError {
+  return new TollgateError("INVALID_ARGUMENT", `the Redis scripts cannot encode ${what}`);
+}
+
+/** The packed description of a window: `1024 × windowMs + low`, where low packs counters and flags. */
+function packWindow(w: { key: string; windowMs: number }, counters: number, low: number): string {
+  if (counters >= MAX_COUNTERS) throw tooLarge(`${counters} counters in window ${w.key} (at most ${MAX_COUNTERS - 1})`);
+  if (w.windowMs >= MAX_WINDOW_MS) throw tooLarge(`windowMs ${w.windowMs} of ${w.key} (below 2^43)`);
+  return b36(w.windowMs * 1024 + low);
+}
+
+/** A limit as the admission reads it: `limit + 1`, 0 when not enforced. */
+const limitArg = (limit: number, enforce: boolean): string => (enforce ? b36(limit + 1) : "0");
+
+/** A signed delta, zigzag-encoded: `2d` for d ≥ 0, `-2d - 1` below. */
+function deltaArg(d: number): string {
+  if (Math.abs(d) >= 2 ** 52) throw tooLarge(`a delta of ${d} (|delta| below 2^52)`);
+  return b36(d >= 0 ? 2 * d : -2 * d - 1);
+}
 
 /** The keys of a lease's entries, as `adjust` (release) and `renew` expect them: gauges, then holds/held pairs. */
 function pushLeaseKeys(keys: string[], prefix: string, lease: LeaseRef): void {
@@ -48,9 +74,6 @@ function pushLeaseKeys(keys: string[], prefix: string, lease: LeaseRef): void {
     keys.push(holds, held);
   }
 }
-
-/** The flags argument of a window: 1 sliding, 2 holds (hold keys passed; not `noHolds`). */
-const windowFlags = (sliding: boolean, holds: boolean): string => (sliding ? (holds ? "3" : "1") : holds ? "2" : "0");
 
 /** The ticket an admission records: its key and how long it lives (ms). */
 export interface AdmitTicket {
@@ -73,7 +96,7 @@ export interface AdjustTicket {
   guardByTicket?: boolean;
 }
 
-const TICKET_MODE = { settle: "1", release: "2", discard: "3" } as const;
+const TICKET_MODE = { settle: 1, release: 2, discard: 3 } as const;
 
 /**
  * Encodes an admission for {@link ADMIT_SCRIPT}. The batch must already be validated. With `ticket`, the script
@@ -85,36 +108,33 @@ export function encodeAdmit(batch: AdmitBatch, opts: EncodeOptions, ticket?: Adm
   const hkeys: string[] = [];
   const lease = batch.lease;
   if (ticket) keys.push(ticket.key);
+  if (batch.windows.length >= 65536 || batch.gauges.length >= 65536) throw tooLarge("65,536 windows or gauges");
   const args: string[] = [
     clockArg(opts),
     lease ? lease.id : "",
-    lease ? String(lease.ttlMs) : "0",
-    ticket ? String(ticket.ttlMs) : "0",
-    "", // ns
-    "", // nh
-    String(batch.windows.length),
-    String(batch.gauges.length),
+    lease ? b36(lease.ttlMs) : "0",
+    ticket ? b36(ticket.ttlMs) : "0",
+    b36(batch.windows.length * 65536 + batch.gauges.length),
   ];
   for (const w of batch.windows) {
     keys.push(windowKey(prefix, w.key));
     const sliding = w.algorithm === "sliding";
     const holds = w.noHolds !== true;
-    args.push(String(w.windowMs), windowFlags(sliding, holds), String(w.counters.length));
+    const n = w.counters.length;
+    args.push(packWindow(w, n, 4 * n + (sliding ? 1 : 0) + (holds ? 2 : 0)));
     for (const c of w.counters) {
       pushCounterKeys(keys, prefix, w.key, c.name, sliding, false);
-      args.push(String(c.limit), String(c.amount), flag(c.enforce));
+      args.push(limitArg(c.limit, c.enforce), b36(c.amount));
       if (holds) {
         pushHoldKeys(hkeys, prefix, w.key, c.name);
-        args.push(String(c.hold ?? 0));
+        args.push(b36(c.hold ?? 0));
       }
     }
   }
-  args[4] = String(keys.length);
-  args[5] = String(hkeys.length / 2);
   for (const k of hkeys) keys.push(k);
   for (const g of batch.gauges) {
     keys.push(gaugeKey(prefix, g.key, g.name));
-    args.push(String(g.limit), flag(g.enforce));
+    args.push(limitArg(g.limit, g.enforce));
   }
   return { script: ADMIT_SCRIPT, keys, args };
 }
@@ -130,44 +150,35 @@ export function encodeAdjust(batch: AdjustBatch, opts: EncodeOptions, ticket?: A
   const rel = batch.release;
   const readBack = batch.readBack !== false;
   if (ticket) keys.push(ticket.key);
+  const nrg = rel ? rel.gauges.length : 0;
+  const nrh = rel ? rel.holds.length : 0;
+  if (batch.windows.length >= 4096 || nrg >= 4096 || nrh >= 4096) throw tooLarge("4,096 windows, gauges or holds");
+  const mode = (readBack ? 1 : 0) + 2 * (ticket ? TICKET_MODE[ticket.mode] : 0);
   const args: string[] = [
     clockArg(opts),
     rel ? rel.id : "",
-    "", // ns
-    "", // nh
-    String(batch.windows.length),
-    String(rel ? rel.gauges.length : 0),
-    String(rel ? rel.holds.length : 0),
-    flag(readBack),
-    ticket ? TICKET_MODE[ticket.mode] : "0",
-    ticket ? String(ticket.keepMs) : "0",
+    b36(batch.windows.length + 4096 * nrg + 4096 ** 2 * nrh + 4096 ** 3 * mode),
+    ticket ? b36(ticket.keepMs) : "0",
   ];
+  const byTicket = ticket?.guardByTicket === true;
   for (const w of batch.windows) {
     keys.push(windowKey(prefix, w.key));
-    const byTicket = ticket?.guardByTicket === true;
-    const guarded = byTicket || w.expectStart !== undefined;
+    const guard = byTicket ? 2 : w.expectStart !== undefined ? 1 : 0;
     const sliding = w.algorithm === "sliding";
     const holds = readBack && w.noHolds !== true;
     const at = args.length;
-    args.push(
-      String(w.windowMs),
-      windowFlags(sliding, holds),
-      byTicket ? "2" : flag(guarded),
-      !byTicket && guarded ? String(w.expectStart) : "0",
-      "",
-    );
+    args.push("");
+    if (guard === 1) args.push(b36(w.expectStart!));
     let n = 0;
     for (const c of w.counters) {
-      if (!readBack && guarded && c.delta === 0) continue;
+      if (!readBack && guard !== 0 && c.delta === 0) continue;
       pushCounterKeys(keys, prefix, w.key, c.name, sliding, false);
       if (holds) pushHoldKeys(hkeys, prefix, w.key, c.name);
-      args.push(String(c.delta));
+      args.push(deltaArg(c.delta));
       n++;
     }
-    args[at + 4] = String(n);
+    args[at] = packWindow(w, n, 16 * n + 4 * guard + (sliding ? 1 : 0) + (holds ? 2 : 0));
   }
-  args[2] = String(keys.length);
-  args[3] = String(hkeys.length / 2);
   for (const k of hkeys) keys.push(k);
   if (rel) pushLeaseKeys(keys, prefix, rel);
   return { script: ADJUST_SCRIPT, keys, args };
@@ -182,10 +193,10 @@ export function encodeRenew(lease: LeaseRef, ttlMs: number, opts: EncodeOptions,
   const args = [
     clockArg(opts),
     lease.id,
-    String(ttlMs),
-    String(lease.gauges.length),
-    String(lease.holds.length),
-    flag(ticket !== undefined),
+    b36(ttlMs),
+    b36(lease.gauges.length),
+    b36(lease.holds.length),
+    ticket !== undefined ? "1" : "0",
   ];
   return { script: RENEW_SCRIPT, keys, args };
 }
@@ -195,19 +206,19 @@ export function encodeRead(query: ReadQuery, opts: EncodeOptions): ScriptCall {
   const { prefix } = opts;
   const keys: string[] = [];
   const hkeys: string[] = [];
-  const args: string[] = [clockArg(opts), "", "", String(query.windows.length), String(query.gauges.length)];
+  if (query.windows.length >= 65536 || query.gauges.length >= 65536) throw tooLarge("65,536 windows or gauges");
+  const args: string[] = [clockArg(opts), b36(query.windows.length * 65536 + query.gauges.length)];
   for (const w of query.windows) {
     keys.push(windowKey(prefix, w.key));
     const sliding = w.algorithm === "sliding";
     const holds = w.noHolds !== true;
-    args.push(String(w.windowMs), windowFlags(sliding, holds), String(w.counters.length));
+    const n = w.counters.length;
+    args.push(packWindow(w, n, 4 * n + (sliding ? 1 : 0) + (holds ? 2 : 0)));
     for (const name of w.counters) {
       pushCounterKeys(keys, prefix, w.key, name, sliding, false);
       if (holds) pushHoldKeys(hkeys, prefix, w.key, name);
     }
   }
-  args[1] = String(keys.length);
-  args[2] = String(hkeys.length / 2);
   for (const k of hkeys) keys.push(k);
   for (const g of query.gauges) keys.push(gaugeKey(prefix, g.key, g.name));
   return { script: READ_SCRIPT, keys, args };

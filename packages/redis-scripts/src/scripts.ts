@@ -22,10 +22,10 @@ export type ScriptName = "admit" | "adjust" | "renew" | "read";
  */
 // BEGIN SHAS
 const SHAS = {
-  admit: "78b468f28262441326412796ec68418d640fc80e",
-  adjust: "3232df2b120ac50b1c415c2b28d74c43e4c07245",
-  renew: "c713f07191a7cd2cf9a4fc92226006cd19017394",
-  read: "078309d504812f9422605398f7be595edd59eb8e",
+  admit: "da4bc0a3e74986422617cb03c76d4cdf15eb5367",
+  adjust: "eb014d21d36cb75f2f8aa43c1531b09752fb864b",
+  renew: "5c7b98225c85702e95f545194089a0ebeb162e81",
+  read: "82910afd0369dccfd03443c7372cec9dbb265e52",
 } as const;
 // END SHAS
 

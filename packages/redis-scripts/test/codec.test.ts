@@ -54,16 +54,18 @@ describe("codec", () => {
       "tg:{api_key:abc}:tokens:held",
       "tg:{api_key:abc}:max_parallel_requests",
     ]);
-    // clock, lease, ttl, ticket ttl, ns, nh, windows, gauges; window: ms, flags (sliding + holds), counters;
-    // per counter limit, amount, enforce, hold; per gauge limit, enforce.
+    // Numbers in base 36. clock, lease, ttl, ticket ttl, 65536 × windows + gauges; per window 1024 × windowMs +
+    // 4 × counters + flags (sliding 1 + holds 2); per counter limit + 1 (0: not enforced), amount, hold; per gauge
+    // limit + 1.
+    const b = (n: number) => n.toString(36);
     expect(call.args).toEqual([
-      ...["", "L", "30000", "0", "5", "2", "1", "1"],
-      ...["60000", "3", "2"],
-      ...["10", "1", "1", "0"],
-      ...["1000", "50", "0", "20"],
-      ...["3", "1"],
+      ...["", "L", b(30_000), "0", b(65536 + 1)],
+      b(60_000 * 1024 + 4 * 2 + 3),
+      ...[b(11), b(1), b(0)],
+      ...["0", b(50), b(20)],
+      b(4),
     ]);
-    expect(encodeAdmit(batch, { prefix: "tg:", testNowMs: 1234 }).args[0]).toBe("1234");
+    expect(encodeAdmit(batch, { prefix: "tg:", testNowMs: 1234 }).args[0]).toBe((1234).toString(36));
   });
 
   it("a window declared noHolds takes no hold keys and no hold arguments; a ticket key comes first", () => {
@@ -89,11 +91,12 @@ describe("codec", () => {
       { key: "ticket:L", ttlMs: 9 },
     );
     expect(call.keys).toEqual(["ticket:L", "{k}:window", "{k}:requests", "{k}:tokens"]);
+    const b = (n: number) => n.toString(36);
     expect(call.args).toEqual([
-      ...["", "L", "9", "9", "4", "0", "1", "0"],
-      ...["1000", "0", "2"],
-      ...["5", "1", "1"],
-      ...["50", "7", "1"],
+      ...["", "L", b(9), b(9), b(65536)],
+      b(1000 * 1024 + 8),
+      ...[b(6), b(1)],
+      ...[b(51), b(7)],
     ]);
   });
 
@@ -119,11 +122,12 @@ describe("codec", () => {
       "{b}:h:holds",
       "{b}:h:held",
     ]);
-    // clock, lease, ns, nh, windows, gauges, holds, read-back, ticket mode, keep; window: ms, flags, guard, start,
-    // counters, deltas.
+    // clock, lease, windows + 4096 × gauges + 4096² × holds + 4096³ × (read-back + 2 × ticket mode), keep; window:
+    // 1024 × ms + 16 × counters + 4 × guard + flags, expected start, zigzag deltas.
+    const b = (n: number) => n.toString(36);
     expect(adj.args).toEqual([
-      ...["", "L", "3", "1", "1", "1", "1", "1", "1", "60000"],
-      ...["1000", "2", "1", "5", "1", "-2"],
+      ...["", "L", b(1 + 4096 + 4096 ** 2 + 4096 ** 3 * (1 + 2)), b(60_000)],
+      ...[b(1000 * 1024 + 16 + 4 + 2), b(5), b(3)],
     ]);
     // Without read-back the adjusted counters take no hold keys (the released ones still do), and a guarded
     // window's counters with a delta of 0 are left out.
@@ -154,7 +158,7 @@ describe("codec", () => {
       "{b}:h:holds",
       "{b}:h:held",
     ]);
-    expect(lean.args.slice(0, 10)).toEqual(["", "L", "5", "0", "2", "0", "1", "0", "0", "0"]);
+    expect(lean.args.slice(0, 4)).toEqual(["", "L", b(2 + 4096 ** 2), "0"]);
     // The short reply: now, released, ticket state, applied per window.
     expect(decodeAdjust(leanBatch, [7, 1, 0, 1, 0])).toEqual({
       now: 7,
@@ -165,7 +169,7 @@ describe("codec", () => {
     expect(decodeAdjust(leanBatch, [7, 0, 3, 0, 0]).ticket).toBe("finished");
     const ren = encodeRenew({ id: "L", gauges: [{ key: "{a}", name: "g" }], holds: [] }, 500, { prefix: "" }, "t:L");
     expect(ren.keys).toEqual(["{a}:g", "t:L"]);
-    expect(ren.args).toEqual(["", "L", "500", "1", "0", "1"]);
+    expect(ren.args).toEqual(["", "L", b(500), "1", "0", "1"]);
     const rd = encodeRead({ windows: [], gauges: [{ key: "{a}", name: "g" }] }, { prefix: "" });
     expect(rd.keys).toEqual(["{a}:g"]);
   });

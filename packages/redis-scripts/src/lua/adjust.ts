@@ -1,30 +1,28 @@
-import { PRELUDE } from "./prelude.js";
+import { LUA_HOLDS, LUA_TICKETS, LUA_WINDOW_TTL, PRELUDE } from "./prelude.js";
 
 /**
  * `adjust`: window-guarded deltas plus an optional lease release, atomically, exactly once per ticket
  * (docs/store-contract.md, "adjust" and "Tickets"). The release runs first, so the answered `held` reflects it.
  *
  * KEYS, in sections (see the prelude):
- * - strings, `KEYS[1..ns]` (one MGET): the ticket key when ARGV[9] is not `0`; then per window `P{base}:window`,
+ * - strings, `KEYS[1..ns]` (one MGET): the ticket key when the call has one; then per window `P{base}:window`,
  *   then per counter `P{base}:<name>` and, in a sliding window, `P{base}:<name>:prev`
  * - with read-back only: per counter of each window with holds, `P{base}:<name>:holds`, `P{base}:<name>:held`
  * - per released gauge: `P{base}:<name>` (sorted set lease id -> expiry)
  * - per released hold: `P{base}:<name>:holds`, `P{base}:<name>:held`
  *
- * ARGV:
+ * ARGV (numbers in base 36):
  * - `ARGV[1]` test clock in ms (`""` in production: server TIME)
  * - `ARGV[2]` lease id to release (`""` for none)
- * - `ARGV[3]` ns, `ARGV[4]` nh (counters with hold keys), `ARGV[5]` number of windows, `ARGV[6]` number of
- *   released gauges, `ARGV[7]` number of released holds
- * - `ARGV[8]` read-back (`1`: answer the states after the call; `0`: answer only now, released, the ticket state and
- *   applied; no hold keys are passed for the adjusted counters)
- * - `ARGV[9]` ticket: `0` none, `1` settle (apply unless finished), `2` release (apply only while open), `3` discard
- *   (store-internal compensation of an admission known to be applied: apply only while open, then delete the ticket
- *   instead of marking it finished, so the id can be admitted again)
- * - `ARGV[10]` how long the finished mark is kept, ms
- * - per window: windowMs, flags (1 sliding + 2 holds), guard (`0` none, `1` expected start, `2` the window the open
- *   ticket's admission applied to), expected start (ms, 0 unless guard `1`), number of counters, then one signed
- *   delta per counter
+ * - `ARGV[3]` `windows + 4096 × released gauges + 4096² × released holds + 4096³ × (read-back + 2 × ticket)`:
+ *   read-back 1 answers the states after the call (0: only now, released, the ticket state and applied; no hold
+ *   keys are passed for the adjusted counters); ticket 0 none, 1 settle (apply unless finished), 2 release (apply only
+ *   while open), 3 discard (store-internal compensation of an admission known to be applied: apply only while open,
+ *   then delete the ticket instead of marking it finished, so the id can be admitted again)
+ * - `ARGV[4]` how long the finished mark is kept, ms
+ * - per window: `1024 × windowMs + 16 × counters + 4 × guard + flags` (flags: 1 sliding + 2 holds; guard 0 none,
+ *   1 expected start, 2 the window the open ticket's admission applied to), the expected start (guard 1 only), then
+ *   one delta per counter, zigzag-encoded (`2d` for d ≥ 0, `-2d - 1` below)
  *
  * Reply (flat integer array): now, released count, ticket state (0 no ticket, 1 open, 2 unknown, 3 finished: the
  * state found before the call), then per window: applied (1/0) and, with read-back, start, then per counter: value,
@@ -36,27 +34,55 @@ import { PRELUDE } from "./prelude.js";
  * Values never go below 0. A ticket that says "do not apply" makes every window unapplied and releases nothing.
  * Errors as in `admit`.
  */
-export const ADJUST_LUA = `${PRELUDE}
-local now = clock(ARGV[1])
+export const ADJUST_LUA = `${PRELUDE}${LUA_TICKETS}${LUA_WINDOW_TTL}${LUA_HOLDS}
+local now, tested = clock(ARGV[1])
 local id = ARGV[2]
-local ns, nh, nw, nrg, nrh = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
-local read_back, tmode = ARGV[8] == '1', ARGV[9]
+local shape = tonumber(ARGV[3], 36)
+local nw = shape % 4096
+shape = (shape - nw) / 4096
+local nrg = shape % 4096
+shape = (shape - nrg) / 4096
+local nrh = shape % 4096
+local mode = (shape - nrh) / 4096
+local read_back = mode % 2 == 1
+local tmode = (mode - mode % 2) / 2
+local keep = tonumber(ARGV[4], 36)
+
+-- Layout pass over the window descriptions: per window (5 slots in wt) its length, counters, flags, guard and the
+-- argument of its first delta (the expected start, when guarded by it, is the argument before); the KEYS sections.
+local wt = {}
+local ns, nh, a = tmode > 0 and 1 or 0, 0, 5
+for w = 1, nw do
+  local m = tonumber(ARGV[a], 36)
+  local f = m % 4
+  local rest = (m - f) / 4
+  local guard = rest % 4
+  rest = (rest - guard) / 4
+  local nc = rest % 64
+  if guard == 1 then a = a + 1 end
+  local j = 5 * w
+  wt[j - 4], wt[j - 3], wt[j - 2], wt[j - 1], wt[j] = (rest - nc) / 64, nc, f, guard, a + 1
+  if f % 2 == 1 then ns = ns + 1 + 2 * nc else ns = ns + 1 + nc end
+  if read_back and f >= 2 then nh = nh + nc end
+  a = a + 1 + nc
+end
 
 local vals = ns > 0 and call('MGET', unpack(KEYS, 1, ns)) or {}
 local missing
 local k, tstate, skip, topen = 1, 0, false, nil
-if tmode ~= '0' then
-  tstate, topen = ticket_state(KEYS[1], vals[1], now)
-  if tmode == '1' then skip = tstate == 3 else skip = tstate ~= 1 end
+if tmode > 0 then
+  local raw = vals[1]
+  tstate = ticket_state(KEYS[1], raw, now, tested)
+  if tmode == 1 then skip = tstate == 3 else skip = tstate ~= 1 end
   if skip and not read_back then
     -- Nothing to apply and nothing to read back: mark the ticket and answer at once.
-    if not vals[1] then check_missing({ KEYS[1] }) end
-    if tmode ~= '3' then finish_ticket(KEYS[1], now, ARGV[10]) end
+    if not raw then check_missing({ KEYS[1] }) end
+    if tmode ~= 3 then call('SET', KEYS[1], ticket_value(nil, now + keep, tested), 'PX', keep) end
     local short = { now, 0, tstate }
     for w = 1, nw do short[w + 3] = 0 end
     return short
   end
-  if not vals[1] then missing = { KEYS[1] } end
+  if not raw then missing = { KEYS[1] } elseif tstate == 1 and tmode > 1 then topen = ticket_at(KEYS[1], raw) end
   k = 2
 end
 
@@ -70,34 +96,51 @@ local kinds, mine = {}, nil
 -- type-checked) the pair, or found that neither key exists, so the release below need not prune it again.
 local checked
 if nrh > 0 and nh > 0 then checked = {} end
-local o, a, hk = 3, 11, ns + 1
+local o, hk = 3, ns + 1
 for w = 1, nw do
-  local W, flags, nc = tonumber(ARGV[a]), ARGV[a + 1], tonumber(ARGV[a + 4])
-  local sliding, holds = flags == '1' or flags == '3', flags == '2' or flags == '3'
-  local raw = vals[k]
-  local stored = int(KEYS[k], raw)
-  if not raw then missing = missing or {}; missing[#missing + 1] = KEYS[k] end
-  local start, kind = roll(KEYS[k], stored, W, sliding, now)
+  local j = 5 * w
+  local W, nc, f, guard = wt[j - 4], wt[j - 3], wt[j - 2], wt[j - 1]
+  local sliding, holds = f % 2 == 1, f >= 2
+  local key, raw = KEYS[k], vals[k]
+  local stored = int(key, raw)
+  local start, kind = now, 1
+  if stored then
+    local e = now - stored
+    if e < -W then corrupt(key, 'starts more than one window in the future') end
+    if e < W then
+      start, kind = stored, 0
+    elseif sliding and e < 2 * W then
+      start, kind = stored + W, 2
+    end
+  else
+    missing = missing or {}
+    missing[#missing + 1] = key
+  end
   kinds[w] = kind
-  local guard, ok = ARGV[a + 2], false
+  local ok = false
   if skip then
     ok = false
-  elseif guard == '0' then
+  elseif guard == 0 then
     ok = true
-  elseif stored ~= nil and kind == 0 then
-    -- 1: the window starts at the expected time; 2: the window the ticket's admission applied to (it started no
-    -- later than the admission; any later window started after it).
-    if guard == '1' then ok = stored == tonumber(ARGV[a + 3]) else ok = topen ~= nil and stored <= topen end
+  elseif kind == 0 then
+    if guard == 1 then ok = stored == tonumber(ARGV[wt[j] - 1], 36) else ok = topen ~= nil and stored <= topen end
   end
   out[o + 1], out[o + 2] = ok and 1 or 0, start
-  k, a, o = k + 1, a + 5 + nc, o + 2
+  k, o = k + 1, o + 2
   for _ = 1, nc do
     local rv = vals[k]
-    local v, p = count(KEYS[k], rv), 0
-    if not rv then missing = missing or {}; missing[#missing + 1] = KEYS[k] end
+    local v, p = 0, 0
+    if rv then
+      -- int(), inlined: this runs for every counter of every settle.
+      v = tonumber(rv)
+      if not v or v < 0 or v >= 1e17 or v % 1 ~= 0 or #rv ~= ndigits(v) then corrupt(KEYS[k], 'holds a non-integer value') end
+    else
+      missing = missing or {}
+      missing[#missing + 1] = KEYS[k]
+    end
     if sliding then
-      p = count(KEYS[k + 1], vals[k + 1])
-      if not vals[k + 1] then missing = missing or {}; missing[#missing + 1] = KEYS[k + 1] end
+      local rp = vals[k + 1]
+      if rp then p = int(KEYS[k + 1], rp) else missing = missing or {}; missing[#missing + 1] = KEYS[k + 1] end
       k = k + 2
     else
       k = k + 1
@@ -126,7 +169,7 @@ check_missing(missing)
 local rk = ns + 2 * nh + 1
 local rk0 = rk
 for _ = 1, nrg do
-  call('ZREMRANGEBYSCORE', KEYS[rk], '-inf', fmt(now))
+  call('ZREMRANGEBYSCORE', KEYS[rk], '-inf', now)
   rk = rk + 1
 end
 for _ = 1, nrh do
@@ -155,40 +198,42 @@ end
 out[2] = released
 
 -- The ticket: finished for keepMs (a discard deletes an open one instead).
-if tmode == '3' then
+if tmode == 3 then
   if not skip then call('DEL', KEYS[1]) end
-elseif tmode ~= '0' then
-  finish_ticket(KEYS[1], now, ARGV[10])
+elseif tmode > 0 then
+  call('SET', KEYS[1], ticket_value(nil, now + keep, tested), 'PX', keep)
 end
 
 -- Without read-back the reply is now, released, the ticket state, and applied per window.
 local short
 if not read_back then short = { now, released, tstate } end
-k, a, o, hk = tmode ~= '0' and 2 or 1, 11, 3, ns + 1
+k, o, hk = tmode > 0 and 2 or 1, 3, ns + 1
 for w = 1, nw do
-  local W, flags, nc = tonumber(ARGV[a]), ARGV[a + 1], tonumber(ARGV[a + 4])
-  local sliding, holds = flags == '1' or flags == '3', flags == '2' or flags == '3'
+  local j = 5 * w
+  local W, nc, f = wt[j - 4], wt[j - 3], wt[j - 2]
+  local da = wt[j]
+  local sliding, holds = f % 2 == 1, f >= 2
   local ok, start, kind = out[o + 1] == 1, out[o + 2], kinds[w]
   if short then short[w + 3] = out[o + 1] end
-  -- The keys' TTL as a string, computed when first needed.
+  -- The keys' TTL, computed when first needed.
   local px
   if ok and kind ~= 0 then
-    px = fmt(window_ttl(start, W, sliding, now))
-    call('SET', KEYS[k], fmt(start), 'PX', px)
+    px = window_ttl(start, W, sliding, now)
+    call('SET', KEYS[k], start, 'PX', px)
   end
-  local da = a + 5
-  k, a, o = k + 1, a + 5 + nc, o + 2
+  k, o = k + 1, o + 2
   for c = 0, nc - 1 do
     o = o + 1
     local value = out[o]
     if ok then
-      local d = ARGV[da + c]
-      local nv = value + tonumber(d)
+      local z = tonumber(ARGV[da + c], 36)
+      local d = z % 2 == 0 and z / 2 or -(z + 1) / 2
+      local nv = value + d
       if nv < 0 then nv = 0 end
       if kind ~= 0 or not vals[k] then
-        px = px or fmt(window_ttl(start, W, sliding, now))
-        call('SET', KEYS[k], fmt(nv), 'PX', px)
-        if sliding and kind ~= 0 then call('SET', KEYS[k + 1], fmt(out[o + 1]), 'PX', px) end
+        px = px or window_ttl(start, W, sliding, now)
+        call('SET', KEYS[k], nv, 'PX', px)
+        if sliding and kind ~= 0 then call('SET', KEYS[k + 1], out[o + 1], 'PX', px) end
       elseif nv ~= value then
         -- Current window: keep the key's TTL.
         if nv == 0 then call('SET', KEYS[k], '0', 'KEEPTTL') else call('INCRBY', KEYS[k], d) end

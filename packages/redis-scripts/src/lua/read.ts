@@ -1,4 +1,4 @@
-import { PRELUDE } from "./prelude.js";
+import { LUA_HELD_LIVE, PRELUDE } from "./prelude.js";
 
 /**
  * `read`: the states `admit` would answer, without writing anything (docs/store-contract.md, "read").
@@ -10,39 +10,66 @@ import { PRELUDE } from "./prelude.js";
  * - per counter of each window with holds: `P{base}:<name>:holds`, `P{base}:<name>:held`
  * - per gauge: `P{base}:<name>` (sorted set lease id -> expiry)
  *
- * ARGV:
+ * ARGV (numbers in base 36):
  * - `ARGV[1]` test clock in ms (`""` in production: server TIME)
- * - `ARGV[2]` ns, `ARGV[3]` nh (counters with hold keys), `ARGV[4]` number of windows, `ARGV[5]` number of gauges
- * - per window: windowMs, flags (1 sliding + 2 holds), number of counters
+ * - `ARGV[2]` `65536 × windows + gauges`
+ * - per window: `1024 × windowMs + 4 × counters + flags` (flags: 1 sliding + 2 holds)
  *
  * Reply (flat integer array): now, then per window: start, then per counter: value, previous (sliding windows
  * only), held (windows with holds only); then per gauge: inFlight, earliest expiry (-1 = none).
  */
-export const READ_LUA = `${PRELUDE}
+export const READ_LUA = `${PRELUDE}${LUA_HELD_LIVE}
 local now = clock(ARGV[1])
-local ns, nh, nw, ng = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local shape = tonumber(ARGV[2], 36)
+local ng = shape % 65536
+local nw = (shape - ng) / 65536
+
+-- Layout pass: per window its length, counters and flags (3 slots in wt); the sizes of the KEYS sections.
+local wt = {}
+local ns, nh = 0, 0
+for w = 1, nw do
+  local m = tonumber(ARGV[2 + w], 36)
+  local f = m % 4
+  local rest = (m - f) / 4
+  local nc = rest % 256
+  wt[3 * w - 2], wt[3 * w - 1], wt[3 * w] = (rest - nc) / 256, nc, f
+  if f % 2 == 1 then ns = ns + 1 + 2 * nc else ns = ns + 1 + nc end
+  if f >= 2 then nh = nh + nc end
+end
 
 local vals = ns > 0 and call('MGET', unpack(KEYS, 1, ns)) or {}
 local holds_in_use = nh > 0 and call('EXISTS', unpack(KEYS, ns + 1, ns + 2 * nh)) > 0
 local missing
 local out = { now }
-local o, k, a, hk = 1, 1, 6, ns + 1
-for _ = 1, nw do
-  local W, flags, nc = tonumber(ARGV[a]), ARGV[a + 1], tonumber(ARGV[a + 2])
-  local sliding, holds = flags == '1' or flags == '3', flags == '2' or flags == '3'
-  local raw = vals[k]
-  if not raw then missing = missing or {}; missing[#missing + 1] = KEYS[k] end
-  local start, kind = roll(KEYS[k], int(KEYS[k], raw), W, sliding, now)
+local o, k, hk = 1, 1, ns + 1
+for w = 1, nw do
+  local W, nc, f = wt[3 * w - 2], wt[3 * w - 1], wt[3 * w]
+  local sliding, holds = f % 2 == 1, f >= 2
+  local key, raw = KEYS[k], vals[k]
+  local stored = int(key, raw)
+  local start, kind = now, 1
+  if stored then
+    local e = now - stored
+    if e < -W then corrupt(key, 'starts more than one window in the future') end
+    if e < W then
+      start, kind = stored, 0
+    elseif sliding and e < 2 * W then
+      start, kind = stored + W, 2
+    end
+  else
+    missing = missing or {}
+    missing[#missing + 1] = key
+  end
   o = o + 1
   out[o] = start
-  k, a = k + 1, a + 3
+  k = k + 1
   for _ = 1, nc do
     local rv = vals[k]
-    local v, p = count(KEYS[k], rv), 0
-    if not rv then missing = missing or {}; missing[#missing + 1] = KEYS[k] end
+    local v, p = 0, 0
+    if rv then v = int(KEYS[k], rv) else missing = missing or {}; missing[#missing + 1] = KEYS[k] end
     if sliding then
-      p = count(KEYS[k + 1], vals[k + 1])
-      if not vals[k + 1] then missing = missing or {}; missing[#missing + 1] = KEYS[k + 1] end
+      local rp = vals[k + 1]
+      if rp then p = int(KEYS[k + 1], rp) else missing = missing or {}; missing[#missing + 1] = KEYS[k + 1] end
       k = k + 2
     else
       k = k + 1

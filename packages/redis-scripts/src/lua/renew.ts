@@ -1,4 +1,4 @@
-import { PRELUDE } from "./prelude.js";
+import { LUA_HOLDS, LUA_TICKETS, PRELUDE } from "./prelude.js";
 
 /**
  * `renew`: sets the expiry of every live entry of a lease to now + ttl (docs/store-contract.md, "Leases"), and of
@@ -9,7 +9,7 @@ import { PRELUDE } from "./prelude.js";
  * - per hold: `P{base}:<name>:holds` (sorted set lease id -> expiry), `P{base}:<name>:held` (hash)
  * - the ticket key, when ARGV[6] is `1`
  *
- * ARGV:
+ * ARGV (numbers in base 36):
  * - `ARGV[1]` test clock in ms (`""` in production: server TIME)
  * - `ARGV[2]` lease id
  * - `ARGV[3]` new TTL in ms
@@ -18,18 +18,18 @@ import { PRELUDE } from "./prelude.js";
  *
  * Reply: { now, number of gauge and hold entries renewed, 1 when an open ticket was renewed else 0 }.
  */
-export const RENEW_LUA = `${PRELUDE}
-local now = clock(ARGV[1])
+export const RENEW_LUA = `${PRELUDE}${LUA_TICKETS}${LUA_HOLDS}
+local now, tested = clock(ARGV[1])
 local id = ARGV[2]
-local ttl = tonumber(ARGV[3])
-local ng = tonumber(ARGV[4])
-local nh = tonumber(ARGV[5])
+local ttl = tonumber(ARGV[3], 36)
+local ng = tonumber(ARGV[4], 36)
+local nh = tonumber(ARGV[5], 36)
 local renewed = 0
 
 local function renew_in(zkey)
   local score = call('ZSCORE', zkey, id)
   if score and tonumber(score) > now then
-    call('ZADD', zkey, 'XX', fmt(now + ttl), id)
+    call('ZADD', zkey, 'XX', now + ttl, id)
     extend(zkey, ttl)
     return true
   end
@@ -45,12 +45,11 @@ for i = 1, ng + 2 * nh do
     error({ err = 'WRONGTYPE ' .. KEYS[i] .. ' is a ' .. t .. ', expected a ' .. want })
   end
 end
-local ticket, topen = 0, nil
+local ticket, raw = 0, nil
 local tkey = KEYS[ng + 2 * nh + 1]
 if ARGV[6] == '1' then
-  local state
-  state, topen = ticket_state(tkey, call('GET', tkey), now)
-  if state == 1 then ticket = 1 end
+  raw = call('GET', tkey)
+  if ticket_state(tkey, raw, now, tested) == 1 then ticket = 1 end
 end
 
 for g = 1, ng do
@@ -63,7 +62,13 @@ for h = 1, nh do
     renewed = renewed + 1
   end
 end
-if ticket == 1 then call('SET', tkey, 'o' .. fmt(topen) .. ':' .. fmt(now + ttl), 'PX', ARGV[3]) end
+if ticket == 1 then
+  if tested then
+    call('SET', tkey, ticket_value(ticket_at(tkey, raw), now + ttl, true), 'PX', ttl)
+  else
+    call('PEXPIRE', tkey, ttl)
+  end
+end
 
 return { now, renewed, ticket }
 `;
