@@ -7,7 +7,9 @@
  * (load-independent, unlike the rate), this process's from `process.cpuUsage`. Starts its own redis-server processes
  * (tooling/test-servers).
  */
-import { createLimiter, scopes } from "@tollgate/core";
+import type { PriceTable } from "@tollgate/budgets";
+import { createLimiter, type Reservation, scopes } from "@tollgate/core";
+import { createGate } from "@tollgate/gate";
 import { createRedisStore } from "@tollgate/store-redis";
 import { startRedisCluster, startRedisServer } from "@tollgate/test-servers";
 import { Cluster, Redis } from "ioredis";
@@ -132,7 +134,7 @@ function tollgate(client: Redis | Cluster, pop: (i: number) => DrawnRequest): Op
       { tokens: p.estimate },
     );
     if (!a.ok) throw new Error("bench limits must never deny");
-    await limiter.settle(a.reservation, { tokens: p.actual });
+    await a.reservation.settle({ tokens: p.actual });
   };
 }
 
@@ -182,6 +184,44 @@ function litellm(
       );
       await Promise.all(bases.map((b) => client.evalsha(incSha, 1, `${b}:tokens`, d, WINDOW_S)));
     }
+  };
+}
+
+const PRICES: PriceTable = {
+  "bench-model": { input_cost_per_token: "0.000001", output_cost_per_token: "0.000002", max_output_tokens: 8000 },
+};
+
+/**
+ * The full request through `@tollgate/gate`: the same 3 scopes (max parallel on the key too) and 3 budgets (key,
+ * team, user), one admission (limits, lease, cost holds, ticket) and one settle. More work than the other rows: its
+ * Redis CPU is compared with LiteLLM's limits-only pair.
+ */
+function fullRequest(client: Redis | Cluster, pop: (i: number) => DrawnRequest): Op {
+  const gate = createGate({
+    store: createRedisStore({ client, prefix: `bench:${uid()}:`, timeoutMs: 5_000 }),
+    budgets: { prices: PRICES },
+  });
+  const limits = { requests: HIGH, tokens: HIGH };
+  return async (i) => {
+    const p = pop(i);
+    const input = p.estimate >> 1;
+    const a = await gate.admit({
+      limits: [
+        scopes.apiKey(p.apiKey, { ...limits, maxParallel: 1_000_000 }),
+        scopes.team(p.team, limits),
+        scopes.user(p.user, limits),
+      ],
+      tokens: { input, output: p.estimate - input },
+      model: "bench-model",
+      maxTokens: p.estimate - input,
+      budgets: [
+        { scope: "key", id: p.apiKey, maxBudget: "1000000", duration: "1d" },
+        { scope: "team", id: p.team, maxBudget: "1000000", duration: "1mo" },
+        { scope: "user", id: p.user, maxBudget: "1000000", duration: "1d" },
+      ],
+    });
+    if (!a.ok) throw new Error("bench limits must never deny");
+    await a.ticket.settle({ inputTokens: input, outputTokens: p.actual - input });
   };
 }
 
@@ -251,7 +291,7 @@ async function steady(
         );
         const m = performance.now();
         admitLat.push((m - s) * 1000);
-        if (a.ok) await limiter.settle(a.reservation, { tokens: p.actual });
+        if (a.ok) await a.reservation.settle({ tokens: p.actual });
         settleLat.push((performance.now() - m) * 1000);
       })();
       pending.add(run);
@@ -300,6 +340,10 @@ export default async function run(): Promise<string> {
       });
     }
     sides.push({ name: "rate-limiter-flexible RateLimiterRedis", op: flexible(client, pop) });
+    sides.push({
+      name: "Tollgate full request (@tollgate/gate: 3 scopes + max parallel + 3 budgets, one admission, one settle)",
+      op: fullRequest(client, pop),
+    });
     const { figures, ratios } = await interleaved(admin, sides);
 
     // Round trips per admission and settle, sequential, on the same server.
@@ -307,7 +351,7 @@ export default async function run(): Promise<string> {
     const limits = { requests: HIGH, tokens: HIGH };
     const trips = await roundTrips((i) => {
       const p = pop(i);
-      let reservation: unknown;
+      let reservation: Reservation | undefined;
       return {
         admit: async () => {
           const a = await limiter.admit(
@@ -317,7 +361,7 @@ export default async function run(): Promise<string> {
           if (!a.ok) throw new Error("denied");
           reservation = a.reservation;
         },
-        settle: () => limiter.settle(reservation as never, { tokens: p.actual }),
+        settle: () => reservation!.settle({ tokens: p.actual }),
       };
     }, admin);
 
@@ -329,6 +373,7 @@ export default async function run(): Promise<string> {
     const anchor = figures[0]!;
     const tg = figures.find((f) => f.name.startsWith("Tollgate"))!;
     const tgIndex = figures.indexOf(tg);
+    const full = figures.find((f) => f.name.startsWith("Tollgate full request"))!;
     const rows = figures.map(
       (f, s) =>
         `| ${f.name} | ${fmt(f.perSecond)} | ${fmt(median(ratios[s]!), 2)}× | ${fmt(f.redisUs, 1)} | ${fmt(f.nodeUs, 1)} | ${ms(f.p50us)} | ${ms(f.p99us)} |`,
@@ -357,6 +402,8 @@ export default async function run(): Promise<string> {
       "",
       `- **Tollgate ${fmt(median(ratios[tgIndex]!), 2)}× LiteLLM's scripts' throughput** (target ≥ 1.3×), **${fmt(tg.redisUs, 1)} µs of Redis CPU per admit + settle against ${fmt(anchor.redisUs, 1)} µs** (target: less), ` +
         "with what LiteLLM's scripts lack: all-or-nothing across scopes, window-guarded refunds, holds, leases, statuses, tickets (exactly-once settles).",
+      `- **Full request** (limits + lease + 3 budgets in one admission, one settle, through \`@tollgate/gate\`): ${fmt(full.redisUs, 1)} µs of Redis CPU per request, ` +
+        `${fmt(full.redisUs / anchor.redisUs, 2)}× LiteLLM's limits-only pair; ${fmt(full.nodeUs, 1)} µs in this process.`,
       `- Round trips (INFO commandstats, 1,000 sequential requests): **${fmt(trips.admit, 2)} per admission, ${fmt(trips.settle, 2)} per settle**; ${fmt(trips.commands, 1)} Redis commands per admit + settle counting those inside the scripts.`,
       `- **Steady ${fmt(STEADY_RATE)} admissions/s** (open loop, measured ${fmt(st.rate)}/s for ${STEADY_SECONDS} s, each followed by its settle): admission p50 ${ms(st.admit.p50us)} ms, **p99 ${ms(st.admit.p99us)} ms** (target < 2 ms); settle p99 ${ms(st.settle.p99us)} ms.`,
       "",
