@@ -245,7 +245,8 @@ describe("wire format", () => {
     const key = `{k:${uid()}}`;
     h.rest.resetLog();
     expect((await s.admit(batch(key))).admitted).toBe(true);
-    expect(h.rest.requests).toBe(1);
+    // This store's requests (a store of an earlier test may still finish a compensation meanwhile).
+    expect(h.rest.log.filter((r) => r.keys?.some((k) => k.startsWith(prefix)))).toHaveLength(1);
     expect(await h.direct.get(`${prefix}${key}:requests`)).toBe("1");
   });
 

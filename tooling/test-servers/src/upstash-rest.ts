@@ -33,6 +33,8 @@ export interface UpstashRestRequestRecord {
   path: string;
   /** Upper-cased command names in the body, in order (empty when the body was not a command). */
   commands: string[];
+  /** For a `POST /` of EVAL or EVALSHA, the keys it names (to tell apart the requests of different stores). */
+  keys?: string[];
   /** The request asked for base64 responses (`Upstash-Encoding: base64`). */
   base64: boolean;
 }
@@ -162,6 +164,11 @@ export async function startUpstashRestServer(options: UpstashRestServerOptions):
       base64,
     };
     const ok = (body: unknown) => send(res, 200, tamper ? tamper(body, record) : body);
+    if (path === "/" && (record.commands[0] === "EVALSHA" || record.commands[0] === "EVAL")) {
+      const cmd = parsed as unknown[];
+      const n = Number(cmd[2]);
+      if (Number.isSafeInteger(n) && n >= 0) record.keys = cmd.slice(3, 3 + n).map(String);
+    }
     log.push(record);
 
     if (paused) {
