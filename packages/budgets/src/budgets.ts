@@ -23,6 +23,7 @@ import {
   compileBudget,
   fingerprint,
   modelMatches,
+  periodId,
   periodKey,
   sameSpec,
   windowOf,
@@ -300,6 +301,8 @@ export class BudgetEngine implements Budgets, ReservationHost {
   private readonly createId = createIdGenerator();
   private skew = 0;
   private readonly bySpec = new WeakMap<BudgetSpec, CompiledBudget>();
+  /** This engine's mark on the spec objects it compiled (see {@link compile}). */
+  private readonly mark = Symbol("tollgate.compiled");
   private readonly byFingerprint = new Map<string, CompiledBudget>();
 
   constructor(options: BudgetsOptions) {
@@ -369,7 +372,9 @@ export class BudgetEngine implements Budgets, ReservationHost {
 
   private compile(spec: BudgetSpec): CompiledBudget {
     if (!isObject(spec)) throw bad(`a budget must be an object { scope, id, maxBudget, ... }, got ${what(spec)}`);
-    const hit = this.bySpec.get(spec);
+    // the compiled budget rides on the spec object itself (a hidden symbol property: no table to look it up in),
+    // checked against the spec's current fields (a spec changed in place compiles again)
+    const hit = (spec as unknown as Record<symbol, CompiledBudget | undefined>)[this.mark] ?? this.bySpec.get(spec);
     if (hit !== undefined && sameSpec(hit.source, spec)) return hit;
     const fp = fingerprint(spec);
     let c = this.byFingerprint.get(fp);
@@ -378,7 +383,9 @@ export class BudgetEngine implements Budgets, ReservationHost {
       if (this.byFingerprint.size >= MAX_CACHE) this.byFingerprint.clear();
       this.byFingerprint.set(fp, c);
     }
-    this.bySpec.set(spec, c);
+    if (Object.isExtensible(spec)) {
+      Object.defineProperty(spec, this.mark, { value: c, writable: true, configurable: true, enumerable: false });
+    } else this.bySpec.set(spec, c); // a frozen spec
     return c;
   }
 
@@ -394,7 +401,7 @@ export class BudgetEngine implements Budgets, ReservationHost {
   reserve(req: ReserveRequest): Promise<ReserveResult> {
     try {
       const plan = this.plan(req);
-      if (plan.list.length === 0) return Promise.resolve(this.admitted(plan, undefined, undefined));
+      if (plan.list.length === 0) return Promise.resolve(this.admitted(plan, undefined, undefined, Number.NaN));
       if (this.access.flat === undefined) return this.reserveAsync(plan);
       for (;;) {
         const b = this.fillReservation(this.scratch.reset(), plan);
@@ -420,6 +427,8 @@ export class BudgetEngine implements Budgets, ReservationHost {
     b.leaseId = this.createId();
     b.leaseTtlMs = this.ttlMs;
     b.ticket = true;
+    // a reservation is finished only through its own object: on an in-process store it keeps its ticket itself
+    b.ticketPrivate = this.access.flat !== undefined;
     return b;
   }
 
@@ -433,7 +442,8 @@ export class BudgetEngine implements Budgets, ReservationHost {
     const d = this.decide(plan, r);
     if (d === RETRY) return undefined;
     if (d !== ADMITTED) return { ok: false, denial: d };
-    return this.admitted(plan, this.leaseOf(plan, b.leaseId), r.ticketHandle);
+    const expiry = b.ticketPrivate ? r.now + this.ttlMs : Number.NaN;
+    return this.admitted(plan, this.leaseOf(plan, b.leaseId), r.ticketHandle, expiry);
   }
 
   /**
@@ -464,7 +474,7 @@ export class BudgetEngine implements Budgets, ReservationHost {
     const list: CompiledBudget[] = [];
     for (const spec of req.budgets) {
       const b = this.compile(spec); // checks every spec, including per-model budgets of other models
-      if (b.ref.model !== undefined && !modelMatches(b.ref.model, req.model)) continue;
+      if (b.model !== undefined && !modelMatches(b.model, req.model)) continue;
       // A budget given twice would put its window twice in one batch: merge it into its first occurrence.
       let j = 0;
       while (j < list.length && !sameWindow(list[j] as CompiledBudget, b)) j++;
@@ -495,7 +505,7 @@ export class BudgetEngine implements Budgets, ReservationHost {
       const c = list[i] as CompiledBudget;
       const key = periodKey(c, t);
       keys[i] = key;
-      b.window(key, c.schedule.windowMs, false, c.handle);
+      b.window(key, c.windowMs, false, c.handle);
       b.counter(SPEND, this.limitOf(c), 0, hold, c.enforce);
     }
     plan.keys = keys;
@@ -537,6 +547,12 @@ export class BudgetEngine implements Budgets, ReservationHost {
     return RETRY;
   }
 
+  /** @internal The window handles of a plan's holds (hints for the release), in the order of {@link leaseOf}. */
+  holdHints(b: FlatBatch, list: readonly CompiledBudget[], held: boolean): void {
+    if (!held) return;
+    for (let i = 0; i < list.length; i++) b.holdHandles[i] = (list[i] as CompiledBudget).handle;
+  }
+
   /** @internal The lease entries of an admitted plan: its holds (when it holds anything) and its windows. */
   leaseOf(plan: BudgetPlan, id: string): LeaseRef {
     const holds: LeaseRef["holds"] = [];
@@ -544,7 +560,12 @@ export class BudgetEngine implements Budgets, ReservationHost {
     return { id, gauges: [], holds, windows: plan.keys };
   }
 
-  private admitted(plan: BudgetPlan, lease: LeaseRef | undefined, ticketHandle: unknown): ReserveResult {
+  private admitted(
+    plan: BudgetPlan,
+    lease: LeaseRef | undefined,
+    ticketHandle: unknown,
+    expiry: number,
+  ): ReserveResult {
     const reservation = new BudgetReservation(
       this,
       plan.req,
@@ -553,6 +574,7 @@ export class BudgetEngine implements Budgets, ReservationHost {
       lease,
       lease === undefined ? 0 : plan.hold,
       ticketHandle,
+      expiry,
     );
     return { ok: true, reservation, maxTokens: plan.maxTokens, shrunk: plan.shrunk };
   }
@@ -609,7 +631,7 @@ export class BudgetEngine implements Budgets, ReservationHost {
     const c0 = b.counterCount;
     for (let i = 0; i < list.length; i++) {
       const c = list[i] as CompiledBudget;
-      b.window(periodKey(c, t), c.schedule.windowMs, false);
+      b.window(periodKey(c, t), c.windowMs, false, c.handle); // a hint: used while it is the key's live window
       b.counter(SPEND, 0, cost, 0, true);
     }
     return c0;
@@ -620,7 +642,12 @@ export class BudgetEngine implements Budgets, ReservationHost {
    * alerts it crossed, the spend record and the sink. `r` is undefined when nothing was written (no budgets).
    */
   recordCharge(
-    who: { requestId: string; model: string; budgets: BudgetRef[]; list: readonly CompiledBudget[] },
+    who: {
+      readonly requestId: string;
+      readonly model: string | undefined;
+      readonly budgetRefs: BudgetRef[];
+      readonly list: readonly CompiledBudget[];
+    },
     r: FlatResult | undefined,
     c0: number,
     usage: Usage,
@@ -630,7 +657,7 @@ export class BudgetEngine implements Budgets, ReservationHost {
     const list = who.list;
     const spend: Nano[] = new Array(r === undefined ? 0 : list.length);
     const periods: string[] = new Array(list.length);
-    for (let i = 0; i < list.length; i++) periods[i] = (list[i] as CompiledBudget).schedule.periodAt(t).id;
+    for (let i = 0; i < list.length; i++) periods[i] = periodId(list[i] as CompiledBudget, t);
     if (r !== undefined) {
       // read everything first: a listener may call the engine again and reuse the answer
       for (let i = 0; i < list.length; i++) spend[i] = r.values[c0 + i] ?? 0;
@@ -642,8 +669,8 @@ export class BudgetEngine implements Budgets, ReservationHost {
     }
     const record: SpendRecord = {
       requestId: who.requestId,
-      model: who.model,
-      scopes: who.budgets,
+      model: who.model as string,
+      scopes: who.budgetRefs,
       periods,
       usage,
       cost,
@@ -678,14 +705,24 @@ export class BudgetEngine implements Budgets, ReservationHost {
     const b = flat ? this.scratch.reset() : new FlatBatch();
     this.fillCharge(b, r.list, t, cost);
     b.releaseLease(lease);
-    b.finishTicket(lease.id, "settle", this.keepMs, r.ticketHandle);
-    const done = (res: FlatResult): Outcome<SettleResult> | Promise<Outcome<SettleResult>> => {
-      this.observe(res.now);
-      if (res.ticket === "finished") return DUPLICATE;
-      return appliedWith(this.recordCharge(r, res, 0, usage, cost, t));
-    };
-    if (flat) return done(this.access.adjust(b, this.answer) as FlatResult);
-    return (this.access.adjust(b, new FlatResult()) as Promise<FlatResult>).then(done);
+    this.holdHints(b, r.list, lease.holds.length > 0);
+    b.finishTicket(lease.id, "settle", this.keepMs, r.ticketHandle, r.expiry);
+    if (flat) return this.charged(r, usage, cost, t, this.access.adjust(b, this.answer) as FlatResult);
+    return (this.access.adjust(b, new FlatResult()) as Promise<FlatResult>).then((res) =>
+      this.charged(r, usage, cost, t, res),
+    );
+  }
+
+  private charged(
+    r: BudgetReservation,
+    usage: Usage,
+    cost: Nano,
+    t: number,
+    res: FlatResult,
+  ): Outcome<SettleResult> | Promise<Outcome<SettleResult>> {
+    this.observe(res.now);
+    if (res.ticket === "finished") return DUPLICATE;
+    return appliedWith(this.recordCharge(r, res, 0, usage, cost, t));
   }
 
   /** A reservation's release: the holds, and the ticket finished, in one adjust. */
@@ -695,7 +732,8 @@ export class BudgetEngine implements Budgets, ReservationHost {
     const flat = this.access.flat !== undefined;
     const b = flat ? this.scratch.reset() : new FlatBatch();
     b.releaseLease(lease);
-    b.finishTicket(lease.id, "release", this.keepMs, r.ticketHandle);
+    this.holdHints(b, r.list, lease.holds.length > 0);
+    b.finishTicket(lease.id, "release", this.keepMs, r.ticketHandle, r.expiry);
     b.readBack = false;
     const done = (res: FlatResult): Outcome => {
       this.observe(res.now);
@@ -705,8 +743,9 @@ export class BudgetEngine implements Budgets, ReservationHost {
     return (this.access.adjust(b, new FlatResult()) as Promise<FlatResult>).then(done);
   }
 
-  async renew(lease: LeaseRef, ttlMs: number): Promise<boolean> {
-    return (await this.store.renew(lease, positiveInt(ttlMs, "ttlMs"))) > 0;
+  async renew(r: BudgetReservation, ttlMs: number): Promise<boolean> {
+    const ttl = positiveInt(ttlMs, "ttlMs");
+    return (await this.access.renew(r.lease!, ttl, r.ticketHandle, r)) > 0;
   }
 
   /** Fires soft-budget and threshold events crossed by this charge: exactly one charge crosses each mark. */

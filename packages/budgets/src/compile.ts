@@ -1,7 +1,7 @@
 import { TollgateError, type WindowSpec } from "@tollgate/core";
 import { type Duration, parseDuration } from "./duration.js";
 import { MAX_NANO, type Nano, parseUsd } from "./money.js";
-import { createSchedule, type Period, type ResetMode, type Schedule } from "./schedule.js";
+import { createSchedule, type ResetMode, type Schedule } from "./schedule.js";
 import type { BudgetRef, BudgetScope, BudgetSpec } from "./types.js";
 import { checkTimeZone } from "./tz.js";
 
@@ -29,26 +29,44 @@ export interface CompiledBudget {
   schedule: Schedule;
   /** A shallow copy of the spec it was compiled from (cache validation). */
   source: BudgetSpec;
-  /** Memo of the store key of the last period used (the hot path reuses the string). */
-  lastPeriod: Period | undefined;
+  /** `schedule.windowMs`, kept here: the hot path reads this object only. */
+  windowMs: number;
+  /**
+   * Memo of the last period used, `[lastStart, lastEnd)`, and its store key: the hot path compares two numbers of
+   * this object and reuses the string, without reaching the schedule (with thousands of budgets every object reached
+   * is a likely cache miss).
+   */
+  lastStart: number;
+  lastEnd: number;
   lastKey: string;
+  /** The last period's id (see {@link periodId}). */
+  lastId: string;
+  /** `ref.model`, kept here for the hot path. */
+  model: string | undefined;
   /** The in-process store's handle of the window of the last admission (a hint the store checks), or undefined. */
   handle: unknown;
 }
 
 /** The store key of a compiled budget's period containing `t` (memoized per period). */
 export function periodKey(b: CompiledBudget, t: number): string {
+  if (t >= b.lastStart && t < b.lastEnd) return b.lastKey;
   const p = b.schedule.periodAt(t);
-  if (p !== b.lastPeriod) {
-    b.lastPeriod = p;
-    b.lastKey = `${b.base}:${p.id}`;
-  }
+  b.lastStart = p.start;
+  b.lastEnd = p.end;
+  b.lastId = p.id;
+  b.lastKey = `${b.base}:${p.id}`;
   return b.lastKey;
+}
+
+/** The id of a compiled budget's period containing `t` (memoized with {@link periodKey}). */
+export function periodId(b: CompiledBudget, t: number): string {
+  if (!(t >= b.lastStart && t < b.lastEnd)) periodKey(b, t);
+  return b.lastId;
 }
 
 /** The store window of a compiled budget's period containing `t`, with `counters` (admit, adjust or read form). */
 export function windowOf<C>(b: CompiledBudget, t: number, counters: C[]): WindowSpec & { counters: C[] } {
-  return { key: periodKey(b, t), windowMs: b.schedule.windowMs, algorithm: "fixed", counters };
+  return { key: periodKey(b, t), windowMs: b.windowMs, algorithm: "fixed", counters };
 }
 
 /** Whether a spec still has every field a compiled budget was built from. */
@@ -141,23 +159,28 @@ export function compileBudget(spec: BudgetSpec, defaults: CompileDefaults): Comp
     timeZone: spec.timeZone === undefined ? defaults.timeZone : checkTimeZone(spec.timeZone),
     ...(spec.startedAt === undefined ? {} : { anchor: spec.startedAt }),
   });
+  // the fields the hot path reads first (they share the object's first cache lines)
   return {
-    ref,
-    alias: spec.alias,
     base: baseKeyOf(ref, defaults.keyPrefix),
-    max,
-    soft,
+    lastStart: 0,
+    lastEnd: 0,
+    lastKey: "",
+    lastId: "",
+    model: ref.model,
+    windowMs: schedule.windowMs,
     limit: max ?? MAX_NANO,
     checkLimit:
       max !== null && ref.model === undefined && STRICT_IN_CHECK.has(ref.scope)
         ? Math.min(max + 1, MAX_NANO)
         : (max ?? MAX_NANO),
     enforce: max !== null && spec.shadow !== true,
+    handle: undefined,
+    ref,
+    alias: spec.alias,
+    max,
+    soft,
     schedule,
     source: { ...spec },
-    lastPeriod: undefined,
-    lastKey: "",
-    handle: undefined,
   };
 }
 

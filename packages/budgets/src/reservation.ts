@@ -50,7 +50,7 @@ export interface ReservationHost {
   charge(r: BudgetReservation, usage: Usage, cost: Nano): Outcome<SettleResult> | Promise<Outcome<SettleResult>>;
   /** One atomic adjust: release the lease and finish the ticket. */
   release(r: BudgetReservation): Outcome | Promise<Outcome>;
-  renew(lease: LeaseRef, ttlMs: number): Promise<boolean>;
+  renew(r: BudgetReservation, ttlMs: number): Promise<boolean>;
 }
 
 const DUPLICATE: { status: "duplicate" } = Object.freeze({ status: "duplicate" });
@@ -72,6 +72,8 @@ export class BudgetReservation implements Reservation {
     readonly reserved: Nano,
     /** The store's handle of the ticket (in-process stores), or undefined. */
     readonly ticketHandle: unknown,
+    /** A ticket the reservation keeps itself (in-process stores): its expiry in the store's time; else NaN. */
+    public expiry: number,
   ) {
     this.requestId = req.requestId;
     this.model = req.model;
@@ -81,6 +83,11 @@ export class BudgetReservation implements Reservation {
   get budgets(): BudgetRef[] {
     if (this.refs === undefined) this.refs = this.list.map((b) => b.ref);
     return this.refs;
+  }
+
+  /** The same, as spend records name them. */
+  get budgetRefs(): BudgetRef[] {
+    return this.budgets;
   }
 
   settle(usage: Usage): Promise<Outcome<SettleResult>> {
@@ -125,6 +132,6 @@ export class BudgetReservation implements Reservation {
   async renew(ttlMs: number = this.engine.ttlMs): Promise<boolean> {
     if (this.state !== "open") return false;
     if (this.lease === undefined) return true;
-    return this.engine.renew(this.lease, ttlMs);
+    return this.engine.renew(this, ttlMs);
   }
 }

@@ -185,10 +185,7 @@ export function createSchedule(options: ScheduleOptions): Schedule {
   if (reset !== "calendar" && reset !== "rolling") {
     throw new TollgateError("INVALID_ARGUMENT", `reset must be "calendar" or "rolling", got ${JSON.stringify(reset)}`);
   }
-  if (d === null) {
-    const never: Period = { start: Number.NEGATIVE_INFINITY, end: Number.POSITIVE_INFINITY, id: "never" };
-    return { tag: "never", windowMs: NEVER_WINDOW_MS, periodAt: () => never };
-  }
+  if (d === null) return NEVER;
   const anchor = options.anchor;
   if (anchor !== undefined && !Number.isSafeInteger(anchor)) {
     throw new TollgateError("INVALID_ARGUMENT", `budget start (anchor) must be an integer ms timestamp, got ${anchor}`);
@@ -214,35 +211,52 @@ export function createSchedule(options: ScheduleOptions): Schedule {
     tag = `${base}${bounds !== null && timeZone !== "UTC" ? `@${timeZone}` : ""}${showAnchor ? `^${anchorMs}` : ""}`;
   }
 
-  let cached: Period = { start: 0, end: 0, id: "" };
-  if (bounds === null) {
-    const len = d.unit === "mo" ? 0 : d.count * UNIT_MS[d.unit];
-    return {
-      tag,
-      windowMs,
-      periodAt(t) {
-        if (t >= cached.start && t < cached.end) return cached;
-        const start = t - mod(t - anchorMs, len);
-        cached = { start, end: start + len, id: `${tag}:${start + len}` };
-        return cached;
-      },
-    };
-  }
-  const localBounds = bounds;
-  return {
-    tag,
-    windowMs,
-    periodAt(t) {
-      if (t >= cached.start && t < cached.end) return cached;
-      const off = offsetAt(t, timeZone);
-      const [fl, nl] = localBounds(t + off);
-      const end = firstReach(nl, t, timeZone);
-      const start = Math.min(t, firstReach(fl, fl - off - 3 * HOUR, timeZone));
-      cached = { start, end, id: `${tag}:${end}` };
-      return cached;
-    },
-  };
+  const len = bounds === null && d.unit !== "mo" ? d.count * UNIT_MS[d.unit] : 0;
+  return new CompiledSchedule(tag, windowMs, bounds, len, anchorMs, timeZone);
 }
+
+/**
+ * A schedule as a class (one shared `periodAt` for every budget): a closure per schedule would give each of
+ * thousands of budgets its own copy of the function, each run by the interpreter until it is hot on its own (about
+ * 5 µs a call with 10,000 budgets, against nanoseconds for a shared method).
+ */
+class CompiledSchedule implements Schedule {
+  private cached: Period = { start: 0, end: 0, id: "" };
+
+  constructor(
+    readonly tag: string,
+    readonly windowMs: number,
+    /** Calendar bounds in local time, or null for fixed-length periods of `len` ms from `anchorMs`. */
+    private readonly bounds: LocalBounds | null,
+    private readonly len: number,
+    private readonly anchorMs: number,
+    private readonly timeZone: string,
+  ) {}
+
+  periodAt(t: number): Period {
+    const c = this.cached;
+    if (t >= c.start && t < c.end) return c;
+    this.cached = this.compute(t);
+    return this.cached;
+  }
+
+  private compute(t: number): Period {
+    const bounds = this.bounds;
+    if (bounds === null) {
+      const start = t - mod(t - this.anchorMs, this.len);
+      return { start, end: start + this.len, id: `${this.tag}:${start + this.len}` };
+    }
+    const off = offsetAt(t, this.timeZone);
+    const [fl, nl] = bounds(t + off);
+    const end = firstReach(nl, t, this.timeZone);
+    const start = Math.min(t, firstReach(fl, fl - off - 3 * HOUR, this.timeZone));
+    return { start, end, id: `${this.tag}:${end}` };
+  }
+}
+
+const NEVER_PERIOD: Period = { start: Number.NEGATIVE_INFINITY, end: Number.POSITIVE_INFINITY, id: "never" };
+/** The schedule of budgets that never reset (one object for all of them). */
+const NEVER: Schedule = { tag: "never", windowMs: NEVER_WINDOW_MS, periodAt: () => NEVER_PERIOD };
 
 /** Durations whose calendar grid does not depend on the anchor. */
 function isCalendarAligned(d: Duration): boolean {

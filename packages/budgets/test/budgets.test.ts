@@ -144,6 +144,23 @@ describe.each(STORES)("budgets on the $name store", ({ create }) => {
     expect(!second.ok && second.denial).toMatchObject({ reserved: CENT, max: 15_000_000 });
   });
 
+  it("a spec changed in place takes effect at once; a frozen spec works too (compiled budgets are cached per spec)", async () => {
+    const { budgets } = setup();
+    const spec = key("0.015");
+    const first = await budgets.reserve(req([spec]));
+    expect(first.ok).toBe(true);
+    spec.maxBudget = "0.025"; // raised in place: a second $0.01 hold now fits
+    expect((await budgets.reserve(req([spec]))).ok).toBe(true);
+    spec.maxBudget = "0.02"; // lowered: $0.02 held, a third does not fit
+    expect((await budgets.reserve(req([spec]))).ok).toBe(false);
+    expect(Object.keys(spec)).toEqual(Object.keys(key("1"))); // nothing visible was added to the caller's object
+    expect(JSON.parse(JSON.stringify(spec))).toEqual({ ...spec });
+    const frozen = Object.freeze(key("0.01", { id: "frozen" } as Partial<BudgetSpec>));
+    const r = await budgets.reserve(req([frozen]));
+    expect(r.ok).toBe(true);
+    expect((await budgets.reserve(req([frozen]))).ok).toBe(false);
+  });
+
   it("settles to the actual cost in one call and releases the hold; a second settle or release is a duplicate", async () => {
     const { budgets, records } = setup();
     const r = await budgets.reserve(req([key("1")]));

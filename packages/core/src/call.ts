@@ -60,10 +60,14 @@ export class StoreAccess {
     });
   }
 
-  /** A renewal: the flat capability's (with the ticket's handle), else the contract's. */
-  renew(lease: LeaseRef, ttlMs: number, ticketHandle: unknown): number | Promise<number> {
+  /**
+   * A renewal: the flat capability's (with the ticket's handle, and the engine-kept ticket `kept` when its expiry
+   * is not NaN), else the contract's.
+   */
+  renew(lease: LeaseRef, ttlMs: number, ticketHandle: unknown, kept: { expiry: number }): number | Promise<number> {
     const flat = this.flat;
-    if (flat !== undefined) return flat.renewFlat(lease, ttlMs, ticketHandle);
+    if (flat !== undefined)
+      return flat.renewFlat(lease, ttlMs, ticketHandle, Number.isNaN(kept.expiry) ? undefined : kept);
     return this.store.renew(lease, ttlMs);
   }
 

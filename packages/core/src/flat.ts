@@ -51,11 +51,15 @@ export class FlatBatch {
   readonly noHolds: boolean[] = [];
   /**
    * Per window, a handle from an earlier answer, or undefined to look the window up by key. Adjust: the handle of
-   * the admission being reconciled (used with a guard). Admit: a hint, the handle the last admission of this key
-   * got; the store uses it only while it is still the key's live window.
+   * the admission being reconciled (with a guard: the window charged, see {@link expectStart}), or a hint. Admit: a
+   * hint, the handle the last admission of this key got; the store uses a hint only while it is still the key's
+   * live window.
    */
   readonly handles: unknown[] = [];
-  /** Adjust: the window guard (`expectStart`), or NaN for none. */
+  /**
+   * Adjust: the window guard (`expectStart`), or NaN for none. With a guard, `handles[i]` is the window charged
+   * (used even when the store has since dropped it); without one, only a hint (used while it is the key's window).
+   */
   readonly expectStart: number[] = [];
   /** Counters of window `i` are the flat indices `[i === 0 ? 0 : counterEnd[i - 1], counterEnd[i])`. */
   readonly counterEnd: number[] = [];
@@ -78,6 +82,8 @@ export class FlatBatch {
    * of each gauge of `release` (same order), from the admission that took the lease.
    */
   readonly gaugeHandles: unknown[] = [];
+  /** Adjust: per hold of `release` (same order), the handle of its window from the admission (a hint), or undefined. */
+  readonly holdHandles: unknown[] = [];
 
   /** Admit: the lease taken on gauges and holds ("" for none). */
   leaseId = "";
@@ -176,11 +182,20 @@ export class FlatBatch {
     this.gaugeHandles[g] = handle;
   }
 
-  /** Adjust: releases `lease` in the same step; `handles` are its gauges' handles (see {@link gaugeHandles}). */
-  releaseLease(lease: LeaseRef | undefined, handles?: readonly unknown[], from = 0): void {
+  /**
+   * Adjust: releases `lease` in the same step; `handles` are its gauges' handles (see {@link gaugeHandles}), from
+   * index `from`, and `holdHandles` its holds' window handles (hints).
+   */
+  releaseLease(
+    lease: LeaseRef | undefined,
+    handles?: readonly unknown[],
+    from = 0,
+    holdHandles?: readonly unknown[],
+  ): void {
     this.release = lease;
     if (lease === undefined) return;
     for (let g = 0; g < lease.gauges.length; g++) this.gaugeHandles[g] = handles?.[from + g];
+    for (let h = 0; h < lease.holds.length; h++) this.holdHandles[h] = holdHandles?.[h];
   }
 
   /** Fills this batch from the contract's object form of an admission. */
@@ -265,9 +280,15 @@ export interface FlatCounterStore {
   adjustFlat(batch: FlatBatch, out: FlatResult): void;
   /**
    * `renew`, synchronously, with the ticket's handle from the admission's answer (or undefined). A ticket the engine
-   * keeps is not the store's to renew: the engine extends it itself.
+   * keeps itself ({@link FlatBatch.ticketPrivate}) is passed as `kept`: while live (`now < kept.expiry`) the store
+   * extends it like its own entries (`kept.expiry = now + ttlMs`) and counts it.
    */
-  renewFlat(lease: LeaseRef, ttlMs: number, ticketHandle: unknown): number;
+  renewFlat(lease: LeaseRef, ttlMs: number, ticketHandle: unknown, kept: { expiry: number } | undefined): number;
+  /**
+   * Records a ticket the engine kept so far ({@link FlatBatch.ticketPrivate}) under its id, so that others may name
+   * it from now on: open until `expiry` (store time), or already finished (kept `keepMs` from now). Answers its handle.
+   */
+  recordTicket(id: string, finished: boolean, expiry: number, keepMs: number): unknown;
 }
 
 /** The store's declared {@link FlatCounterStore} capability (`store.capabilities.flat`), when it has one. */

@@ -481,13 +481,7 @@ export class Limiter {
   async renewHeld(h: Held): Promise<boolean> {
     if (h.state !== "open" || h.id === "") return false;
     const lease = this.leaseOf(h, true)!;
-    const renewed = await this.access.renew(lease, this.leaseTtlMs, h.ticketHandle);
-    if (Number.isNaN(h.expiry)) return renewed > 0;
-    // the ticket this reservation keeps itself lives as long as its lease: extended while live, never revived
-    const now = await this.access.now();
-    if (now >= h.expiry) return renewed > 0;
-    h.expiry = now + this.leaseTtlMs;
-    return true;
+    return (await this.access.renew(lease, this.leaseTtlMs, h.ticketHandle, h)) > 0;
   }
 
   /**

@@ -135,7 +135,11 @@ export interface Ticket {
   release(): Promise<TicketOutcome>;
   /** Extends the lease, holds and ticket (long streams). False when they already expired. */
   renew(ttlMs?: number): Promise<boolean>;
-  /** What another gate on the same store needs to finish this ticket ({@link Gate.restore}): JSON-safe. */
+  /**
+   * What another gate on the same store needs to finish this ticket ({@link Gate.restore}): JSON-safe. On an
+   * in-process store a ticket with an id the gate made up is kept by this object until exported here: `toJSON()`
+   * then records it in the store, so the other gate's finish is recognised (call it before handing the ticket on).
+   */
   toJSON(): TicketData;
 }
 
@@ -269,6 +273,8 @@ class GateTicket implements Ticket, LimitRecord {
   /** False when the request had nothing to count: no store call at admission, none at settle. */
   stored = false;
   ticketHandle: unknown = undefined;
+  /** A ticket the gate keeps itself (in-process store, an id of ours, not exported): its expiry; else NaN. */
+  expiry = Number.NaN;
   degraded: "open" | "fallback" | undefined = undefined;
   model: string | undefined = undefined;
   private lease: LeaseRef | undefined = undefined;
@@ -306,6 +312,7 @@ class GateTicket implements Ticket, LimitRecord {
     return this.plan?.list ?? [];
   }
 
+  /** The budgets charged (spend records name them). */
   get budgetRefs(): BudgetRef[] {
     this.refs ??= this.list.map((b) => b.ref);
     return this.refs;
@@ -340,6 +347,7 @@ class GateTicket implements Ticket, LimitRecord {
   }
 
   toJSON(): TicketData {
+    this.gate.export(this);
     const data: TicketData = {
       v: 1,
       id: this.id,
@@ -447,11 +455,15 @@ class GateEngine implements Gate {
       b.leaseId = id;
       b.leaseTtlMs = this.leaseTtlMs;
       b.ticket = true;
+      // A fresh id of ours on an in-process store: the ticket keeps itself (no id index on the hot path) until
+      // toJSON() exports it. An id from the caller is recorded: it may be named again (a late admission is refused).
+      b.ticketPrivate = flat && req.id === undefined;
       const out = own ? this.answer : new FlatResult();
       const r = flat ? (this.access.admit(b, out) as FlatResult) : await this.access.admit(b, out);
       if (r.admitted) {
         if (plan !== undefined) this.budgets.decide(plan, r); // records the clock and the handles
         this.keep(t, b, r, p, ds, input, output, plan, flat);
+        if (b.ticketPrivate) t.expiry = r.now + this.leaseTtlMs;
         return t;
       }
       if (r.denied === FLAT_DENIED_TICKET) {
@@ -567,17 +579,9 @@ class GateEngine implements Gate {
     if (charged !== undefined && plan?.price !== undefined) cost = costOf(plan.price, charged);
     if (t.state !== "open") return DUPLICATE;
     const state = kind === SETTLE ? "settled" : kind === FAIL ? "failed" : "released";
-    const recordOf = (r: FlatResult | undefined, c0: number, time: number): TicketOutcome | Promise<TicketOutcome> => {
-      if (kind === RELEASE) return RELEASED;
-      if (plan === undefined || charged === undefined) return { status: "applied", cost, record: undefined };
-      const who = { requestId: t.id, model: t.model as string, budgets: t.budgetRefs, list: plan.list };
-      const result = this.budgets.recordCharge(who, r, c0, charged, cost, time);
-      if (result instanceof Promise) return result.then((x) => ({ status: "applied", cost, record: x.record }));
-      return { status: "applied", cost, record: result.record };
-    };
     if (!t.stored) {
       t.state = state;
-      return recordOf(undefined, 0, plan === undefined ? t.now : this.budgets.clock());
+      return this.applied(t, kind, charged, cost, undefined, 0, plan === undefined ? t.now : this.budgets.clock());
     }
     const flat = this.access.flat !== undefined;
     const own = flat && !this.planner.filling;
@@ -590,16 +594,10 @@ class GateEngine implements Gate {
       c0 = this.budgets.fillCharge(b, plan.list, time, cost);
     }
     b.releaseLease(t.leaseOf(!flat), t.handles, t.count);
-    b.finishTicket(t.id, kind === RELEASE ? "release" : "settle", this.keepMs, t.ticketHandle);
+    if (plan !== undefined && flat) this.budgets.holdHints(b, plan.list, plan.hold > 0);
+    b.finishTicket(t.id, kind === RELEASE ? "release" : "settle", this.keepMs, t.ticketHandle, t.expiry);
     b.readBack = c0 >= 0; // the spend after the charge, for alerts
     t.state = state; // claimed before any await: a concurrent second call answers `duplicate`
-    const done = (r: FlatResult): TicketOutcome | Promise<TicketOutcome> => {
-      if (plan !== undefined) this.budgets.observe(r.now);
-      const o = outcomeOf(r.ticket, kind === RELEASE);
-      if (o.status === "duplicate") return DUPLICATE;
-      if (o.status === "expired") return EXPIRED;
-      return recordOf(c0 >= 0 ? r : undefined, Math.max(0, c0), c0 < 0 ? r.now : time);
-    };
     if (flat) {
       let r: FlatResult;
       try {
@@ -608,13 +606,53 @@ class GateEngine implements Gate {
         t.state = "open"; // nothing was applied (adjust is atomic): the caller may retry
         throw err;
       }
-      return done(r);
+      return this.finished(t, kind, charged, cost, r, c0, time);
     }
-    return (this.access.adjust(b, new FlatResult()) as Promise<FlatResult>).then(done, (err: unknown) => {
-      // the call may still be applied by the store: a retry is recognised by the ticket and applies once
-      t.state = "open";
-      throw err;
-    });
+    return (this.access.adjust(b, new FlatResult()) as Promise<FlatResult>).then(
+      (r) => this.finished(t, kind, charged, cost, r, c0, time),
+      (err: unknown) => {
+        // the call may still be applied by the store: a retry is recognised by the ticket and applies once
+        t.state = "open";
+        throw err;
+      },
+    );
+  }
+
+  /** The outcome of a finishing adjustment (`c0`: the budget charge's first counter, -1 for none). */
+  private finished(
+    t: GateTicket,
+    kind: FinishKind,
+    charged: Usage | undefined,
+    cost: Nano,
+    r: FlatResult,
+    c0: number,
+    time: number,
+  ): TicketOutcome | Promise<TicketOutcome> {
+    if (t.plan !== undefined) this.budgets.observe(r.now);
+    const o = outcomeOf(r.ticket, kind === RELEASE);
+    if (o.status === "duplicate") return DUPLICATE;
+    if (o.status === "expired") return EXPIRED;
+    return c0 >= 0
+      ? this.applied(t, kind, charged, cost, r, c0, time)
+      : this.applied(t, kind, charged, cost, undefined, 0, r.now);
+  }
+
+  /** An applied outcome: a release's, or a charge's with its spend record (alerts and the sink on the way). */
+  private applied(
+    t: GateTicket,
+    kind: FinishKind,
+    charged: Usage | undefined,
+    cost: Nano,
+    r: FlatResult | undefined,
+    c0: number,
+    time: number,
+  ): TicketOutcome | Promise<TicketOutcome> {
+    const plan = t.plan;
+    if (kind === RELEASE) return RELEASED;
+    if (plan === undefined || charged === undefined) return { status: "applied", cost, record: undefined };
+    const result = this.budgets.recordCharge(t, r, c0, charged, cost, time);
+    if (result instanceof Promise) return result.then((x) => ({ status: "applied", cost, record: x.record }));
+    return { status: "applied", cost, record: result.record };
   }
 
   /** @internal */
@@ -622,7 +660,18 @@ class GateEngine implements Gate {
     const ttl = positive(ttlMs, this.leaseTtlMs, "ttlMs");
     if (t.state !== "open") return false;
     if (!t.stored) return true; // nothing held
-    return (await this.access.renew(t.leaseOf(true), ttl, t.ticketHandle)) > 0;
+    return (await this.access.renew(t.leaseOf(true), ttl, t.ticketHandle, t)) > 0;
+  }
+
+  /**
+   * @internal Before a ticket the gate kept itself leaves as data (toJSON): record it in the in-process store under
+   * its id, open or finished, so that the gate that restores it is recognised.
+   */
+  export(t: GateTicket): void {
+    const flat = this.access.flat;
+    if (flat === undefined || Number.isNaN(t.expiry)) return;
+    t.ticketHandle = flat.recordTicket(t.id, t.state !== "open", t.expiry, this.keepMs);
+    t.expiry = Number.NaN;
   }
 
   restore(data: TicketData): Ticket {

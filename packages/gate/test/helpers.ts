@@ -57,10 +57,12 @@ export function countingStore(inner: MemoryStore, flat: boolean): { store: Count
         calls.adjust++;
         inner.adjustFlat(b, r);
       },
-      renewFlat: (lease: LeaseRef, ttlMs: number, handle: unknown) => {
+      renewFlat: (lease: LeaseRef, ttlMs: number, handle: unknown, kept: { expiry: number } | undefined) => {
         calls.renew++;
-        return inner.renewFlat(lease, ttlMs, handle);
+        return inner.renewFlat(lease, ttlMs, handle, kept);
       },
+      recordTicket: (id: string, finished: boolean, expiry: number, keepMs: number) =>
+        inner.recordTicket(id, finished, expiry, keepMs),
     },
   };
   return { store: { ...store, capabilities }, calls };

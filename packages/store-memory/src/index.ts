@@ -154,14 +154,13 @@ function addCounter(entry: WindowEntry, name: string): Counter {
 
 /** Sum of live holds; drops expired ones (and an emptied map) when `prune` is set. */
 function heldOf(c: Counter | undefined, now: number, prune: boolean): number {
-  if (c?.holds === undefined) return 0;
+  if (c?.holds === undefined || c.holds.size === 0) return 0;
   let sum = 0;
   for (const [id, h] of c.holds) {
     if (h.expiry <= now) {
       if (prune) c.holds.delete(id);
     } else sum += h.amount;
   }
-  if (prune && c.holds.size === 0) c.holds = undefined;
   return sum;
 }
 
@@ -462,8 +461,11 @@ export class MemoryStore implements CounterStore, FlatCounterStore {
       const windowMs = b.windowMs[i]!;
       const expect = b.expectStart[i]!;
       const guarded = !Number.isNaN(expect);
-      // a handle is only used with a guard: an unguarded delta goes to whatever window the key holds now
-      let entry = (guarded ? (b.handles[i] as WindowEntry | undefined) : undefined) ?? this.peekWindow(b.keys[i]!);
+      // With a guard, the handle is the window charged, live or not (a dropped one takes the delta harmlessly).
+      // Without one the delta goes to whatever window the key holds now: a handle is then only a hint.
+      let entry = guarded
+        ? ((b.handles[i] as WindowEntry | undefined) ?? this.peekWindow(b.keys[i]!))
+        : (liveWindow(b.handles[i], b.keys[i]!) ?? this.peekWindow(b.keys[i]!));
       // without a clock (see clockFree) the window is taken as not rolled: `expect` still matches its start
       const roll = Number.isNaN(now) ? KEEP : rollOf(entry, windowMs, b.sliding[i]!, now);
       const ok = apply && (!guarded || (roll === KEEP && entry!.start === expect));
@@ -483,7 +485,7 @@ export class MemoryStore implements CounterStore, FlatCounterStore {
       c = end;
       entries[i] = entry;
     }
-    r.released = apply && b.release ? this.releaseLease(b.release, now, b.gaugeHandles) : 0;
+    r.released = apply && b.release ? this.releaseLease(b.release, now, b.gaugeHandles, b.holdHandles) : 0;
     if (!b.readBack) return;
     // values after the whole call
     c = 0;
@@ -502,11 +504,11 @@ export class MemoryStore implements CounterStore, FlatCounterStore {
   async renew(lease: LeaseRef, ttlMs: number): Promise<number> {
     this.assertOpen();
     validateRenew(lease, ttlMs);
-    return this.renewFlat(lease, ttlMs, undefined);
+    return this.renewFlat(lease, ttlMs, undefined, undefined);
   }
 
   /** The renewal in flat form ({@link FlatCounterStore}): `ticketHandle` from the admission's answer, if any. */
-  renewFlat(lease: LeaseRef, ttlMs: number, ticketHandle: unknown): number {
+  renewFlat(lease: LeaseRef, ttlMs: number, ticketHandle: unknown, kept: { expiry: number } | undefined): number {
     this.assertOpen();
     const now = this.now();
     const expiry = now + ttlMs;
@@ -527,8 +529,20 @@ export class MemoryStore implements CounterStore, FlatCounterStore {
         renewed++;
       }
     }
-    if (this.tickets.renew(this.prefix + lease.id, lease.id, ticketHandle, now, expiry)) renewed++;
+    if (kept !== undefined) {
+      if (now < kept.expiry) {
+        kept.expiry = expiry; // a ticket its engine keeps: extended as the store's own entries
+        renewed++;
+      }
+    } else if (this.tickets.renew(this.prefix + lease.id, lease.id, ticketHandle, now, expiry)) renewed++;
     return renewed;
+  }
+
+  /** Records a ticket its engine kept so far ({@link FlatCounterStore.recordTicket}); answers its handle. */
+  recordTicket(id: string, finished: boolean, expiry: number, keepMs: number): unknown {
+    this.assertOpen();
+    const now = this.now();
+    return this.tickets.record(this.prefix + id, id, finished, now, finished ? now + keepMs : expiry);
   }
 
   async read(query: ReadQuery): Promise<ReadResult> {
@@ -558,7 +572,12 @@ export class MemoryStore implements CounterStore, FlatCounterStore {
     this.tickets.clear();
   }
 
-  private releaseLease(ref: LeaseRef, now: number, handles?: readonly unknown[]): number {
+  private releaseLease(
+    ref: LeaseRef,
+    now: number,
+    handles?: readonly unknown[],
+    holdHandles?: readonly unknown[],
+  ): number {
     let removed = 0;
     for (let i = 0; i < ref.gauges.length; i++) {
       const g = ref.gauges[i]!;
@@ -574,14 +593,14 @@ export class MemoryStore implements CounterStore, FlatCounterStore {
         if (expiry > now) removed++;
       }
     }
-    for (const h of ref.holds) {
-      const entry = this.peekWindow(h.key);
+    for (let i = 0; i < ref.holds.length; i++) {
+      const h = ref.holds[i]!;
+      const entry = liveWindow(holdHandles?.[i], h.key) ?? this.peekWindow(h.key);
       const counter = entry && findCounter(entry, h.name);
       const hold = counter?.holds?.get(ref.id);
       if (hold !== undefined) {
-        // the last hold takes its map with it: cheaper than deleting, and admissions skip empty holds
-        if (counter!.holds!.size === 1) counter!.holds = undefined;
-        else counter!.holds!.delete(ref.id);
+        // the map stays (empty) for the counter's next hold: a budget window holds again and again
+        counter!.holds!.delete(ref.id);
         if (hold.expiry > now) removed++;
       }
     }

@@ -91,6 +91,13 @@ export class TicketTable {
     return fresh;
   }
 
+  /** Records `key` as open until `expiry`, or finished until `expiry` (a ticket its engine kept so far). */
+  record(key: string, id: string, finished: boolean, now: number, expiry: number): Ticket {
+    if (!finished) return this.open(key, id, this.byKey.get(key), now, expiry);
+    this.finish(key, id, this.find(key, id, undefined, now), now, expiry);
+    return this.byKey.get(key)!;
+  }
+
   /** Marks `key` finished until `expiry`; `found` is what {@link find} answered for it at this call. */
   finish(key: string, id: string, found: Ticket | undefined, now: number, expiry: number): void {
     if (found !== undefined) {

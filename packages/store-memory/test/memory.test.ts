@@ -1,4 +1,5 @@
 import { createLimiter, type Descriptor, TollgateError, type WindowOp } from "@tollgate/core";
+import { FlatBatch, FlatResult } from "@tollgate/core/internal";
 import { describe, expect, it } from "vitest";
 import { createMemoryStore } from "../src/index.js";
 
@@ -241,5 +242,33 @@ describe("memory store", () => {
       expect(store.ticketCount).toBe(101); // the stream and the next 100
       expect((await store.adjust(finish("stream", "release"))).ticket).toBe("open");
     });
+  });
+
+  it("a handle passed without a guard is only a hint: the delta goes to the key's live window", async () => {
+    const store = createMemoryStore({ now: () => 1_000_000 });
+    const b = new FlatBatch();
+    const r = new FlatResult();
+    b.reset();
+    b.window("{a}", 60_000, false);
+    b.counter("tokens", 1000, 10, 0, true);
+    b.window("{b}", 60_000, false);
+    b.counter("tokens", 1000, 20, 0, true);
+    store.admitFlat(b, r);
+    const handleOfA = r.handles[0];
+    // an unguarded delta to {b} carrying {a}'s handle: {b} is charged, {a} is untouched
+    b.reset();
+    b.window("{b}", 60_000, false, handleOfA);
+    b.counter("tokens", 0, 5, 0, true);
+    store.adjustFlat(b, r);
+    const read = await store.read({
+      windows: ["{a}", "{b}"].map((key) => ({
+        key,
+        windowMs: 60_000,
+        algorithm: "fixed" as const,
+        counters: ["tokens"],
+      })),
+      gauges: [],
+    });
+    expect(read.windows.map((w) => w.counters[0]!.value)).toEqual([10, 25]);
   });
 });
