@@ -56,6 +56,8 @@ export interface MemoryStoreOptions {
 }
 
 interface Hold {
+  /** The lease id (the key it is held under), so the map can be walked by its values. */
+  id: string;
   amount: number;
   expiry: number;
 }
@@ -152,13 +154,14 @@ function addCounter(entry: WindowEntry, name: string): Counter {
   return c;
 }
 
-/** Sum of live holds; drops expired ones (and an emptied map) when `prune` is set. */
+/** Sum of live holds; drops expired ones when `prune` is set (walking the values: no entry array per hold). */
 function heldOf(c: Counter | undefined, now: number, prune: boolean): number {
-  if (c?.holds === undefined || c.holds.size === 0) return 0;
+  const holds = c?.holds;
+  if (holds === undefined || holds.size === 0) return 0;
   let sum = 0;
-  for (const [id, h] of c.holds) {
+  for (const h of holds.values()) {
     if (h.expiry <= now) {
-      if (prune) c.holds.delete(id);
+      if (prune) holds.delete(h.id); // deleting the current entry while iterating is allowed for a Map
     } else sum += h.amount;
   }
   return sum;
@@ -395,7 +398,7 @@ export class MemoryStore implements CounterStore, FlatCounterStore {
           counter.holds ??= new Map();
           // the check pass pruned expired holds, so a prior hold of this lease is live
           const prior = counter.holds.get(leaseId)?.amount ?? 0;
-          counter.holds.set(leaseId, { amount: hold, expiry });
+          counter.holds.set(leaseId, { id: leaseId, amount: hold, expiry });
           r.held[c]! += hold - prior;
         }
       }
