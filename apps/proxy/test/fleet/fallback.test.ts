@@ -81,6 +81,8 @@ describe("a fleet of 3 proxies with failure_policy fallback", () => {
       // the degraded answers say so
       expect(fleet.instances.every((i) => i.process.stdout().includes("store health changed"))).toBe(true);
 
+      // an outage of a few seconds at least, whatever the machine's speed
+      await waitUntil(() => expect(Date.now() - killAt).toBeGreaterThan(3_000), 10_000);
       const restartAt = Date.now();
       await redis.restart();
       // every instance goes back to Redis by itself: readiness healthy again

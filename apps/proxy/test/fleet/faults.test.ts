@@ -58,14 +58,15 @@ const steady = (): BackgroundLoad => {
   return running;
 };
 /** Servers a test killed (restarted by `afterEach` when the test did not get that far). */
-const down = { redis: false, pg: false };
+const down = { redis: false, pg: false, frozen: false };
 /** Each test starts from a whole fleet, whatever the previous one left behind. */
 afterEach(async () => {
   await running?.stop().catch(() => {});
   running = undefined;
+  if (down.frozen) redis.resume();
   if (down.redis) await redis.restart();
   if (down.pg) await pgServer.restart();
-  down.redis = down.pg = false;
+  down.redis = down.pg = down.frozen = false;
   for (const inst of fleet.instances) if (!inst.alive) await inst.restart();
   await fleet.waitReady();
 }, 120_000);
@@ -261,6 +262,76 @@ describe("faults on a fleet of 3 proxies (failure_policy closed)", () => {
     expect(c.inLedger + c.missing.length).toBe(20);
 
     await fleet.instances[0]!.restart();
+  }, 240_000);
+
+  it("Redis frozen (SIGSTOP) under steady load: nobody waits much past the store timeout, recovery on SIGCONT, store and ledger agree", async () => {
+    // its own team and key: the team's budget counter in Redis is compared with the ledger afterwards
+    const team = await fleet.admin("/team/new", {
+      team_id: `freeze-${randomBytes(4).toString("hex")}`,
+      max_budget: 1_000,
+    });
+    const key = await fleet.admin("/key/generate", {
+      key: newSecret().key,
+      team_id: team.team_id,
+      rpm_limit: 1_000_000,
+    });
+    running = startLoad(fleet, () => ({ body: paid, options: { key: key.key } }), { concurrency: 6, pauseMs: 10 });
+    const load = running;
+    await load.more(30);
+    const frozenAt = Date.now();
+    down.frozen = true;
+    redis.pause();
+    // each instance: the first call waits for the timeout, the next ones answer at once by the policy (503)
+    const probes = await Promise.all(
+      fleet.instances.map(async (inst) => {
+        const out: FleetResponse[] = [];
+        for (let i = 0; i < 4; i++) out.push(await fleet.chat(paid, { key: key.key, instance: inst.index }));
+        return out;
+      }),
+    );
+    await waitUntil(() => expect(Date.now() - frozenAt).toBeGreaterThan(3_000), 10_000);
+    redis.resume();
+    down.frozen = false;
+    const resumedAt = Date.now();
+    const recovered = await Promise.all(
+      fleet.instances.map((inst) =>
+        waitUntil(async () => {
+          const r = await fleet.chat(paid, { key: key.key, instance: inst.index });
+          expect(r.status).toBe(200);
+          return Date.now() - resumedAt;
+        }, 60_000),
+      ),
+    );
+    await load.more(30);
+    const r = await load.stop();
+    const during = [...probes.flat(), ...r.responses.filter((x) => x.sentAt >= frozenAt && x.sentAt < resumedAt)];
+    const slowest = Math.max(...during.map((x) => x.ms));
+    console.log(
+      `[fleet faults] Redis frozen ${resumedAt - frozenAt} ms: ${during.length} requests meanwhile, statuses ${JSON.stringify(statusCounts(during))}; ` +
+        `probes per instance ${probes.map((p) => p.map((x) => `${x.status}/${x.ms.toFixed(0)}ms`).join(" ")).join(" | ")}; ` +
+        `slowest ${slowest.toFixed(0)} ms (store timeout ${STORE_TIMEOUT_MS} ms); recovered ${recovered.map((x) => `${x} ms`).join(", ")} after SIGCONT`,
+    );
+    for (const p of probes) expect(p.map((x) => x.status)).toEqual([503, 503, 503, 503]);
+    // no request waits seconds: at most one store timeout for the admission (plus, for a request admitted before
+    // the freeze, one for its settle), plus this loaded machine's scheduling
+    expect(slowest).toBeLessThan(2 * STORE_TIMEOUT_MS + 1_500);
+    expect(r.responses.filter((x) => x.status !== 200 && x.status !== 503).map((x) => `${x.status} ${x.text}`)).toEqual(
+      [],
+    );
+    await expectNothingLostOrDoubled(fleet, key.token, r.responses);
+    // Redis kept its data: once the settles that timed out during the freeze are applied (each exactly once), the
+    // team's budget counter equals its ledger, with nothing held
+    await waitUntil(async () => {
+      const ledger = await fleet.sql<{ s: string }>("SELECT sum(spend_nano) AS s FROM spend_logs WHERE team_id = $1", [
+        team.team_id,
+      ]);
+      const live = await liveLimits(fleet, `team_id=${team.team_id}`, 1);
+      const b = live.budgets.find((x: any) => x.scope === "team");
+      expect({ spend: Math.round(b.spend * NANO), reserved: b.reserved }).toEqual({
+        spend: Number(ledger[0]!.s),
+        reserved: 0,
+      });
+    }, 60_000);
   }, 240_000);
 
   it("kill -9 of Redis under steady load: 503 within the store timeout everywhere, recovery by itself, nothing charged twice", async () => {
