@@ -434,7 +434,7 @@ export default async function run(): Promise<string> {
     ...rows.map(line),
     "",
     `- **Store round trips per proxied request: ${fmt(standalone.one.trips, 2)} (1 instance), ${fmt(s3.trips, 2)} (3 instances) on standalone Redis** (target exactly 2: one admission, one settle); ${fmt(c3.trips, 2)} on the Cluster: one script per slot group, and the request's 6 hash tags (3 limit scopes, 3 budgets) land on 6 slots.`,
-    `- Projected capacity from the CPU per request (3 instances): **${perCore(s3.proxyUs)} requests/s per proxy core**, **${perCore(s3.redisUs)} requests/s per Redis core** (standalone); on the Cluster ${perCore(c3.redisUs)} requests/s per master core, about ${fmt((3 * 1e6) / c3.redisUs, 0)} requests/s for 3 masters; PostgreSQL (ledger) ${perCore(s3.pgUs)} requests/s per core.`,
+    `- Projected capacity from the CPU per request: **${perCore(standalone.one.proxyUs)} requests/s per proxy core** (one instance; ${perCore(s3.proxyUs)} with 3 instances sharing this machine's 2 cores with Redis, PostgreSQL, the upstream and the client), **${perCore(s3.redisUs)} requests/s per Redis core** (standalone, 3 instances); on the Cluster ${perCore(c3.redisUs)} requests/s per master core, about ${fmt((3 * 1e6) / c3.redisUs, 0)} requests/s for 3 masters; PostgreSQL (ledger) ${perCore(s3.pgUs)} requests/s per core.`,
     "",
     `Where the Redis CPU goes, by request shape: \`@tollgate/gate\` in this process on the same standalone Redis, ${CONNECTIONS} admit + settle in flight, ${ROUNDS} rounds × 2 s, medians (no proxy, no HTTP: the store's share alone):`,
     "",
