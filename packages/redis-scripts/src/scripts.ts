@@ -22,9 +22,9 @@ export type ScriptName = "admit" | "adjust" | "renew" | "read";
  */
 // BEGIN SHAS
 const SHAS = {
-  admit: "da4bc0a3e74986422617cb03c76d4cdf15eb5367",
-  adjust: "eb014d21d36cb75f2f8aa43c1531b09752fb864b",
-  renew: "5c7b98225c85702e95f545194089a0ebeb162e81",
+  admit: "3687ac45f25f62722f3cfacbeaa9f613181f49e2",
+  adjust: "1e09e88bfa4e3b19efcf84a4e9cb493a98dd8353",
+  renew: "6efd75fe58856e8cd0ce90292deb2bfc71a1a1b6",
   read: "82910afd0369dccfd03443c7372cec9dbb265e52",
 } as const;
 // END SHAS

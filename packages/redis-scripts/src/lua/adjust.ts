@@ -1,4 +1,4 @@
-import { LUA_HOLDS, LUA_TICKETS, LUA_WINDOW_TTL, PRELUDE } from "./prelude.js";
+import { LUA_HELD_PRUNED, LUA_TICKETS, LUA_WINDOW_TTL, PRELUDE } from "./prelude.js";
 
 /**
  * `adjust`: window-guarded deltas plus an optional lease release, atomically, exactly once per ticket
@@ -34,7 +34,7 @@ import { LUA_HOLDS, LUA_TICKETS, LUA_WINDOW_TTL, PRELUDE } from "./prelude.js";
  * Values never go below 0. A ticket that says "do not apply" makes every window unapplied and releases nothing.
  * Errors as in `admit`.
  */
-export const ADJUST_LUA = `${PRELUDE}${LUA_TICKETS}${LUA_WINDOW_TTL}${LUA_HOLDS}
+export const ADJUST_LUA = `${PRELUDE}${LUA_TICKETS}${LUA_WINDOW_TTL}${LUA_HELD_PRUNED}
 local now, tested = clock(ARGV[1])
 local id = ARGV[2]
 local shape = tonumber(ARGV[3], 36)
@@ -173,7 +173,12 @@ for _ = 1, nrg do
   rk = rk + 1
 end
 for _ = 1, nrh do
-  if not checked or checked[KEYS[rk]] ~= KEYS[rk + 1] then held_pruned(KEYS[rk], KEYS[rk + 1], now, id) end
+  -- A read of this lease's entry type-checks both keys (WRONGTYPE) before the first write; pruning is the
+  -- admissions' job.
+  if not checked or checked[KEYS[rk]] ~= KEYS[rk + 1] then
+    call('ZSCORE', KEYS[rk], id)
+    call('HGET', KEYS[rk + 1], id)
+  end
   rk = rk + 2
 end
 

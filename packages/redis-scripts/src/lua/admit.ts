@@ -1,4 +1,4 @@
-import { LUA_EARLIEST, LUA_HOLDS, LUA_TICKETS, LUA_WINDOW_TTL, PRELUDE } from "./prelude.js";
+import { LUA_EARLIEST, LUA_HELD_PRUNED, LUA_TICKETS, LUA_WINDOW_TTL, PRELUDE } from "./prelude.js";
 
 /**
  * `admit`: the whole admission of one batch (docs/store-contract.md, "admit"), all-or-nothing, and its ticket.
@@ -29,7 +29,7 @@ import { LUA_EARLIEST, LUA_HOLDS, LUA_TICKETS, LUA_WINDOW_TTL, PRELUDE } from ".
  * Errors: `TOLLGATE_CORRUPT <key> ...` for malformed stored values, `WRONGTYPE` for keys of the wrong type;
  * both are raised before any write except prunes of expired entries.
  */
-export const ADMIT_LUA = `${PRELUDE}${LUA_TICKETS}${LUA_WINDOW_TTL}${LUA_HOLDS}${LUA_EARLIEST}
+export const ADMIT_LUA = `${PRELUDE}${LUA_TICKETS}${LUA_WINDOW_TTL}${LUA_HELD_PRUNED}${LUA_EARLIEST}
 local now, tested = clock(ARGV[1])
 local id, ttl, tttl = ARGV[2], tonumber(ARGV[3], 36), tonumber(ARGV[4], 36)
 local shape = tonumber(ARGV[5], 36)
@@ -61,7 +61,7 @@ local ga = a
 -- key. The reply is built as the state is read (the state before applying); the write phase adds what it applies.
 local vals = ns > 0 and call('MGET', unpack(KEYS, 1, ns)) or {}
 local holds_in_use = nh > 0 and call('EXISTS', unpack(KEYS, ns + 1, ns + 2 * nh)) > 0
-local missing, mine
+local missing, mine, existing
 local dkind, da, db = 0, 0, 0
 local k = 1
 if tttl > 0 then
@@ -129,6 +129,8 @@ for w = 1, nw do
         local m
         h, m = held_pruned(KEYS[hk], KEYS[hk + 1], now, id)
         if m > 0 then mine = mine or {}; mine[hk] = m end
+        -- Live holds left after pruning: both keys stay, with a TTL that only ever grows (PEXPIRE GT below).
+        if h > 0 then existing = existing or {}; existing[hk] = true end
       end
       hk = hk + 2
       o = o + 1
@@ -218,10 +220,18 @@ for w = 1, nw do
       if admitted then
         local hold = tonumber(ARGV[a + 2], 36)
         if hold > 0 then
-          call('ZADD', KEYS[hk], fmt(now + ttl), id)
+          call('ZADD', KEYS[hk], now + ttl, id)
           call('HSET', KEYS[hk + 1], id, hold)
-          extend(KEYS[hk], ttl)
-          extend(KEYS[hk + 1], ttl)
+          -- The keys live as long as their latest entry: keys with live holds (so a TTL) take only a longer one,
+          -- new keys (or keys emptied by the prune, hence deleted) this TTL.
+          local gt = existing and existing[hk] and 'GT' or nil
+          if gt then
+            call('PEXPIRE', KEYS[hk], ttl, gt)
+            call('PEXPIRE', KEYS[hk + 1], ttl, gt)
+          else
+            call('PEXPIRE', KEYS[hk], ttl)
+            call('PEXPIRE', KEYS[hk + 1], ttl)
+          end
           out[o] = out[o] - (mine and mine[hk] or 0) + hold
         end
       end
@@ -236,8 +246,10 @@ for g = 0, ng - 1 do
   local key = KEYS[gk0 + g]
   local cnt = inflight[g + 1]
   if admitted then
-    cnt = cnt + call('ZADD', key, fmt(now + ttl), id)
-    extend(key, ttl)
+    local before = cnt
+    cnt = cnt + call('ZADD', key, now + ttl, id)
+    -- A gauge that had live entries has a TTL: only a longer one replaces it; a new one takes this TTL.
+    if before > 0 then call('PEXPIRE', key, ttl, 'GT') else call('PEXPIRE', key, ttl) end
   end
   out[o + 1], out[o + 2] = cnt, earliest(key)
   o = o + 2

@@ -134,13 +134,8 @@ end
 
 `;
 
-/** Holds: pruning with the live total, and key TTLs following their latest entry. */
-export const LUA_HOLDS = `
--- Extends a key's TTL to at least ms (keys of holds and gauges live as long as their latest entry).
-local function extend(key, ms)
-  if call('PTTL', key) < ms then call('PEXPIRE', key, fmt(ms)) end
-end
-
+/** Holds: pruning with the live total. */
+export const LUA_HELD_PRUNED = `
 -- Drops expired holds of one counter and answers the live total and the amount held by lease id.
 local function held_pruned(holds, held, now, id)
   local expired = call('ZRANGEBYSCORE', holds, '-inf', fmt(now))
@@ -158,6 +153,15 @@ local function held_pruned(holds, held, now, id)
     if all[i] == id then mine = a end
   end
   return sum, mine
+end
+
+`;
+
+/** Key TTLs following their latest entry (renew). */
+export const LUA_EXTEND = `
+-- Extends a key's TTL to at least ms (keys of holds and gauges live as long as their latest entry).
+local function extend(key, ms)
+  if call('PTTL', key) < ms then call('PEXPIRE', key, fmt(ms)) end
 end
 
 `;

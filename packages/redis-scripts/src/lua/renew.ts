@@ -1,4 +1,4 @@
-import { LUA_HOLDS, LUA_TICKETS, PRELUDE } from "./prelude.js";
+import { LUA_EXTEND, LUA_TICKETS, PRELUDE } from "./prelude.js";
 
 /**
  * `renew`: sets the expiry of every live entry of a lease to now + ttl (docs/store-contract.md, "Leases"), and of
@@ -18,7 +18,7 @@ import { LUA_HOLDS, LUA_TICKETS, PRELUDE } from "./prelude.js";
  *
  * Reply: { now, number of gauge and hold entries renewed, 1 when an open ticket was renewed else 0 }.
  */
-export const RENEW_LUA = `${PRELUDE}${LUA_TICKETS}${LUA_HOLDS}
+export const RENEW_LUA = `${PRELUDE}${LUA_TICKETS}${LUA_EXTEND}
 local now, tested = clock(ARGV[1])
 local id = ARGV[2]
 local ttl = tonumber(ARGV[3], 36)
