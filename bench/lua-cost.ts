@@ -112,11 +112,11 @@ try {
   };
   const a = admit("lc:");
   const phases: Array<[string, string, (i: number) => ScriptCall]> = [
-    ["admit: helpers defined, KEYS/ARGV received", admitUntil("local now = clock"), a],
-    ["  + server TIME, header", admitUntil("-- Read phase"), a],
+    ["admit: helpers defined, KEYS/ARGV received", admitUntil("local now, tested = clock"), a],
+    ["  + server TIME, header, layout pass", admitUntil("-- Read phase"), a],
     ["  + MGET of ticket, starts and values", admitUntil("local holds_in_use"), a],
     ["  + read and check every counter", admitUntil("\ncheck_missing(missing)\n\nlocal gk0"), a],
-    ["  + wrong-type check of absent keys", admitUntil("local gk0, ga0"), a],
+    ["  + wrong-type check of absent keys", admitUntil("local gk0 = ns"), a],
     ["full admit (writes, ticket, reply)", ADMIT_SCRIPT.source, a],
     ["full admit, windows without noHolds", ADMIT_SCRIPT.source, admit("lh:", false)],
     ["full adjust (settle of 3 token counters, ticket)", ADJUST_SCRIPT.source, adjust("lc:")],
