@@ -23,7 +23,7 @@ export type ScriptName = "admit" | "adjust" | "renew" | "read";
 // BEGIN SHAS
 const SHAS = {
   admit: "3687ac45f25f62722f3cfacbeaa9f613181f49e2",
-  adjust: "1e09e88bfa4e3b19efcf84a4e9cb493a98dd8353",
+  adjust: "5c2e27723087bb1695b91a96f379508c2a4d63b2",
   renew: "6efd75fe58856e8cd0ce90292deb2bfc71a1a1b6",
   read: "82910afd0369dccfd03443c7372cec9dbb265e52",
 } as const;

@@ -177,7 +177,8 @@ for _ = 1, nrh do
   -- admissions' job.
   if not checked or checked[KEYS[rk]] ~= KEYS[rk + 1] then
     call('ZSCORE', KEYS[rk], id)
-    call('HGET', KEYS[rk + 1], id)
+    local m = call('HGET', KEYS[rk + 1], id)
+    if m then int(KEYS[rk + 1], m) end
   end
   rk = rk + 2
 end
