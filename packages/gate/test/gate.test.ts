@@ -264,6 +264,17 @@ describe.each([
       ]);
     });
 
+    it("a ticket exported after its settle is a duplicate for the gate that restores it", async () => {
+      const w = world(flat);
+      const a = admitted(await w.gate.admit(REQUEST));
+      expect(applied(await a.ticket.settle(USAGE)).cost).toBe(COST);
+      const other = createGate({ store: w.store, budgets: { prices: PRICES, now: () => w.clock.now } });
+      const copy = other.restore(JSON.parse(JSON.stringify(a.ticket)));
+      expect(await copy.settle(USAGE)).toEqual({ status: "duplicate" });
+      expect(await copy.release()).toEqual({ status: "duplicate" });
+      expect((await spend(w, BUDGETS))[0]).toEqual([COST, 0]);
+    });
+
     it("a late admission under a finished ticket id is refused and changes nothing", async () => {
       const w = world(flat);
       const a = admitted(await w.gate.admit({ ...REQUEST, id: "call-1" }));
