@@ -34,14 +34,14 @@ export const builders: Build = (r) => [
 ];
 
 /** Object literals. */
-const literals: Build = (r) => [
+export const literals: Build = (r) => [
   { scope: "api_key", value: r.apiKey, requests: HIGH, tokens: HIGH },
   { scope: "team", value: r.team, requests: HIGH, tokens: HIGH },
   { scope: "user", value: r.user, requests: HIGH, tokens: HIGH },
 ];
 
 /** Spreads of a configured limits object (a shape a config loader produces). */
-const spreads: Build = (r) => [
+export const spreads: Build = (r) => [
   { scope: "api_key", value: r.apiKey, ...LIMITS },
   { scope: "team", value: r.team, ...LIMITS },
   { scope: "user", value: r.user, ...LIMITS },
