@@ -82,19 +82,26 @@ const root = fileURLToPath(new URL("../../..", import.meta.url));
 const workerPath = fileURLToPath(new URL("./drill-worker.ts", import.meta.url));
 const uid = () => Math.random().toString(36).slice(2, 10);
 
-/** Base keys whose slots lie in different thirds of the slot space (different masters of the test cluster). */
-function spreadKeys(): DrillRequestSpec["keys"] {
+/**
+ * Base keys for the drill. On a cluster, the api key, team and user sit on three different masters (read from the
+ * cluster's own slot map, not assumed) and the budget shares the team's master, so killing one master loses exactly
+ * one of them.
+ */
+function spreadKeys(cluster: RedisClusterHandle | undefined): DrillRequestSpec["keys"] {
   const want: Array<[keyof DrillRequestSpec["keys"], string, number]> = [
     ["apiKey", "api_key", 0],
     ["team", "team", 1],
     ["user", "user", 2],
     ["budget", "budget:team", 1],
   ];
+  const ports = cluster ? cluster.masters.map((m) => m.port) : [];
+  const placeOf = (slot: number) =>
+    cluster ? ports.indexOf(cluster.masterOf(slot).port) : Math.min(2, Math.floor(slot / 5462));
   const out = {} as DrillRequestSpec["keys"];
-  for (const [field, scope, third] of want) {
+  for (const [field, scope, place] of want) {
     for (;;) {
       const key = `{${scope}:${uid()}}`;
-      if (Math.floor(calculateSlot(key) / 5462) === third) {
+      if (placeOf(calculateSlot(key)) === place) {
         out[field] = key;
         break;
       }
@@ -167,7 +174,7 @@ export async function runBurstDrill(o: BurstDrillOptions): Promise<BurstDrillFig
   const requestLimit = o.requestLimit ?? 50;
   const prefix = `drill:${uid()}:`;
   const spec: DrillRequestSpec = {
-    keys: spreadKeys(),
+    keys: spreadKeys(o.cluster),
     requestLimit,
     maxParallel: o.maxParallel ?? 1_000_000,
     estimate: 500,
