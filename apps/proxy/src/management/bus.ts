@@ -18,16 +18,29 @@ export interface RedisBusOptions {
   subscriber: RedisPubSubClient;
   /** @default "tollgate:invalidate" */
   channel?: string;
-  /** Called when a publish fails (Redis down): other instances then catch up by their refresh interval. */
+  /**
+   * Called when a publish or a subscription fails (Redis down): other instances then catch up by their refresh
+   * interval, and this one drops its whole cache once its subscription is back.
+   */
   onError?: (err: unknown) => void;
+  /**
+   * How long {@link createRedisBus} waits for the first subscription before it returns anyway (Redis down or frozen
+   * at start): the subscription then completes in the background, when Redis answers. `0` does not wait.
+   * @default 2000
+   */
+  startWaitMs?: number;
 }
 
 const KINDS = new Set<string>(["key", "user", "team", "member", "organization", "budget", "end_user"]);
 
 /**
  * Cache invalidation over Redis pub/sub: every instance sharing the Redis hears every change within milliseconds.
- * Messages are `<instance>\t<kind>\t<id>`; an instance ignores its own. When the subscriber reconnects (messages may
- * have been lost meanwhile) the listeners get `"*"`: drop everything and reload on demand.
+ * Messages are `<instance>\t<kind>\t<id>`; an instance ignores its own. Each time Redis confirms the subscription
+ * (after a reconnect, or Redis coming up after the process started without it: messages may have been lost
+ * meanwhile) the listeners get `"*"`: drop everything and reload on demand.
+ *
+ * Redis being unreachable never fails the bus: it subscribes again on every reconnection of the subscriber
+ * connection until Redis confirms.
  */
 export async function createRedisBus(options: RedisBusOptions): Promise<InvalidationBus> {
   const channel = options.channel ?? "tollgate:invalidate";
@@ -36,15 +49,35 @@ export async function createRedisBus(options: RedisBusOptions): Promise<Invalida
   const emit = (kind: EntityKind | "*", id: string) => {
     for (const h of handlers) h(kind, id);
   };
-  let lostConnection = false;
+  let closed = false;
+  let confirmed = false;
+  let pending: Promise<void> | undefined;
+  let connected = true;
+  // Subscribes (again); on each confirmation every listener drops what it cached meanwhile (at start, nothing).
+  const subscribe = (): Promise<void> => {
+    if (pending !== undefined) return pending;
+    pending = options.subscriber.subscribe(channel).then(
+      () => {
+        pending = undefined;
+        if (closed) return;
+        connected = true;
+        confirmed = true;
+        emit("*", "");
+      },
+      (err: unknown) => {
+        pending = undefined;
+        if (!closed) options.onError?.(err);
+      },
+    );
+    return pending;
+  };
   options.subscriber.on("close", () => {
-    lostConnection = true;
+    connected = false;
   });
   options.subscriber.on("ready", () => {
-    if (lostConnection) {
-      lostConnection = false;
-      emit("*", "");
-    }
+    // ioredis resubscribes by itself after a reconnect, but only to channels Redis had confirmed; subscribing again
+    // is harmless and covers a subscription that never went through (Redis down at start).
+    if (!closed && (!connected || !confirmed)) void subscribe();
   });
   options.subscriber.on("message", (ch, message) => {
     if (ch !== channel) return;
@@ -52,8 +85,13 @@ export async function createRedisBus(options: RedisBusOptions): Promise<Invalida
     if (from === me || kind === undefined || !KINDS.has(kind)) return;
     emit(kind as EntityKind, rest.join("\t"));
   });
-  await options.subscriber.subscribe(channel);
-  let closed = false;
+  const first = subscribe();
+  const wait = options.startWaitMs ?? 2_000;
+  if (wait > 0) {
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([first, new Promise<void>((resolve) => (timer = setTimeout(resolve, wait)))]);
+    clearTimeout(timer);
+  }
   return {
     publish(kind, id) {
       if (closed) return;

@@ -141,23 +141,40 @@ export function finishedFromCallRecord(
 }
 
 /** A pub/sub bus on the store's Redis (standalone or Cluster); none for the memory and Upstash stores. */
-async function busFor(config: ProxyConfig, onError: (err: unknown) => void): Promise<InvalidationBus | undefined> {
+async function busFor(
+  config: ProxyConfig,
+  log: { warn(o: object, m: string): void; info(o: object, m: string): void },
+): Promise<InvalidationBus | undefined> {
   const s = config.store;
-  let make: () => RedisPubSubClient & { on(event: "error", l: (e: unknown) => void): unknown };
+  type Conn = RedisPubSubClient & { on(event: "error", l: (e: unknown) => void): unknown };
+  let make: () => Conn;
   if (s.type === "redis") make = () => new Redis(s.url, { maxRetriesPerRequest: 1 });
   else if (s.type === "redis_cluster") {
     make = () =>
       new Cluster(
         s.nodes,
         s.password === undefined ? {} : { redisOptions: { password: s.password } },
-      ) as unknown as RedisPubSubClient & {
-        on(event: "error", l: (e: unknown) => void): unknown;
-      };
+      ) as unknown as Conn;
   } else return undefined;
+  // Redis down (at start or later) is logged once, and its return once: the clients retry every few seconds.
+  let down = false;
+  const onError = (err: unknown) => {
+    if (down) return;
+    down = true;
+    log.warn(
+      { err: (err as Error)?.message },
+      "cache invalidation bus: Redis unreachable, retrying (changes made on other instances show after a reconnect)",
+    );
+  };
   const publisher = make();
   const subscriber = make();
   publisher.on("error", onError);
   subscriber.on("error", onError);
+  subscriber.on("ready", () => {
+    if (!down) return;
+    down = false;
+    log.info({}, "cache invalidation bus: Redis reachable again");
+  });
   return createRedisBus({ publisher, subscriber, onError });
 }
 
@@ -199,9 +216,7 @@ export function managementExtension(
           accessGroups.set(g, list);
         }
       }
-      const bus = await busFor(config, (err) =>
-        proxy.log.warn({ err: (err as Error)?.message }, "cache invalidation bus"),
-      );
+      const bus = await busFor(config, proxy.log);
       m = await createManagement({
         databaseUrl: url,
         baseDir,
