@@ -74,9 +74,10 @@ async function main(): Promise<void> {
       "none: the proxy is OPEN to anyone who can reach it (set general_settings.master_key or LITELLM_MASTER_KEY)";
 
   const portText = args.port ?? (process.env.PORT || "4000");
-  const port = Number(portText);
+  const port = /^\d+$/.test(portText.trim()) ? Number(portText) : Number.NaN;
   if (!Number.isInteger(port) || port < 0 || port > 65535) {
-    process.stderr.write(`tollgate: --port must be a port number, got ${JSON.stringify(portText)}\n`);
+    const from = args.port === undefined ? "PORT" : "--port";
+    process.stderr.write(`tollgate: ${from} must be a port number (0-65535), got ${JSON.stringify(portText)}\n`);
     process.exit(2);
   }
   const host = args.host ?? (process.env.HOST || "0.0.0.0");
@@ -90,7 +91,14 @@ async function main(): Promise<void> {
   try {
     address = await proxy.listen(port, host);
   } catch (err) {
-    process.stderr.write(`tollgate: cannot listen on ${host}:${port}: ${(err as Error).message}\n`);
+    // listen() also starts the store and the extensions (the database): say which part failed.
+    const code = (err as NodeJS.ErrnoException)?.code;
+    const listening = code === "EADDRINUSE" || code === "EACCES" || code === "EADDRNOTAVAIL" || code === "ENOTFOUND";
+    process.stderr.write(
+      listening
+        ? `tollgate: cannot listen on ${host}:${port}: ${(err as Error).message}\n`
+        : `tollgate: cannot start: ${(err as Error)?.message ?? String(err)}\n`,
+    );
     process.exit(1);
   }
   const shown = host === "0.0.0.0" || host === "::" ? "localhost" : host;
@@ -140,7 +148,11 @@ async function main(): Promise<void> {
 }
 
 function parse() {
+  // `pnpm start -- --port 5000` hands the script a leading `--`: skip it.
+  const argv = process.argv.slice(2);
+  if (argv[0] === "--") argv.shift();
   const { values } = parseArgs({
+    args: argv,
     options: {
       config: { type: "string", short: "c" },
       port: { type: "string", short: "p" },

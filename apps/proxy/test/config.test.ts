@@ -103,6 +103,65 @@ router_settings:
     expect(c.warnings.some((w) => w.includes('model_list[0].litellm_params.rpm: the string "100"'))).toBe(true);
   });
 
+  it("stops on a near miss of a supported key (a typo) but only warns about LiteLLM's own settings", () => {
+    expect(
+      problems(`model_list:
+  - model_name: a
+    litellm_params: { model: openai/x, api_bsae: "http://h/v1", TPM: 5 }
+litellm_settings: { max_budegt: 5 }
+general_settings: { Master_Key: sk-1, store: { type: memory, prefx: "a:" } }
+router_settings: { redis_hots: h }
+`),
+    ).toEqual([
+      "litellm_settings.max_budegt: unknown key (did you mean max_budget?)",
+      "general_settings.Master_Key: unknown key (did you mean master_key?)",
+      "router_settings.redis_hots: unknown key (did you mean redis_host?)",
+      "general_settings.store.prefx: unknown key (did you mean prefix?)",
+      "model_list[0].litellm_params.api_bsae: unknown key (did you mean api_base?)",
+      "model_list[0].litellm_params.TPM: unknown key (did you mean tpm?)",
+    ]);
+    // Settings from LiteLLM's documentation that Tollgate does not read: one warning each, never an error.
+    const c = parseConfig(
+      `model_list:
+  - model_name: a
+    litellm_params:
+      model: openai/x
+      api_version: "2024-10-21"
+      organization: org
+      region_name: eu
+      order: 1
+      tags: [a]
+      max_retries: 2
+      input_cost_per_second: 0.1
+      base_model: gpt-4o
+litellm_settings:
+  cache: true
+  callbacks: [x]
+  max_end_user_budget_id: b
+  default_max_internal_user_budget: 1
+  set_verbose: false
+  json_logs: true
+general_settings:
+  alerting: [slack]
+  database_args: {}
+  database_connection_pool_limit: 10
+  max_parallel_requests: 100
+  global_max_parallel_requests: 1000
+  store_model_in_db: true
+  disable_spend_logs: false
+router_settings:
+  redis_url: redis://h
+  redis_db: 0
+  timeout: 30
+  num_retries: 2
+  enable_pre_call_checks: true
+`,
+      { env: {} },
+    );
+    const warning = c.warnings.find((w) => w.includes("does not support yet"))!;
+    expect(warning).toContain("ignoring 26 LiteLLM setting(s)");
+  });
+
   it("resolves os.environ/ secrets and says which is missing", () => {
     const text = `model_list:
   - model_name: a

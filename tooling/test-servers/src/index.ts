@@ -51,6 +51,7 @@ export {
   type RedisClusterHandle,
   type RedisClusterNodeHandle,
   type RedisServerHandle,
+  type RedisServerOptions,
   startRedisCluster,
   startRedisServer,
 } from "./redis.js";

@@ -185,7 +185,14 @@ async function killProc(proc: Proc | undefined, signal: NodeJS.Signals): Promise
 }
 
 async function waitForPing(port: number): Promise<void> {
-  await waitFor(`redis-server on port ${port}`, async () => (await rawCommand(port, "PING")).startsWith("+PONG"));
+  // A server with a password answers NOAUTH: it is up all the same.
+  await waitFor(`redis-server on port ${port}`, async () => /^(\+PONG|-NOAUTH)/.test(await rawCommand(port, "PING")));
+}
+
+/** Options of {@link startRedisServer}. */
+export interface RedisServerOptions {
+  /** `requirepass`: clients must AUTH with it (the handle's `url` carries it). */
+  password?: string;
 }
 
 /**
@@ -195,17 +202,18 @@ async function waitForPing(port: number): Promise<void> {
  * const client = new Redis(redis.url);
  * await redis.stop();
  */
-export async function startRedisServer(): Promise<RedisServerHandle> {
+export async function startRedisServer(options: RedisServerOptions = {}): Promise<RedisServerHandle> {
   assertBinary("redis-server");
   const dir = mkdtempSync(join(tmpdir(), "tollgate-redis-"));
   const port = await freePort();
-  let proc: Proc | undefined = spawnServer(port, dir);
+  const extra = options.password === undefined ? [] : ["--requirepass", options.password];
+  let proc: Proc | undefined = spawnServer(port, dir, extra);
   let stopped = false;
   await waitForPing(port);
   return {
     host: HOST,
     port,
-    url: `redis://${HOST}:${port}`,
+    url: `redis://${options.password === undefined ? "" : `:${encodeURIComponent(options.password)}@`}${HOST}:${port}`,
     async stop() {
       if (stopped) return;
       stopped = true;
@@ -222,7 +230,7 @@ export async function startRedisServer(): Promise<RedisServerHandle> {
       await killProc(proc, "SIGKILL");
       // The port is ours until someone else grabs it; retry briefly while the old socket closes.
       await waitFor(`port ${port} to be free`, () => isPortFree(port));
-      proc = spawnServer(port, dir);
+      proc = spawnServer(port, dir, extra);
       await waitForPing(port);
     },
     pause() {

@@ -12,6 +12,7 @@ import {
   configSchema,
   formatPath,
   isObject,
+  mistakenKeys,
   type RawConfig,
   type RawDeployment,
   unknownKeys,
@@ -194,6 +195,8 @@ export function parseConfig(text: string, options: LoadOptions & { file?: string
   if (problems.length > 0) throw new ConfigError(problems, file);
 
   const warnings: string[] = [];
+  // A near miss of a supported key (or an unknown key of the store object) is a mistake, not a LiteLLM setting.
+  problems.push(...mistakenKeys(resolved));
   const unknown = unknownKeys(resolved);
   if (unknown.length > 0) {
     warnings.push(`ignoring ${unknown.length} LiteLLM setting(s) Tollgate does not support yet: ${unknown.join(", ")}`);
@@ -204,8 +207,8 @@ export function parseConfig(text: string, options: LoadOptions & { file?: string
   if (!parsed.success) {
     for (const issue of parsed.error.issues)
       problems.push(`${formatPath(issue.path)}: ${describeIssue(issue, resolved)}`);
-    throw new ConfigError(problems, file);
   }
+  if (!parsed.success || problems.length > 0) throw new ConfigError(problems, file);
   const raw = parsed.data;
   const out = normalize(raw, env, warnings, problems);
   if (problems.length > 0) throw new ConfigError(problems, file);

@@ -85,23 +85,30 @@ export const deploymentSchema = z.looseObject({
 
 const storeTypes = ["memory", "redis", "redis_cluster", "redis cluster", "upstash"] as const;
 
-export const storeSchema = z.union([
-  z.enum(storeTypes),
-  z.looseObject({
-    type: z.enum(storeTypes),
-    url: z.string().optional(),
-    host: z.string().optional(),
-    port: nonNegInt().optional(),
-    password: z.string().optional(),
-    nodes: z.array(z.union([z.string(), z.looseObject({ host: z.string(), port: nonNegInt() })])).optional(),
-    token: z.string().optional(),
-    prefix: z.string().optional(),
-    failure_policy: z.enum(["closed", "open", "fallback"]).optional(),
-    timeout_ms: numeric("a positive number of ms", (n) => n > 0).optional(),
-    fallback_instances: numeric("a positive integer", (n) => Number.isSafeInteger(n) && n > 0).optional(),
-    max_entries: numeric("a positive integer", (n) => Number.isSafeInteger(n) && n > 0).optional(),
-  }),
-]);
+const storeTypeError = { error: `expected one of ${storeTypes.filter((t) => t !== "redis cluster").join(", ")}` };
+
+export const storeSchema = z.union(
+  [
+    z.enum(storeTypes, storeTypeError),
+    z.looseObject({
+      type: z.enum(storeTypes, storeTypeError),
+      url: z.string().optional(),
+      host: z.string().optional(),
+      port: nonNegInt().optional(),
+      password: z.string().optional(),
+      nodes: z.array(z.union([z.string(), z.looseObject({ host: z.string(), port: nonNegInt() })])).optional(),
+      token: z.string().optional(),
+      prefix: z.string().optional(),
+      failure_policy: z.enum(["closed", "open", "fallback"]).optional(),
+      timeout_ms: numeric("a positive number of ms", (n) => n > 0).optional(),
+      fallback_instances: numeric("a positive integer", (n) => Number.isSafeInteger(n) && n > 0).optional(),
+      max_entries: numeric("a positive integer", (n) => Number.isSafeInteger(n) && n > 0).optional(),
+    }),
+  ],
+  {
+    error: `expected a store type (${storeTypes.filter((t) => t !== "redis cluster").join(", ")}) or an object with type`,
+  },
+);
 
 export const litellmSettingsSchema = z.looseObject({
   max_budget: usd().nullable().optional(),
@@ -167,28 +174,94 @@ export const KNOWN_KEYS = {
   store: Object.keys((storeSchema.options[1] as z.ZodObject).shape),
 } as const;
 
-/** Keys of LiteLLM's config that Tollgate does not support yet, each as its dotted path. */
-export function unknownKeys(input: unknown): string[] {
+/**
+ * A known key that `key` is probably a misspelling of (case, or at most two edits away for keys of 5+ characters,
+ * one for shorter ones), or undefined. LiteLLM's own keys that Tollgate does not support are never this close to one
+ * Tollgate reads, so such a near miss is a typo, not a setting for LiteLLM.
+ */
+export function misspellingOf(key: string, known: readonly string[]): string | undefined {
+  const k = key.toLowerCase();
+  let best: string | undefined;
+  let bestDistance = Number.POSITIVE_INFINITY;
+  for (const candidate of known) {
+    const d = editDistance(k, candidate.toLowerCase());
+    if (d < bestDistance) {
+      best = candidate;
+      bestDistance = d;
+    }
+  }
+  const allowed = Math.min(key.length, best?.length ?? 0) >= 5 ? 2 : 1;
+  return bestDistance <= allowed ? best : undefined;
+}
+
+/** Levenshtein distance, with a transposition counted as one edit. */
+function editDistance(a: string, b: string): number {
+  const rows: number[][] = [];
+  for (let i = 0; i <= a.length; i++) rows.push([i]);
+  for (let j = 1; j <= b.length; j++) rows[0]![j] = j;
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      let d = Math.min(rows[i - 1]![j]! + 1, rows[i]![j - 1]! + 1, rows[i - 1]![j - 1]! + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d = Math.min(d, rows[i - 2]![j - 2]! + 1);
+      rows[i]![j] = d;
+    }
+  }
+  return rows[a.length]![b.length]!;
+}
+
+/**
+ * Unknown keys that are mistakes rather than LiteLLM settings Tollgate does not support: a near miss of a key the
+ * section supports, or any unknown key of Tollgate's own `general_settings.store` object. Each as `path: message`.
+ */
+export function mistakenKeys(input: unknown): string[] {
   const out: string[] = [];
+  for (const { path, key, section } of unknownKeyEntries(input)) {
+    const known = KNOWN_KEYS[section];
+    const near = misspellingOf(key, known);
+    if (near !== undefined) out.push(`${path}: unknown key (did you mean ${near}?)`);
+    else if (section === "store") out.push(`${path}: unknown key (expected one of ${known.join(", ")})`);
+  }
+  return out;
+}
+
+type Section = keyof typeof KNOWN_KEYS;
+
+function unknownKeyEntries(input: unknown): Array<{ path: string; key: string; section: Section }> {
+  const out: Array<{ path: string; key: string; section: Section }> = [];
   if (!isObject(input)) return out;
-  const check = (obj: unknown, known: readonly string[], at: string) => {
+  const check = (obj: unknown, section: Section, at: string) => {
     if (!isObject(obj)) return;
-    for (const k of Object.keys(obj)) if (!known.includes(k)) out.push(at === "" ? k : `${at}.${k}`);
+    const known: readonly string[] = KNOWN_KEYS[section];
+    for (const k of Object.keys(obj)) {
+      if (!known.includes(k)) out.push({ path: at === "" ? k : `${at}.${k}`, key: k, section });
+    }
   };
-  check(input, KNOWN_KEYS.top, "");
-  check(input.litellm_settings, KNOWN_KEYS.litellm_settings, "litellm_settings");
-  check(input.general_settings, KNOWN_KEYS.general_settings, "general_settings");
-  check(input.router_settings, KNOWN_KEYS.router_settings, "router_settings");
+  check(input, "top", "");
+  check(input.litellm_settings, "litellm_settings", "litellm_settings");
+  check(input.general_settings, "general_settings", "general_settings");
+  check(input.router_settings, "router_settings", "router_settings");
   if (isObject(input.general_settings) && isObject(input.general_settings.store)) {
-    check(input.general_settings.store, KNOWN_KEYS.store, "general_settings.store");
+    check(input.general_settings.store, "store", "general_settings.store");
   }
   if (Array.isArray(input.model_list)) {
     input.model_list.forEach((d, i) => {
-      check(d, KNOWN_KEYS.deployment, `model_list[${i}]`);
-      if (isObject(d)) check(d.litellm_params, KNOWN_KEYS.litellm_params, `model_list[${i}].litellm_params`);
+      check(d, "deployment", `model_list[${i}]`);
+      if (isObject(d)) check(d.litellm_params, "litellm_params", `model_list[${i}].litellm_params`);
     });
   }
   return out;
+}
+
+/**
+ * Keys of LiteLLM's config that Tollgate does not support yet, each as its dotted path (the {@link mistakenKeys}
+ * excluded: those stop the proxy).
+ */
+export function unknownKeys(input: unknown): string[] {
+  const mistaken = new Set(mistakenKeys(input).map((m) => m.slice(0, m.indexOf(": "))));
+  return unknownKeyEntries(input)
+    .map((e) => e.path)
+    .filter((p) => !mistaken.has(p));
 }
 
 /** Paths of numbers and booleans written as strings (accepted, as LiteLLM does, with a warning). */

@@ -68,6 +68,11 @@ function sqlitePath(url: string, baseDir: string): string {
   return isAbsolute(path) ? path : resolve(baseDir, path);
 }
 
+/** The database as messages show it: the URL with its password masked (PostgreSQL), or the file's path (SQLite). */
+export function displayDatabaseUrl(url: string, baseDir: string = process.cwd()): string {
+  return dialectOf(url) === "postgres" ? maskUrl(url) : sqlitePath(url, baseDir);
+}
+
 function maskUrl(url: string): string {
   try {
     const u = new URL(url);

@@ -6,7 +6,7 @@ import { dirname } from "node:path";
 import { baseKeyOf, createBudgets } from "@tollgate/budgets";
 import { Cluster, Redis } from "ioredis";
 import type { ProxyConfig } from "../config/load.js";
-import { resolveDatabaseUrl } from "../db/database.js";
+import { displayDatabaseUrl, resolveDatabaseUrl } from "../db/database.js";
 import type { LedgerRow } from "../db/repository.js";
 import { ProxyHttpError } from "../errors.js";
 import type { Exchange } from "../exchange.js";
@@ -194,10 +194,12 @@ export function managementExtension(
     uiBackend: () => ui,
     describe() {
       if (m === undefined) return [];
+      const gs = (config.raw as { general_settings?: { key_cache_refresh_seconds?: unknown } }).general_settings;
+      const refresh = typeof gs?.key_cache_refresh_seconds === "number" ? gs.key_cache_refresh_seconds : 2;
       const bus =
         config.store.type === "redis" || config.store.type === "redis_cluster"
           ? "Redis pub/sub"
-          : "local (2 s refresh)";
+          : `local (${refresh} s refresh)`;
       return [`  database:   ${m.db.dialect} ${m.db.displayUrl} (cache invalidation: ${bus})`];
     },
     async start(proxy: TollgateProxy) {
@@ -217,29 +219,38 @@ export function managementExtension(
         }
       }
       const bus = await busFor(config, proxy.log);
-      m = await createManagement({
-        databaseUrl: url,
-        baseDir,
-        masterKey: config.masterKey,
-        settings: {
-          maxEndUserBudget: config.maxEndUserBudget,
-          maxInternalUserBudget: (ls.max_internal_user_budget as number | string | null | undefined) ?? null,
-          internalUserBudgetDuration: (ls.internal_user_budget_duration as string | null | undefined) ?? null,
-          maxBudget: config.maxBudget === null ? null : Number(config.maxBudget),
-          accessGroups,
-        },
-        ...(bus === undefined ? {} : { bus }),
-        cache: {
-          ...(refreshSeconds === undefined ? {} : { refreshMs: refreshSeconds * 1000 }),
-          serveStaleOnError: gs.serve_cached_keys_when_db_down !== false,
-        },
-        ledger: {
-          // LiteLLM's proxy_batch_write_at (seconds; LiteLLM waits 10 s by default, Tollgate 1 s)
-          flushIntervalMs: Math.max(10, flushSeconds * 1000),
-          onError: (err, info) =>
-            proxy.log.error({ err: (err as Error)?.message, ...info }, "spend ledger write failed; retrying"),
-        },
-      });
+      try {
+        m = await createManagement({
+          databaseUrl: url,
+          baseDir,
+          masterKey: config.masterKey,
+          settings: {
+            maxEndUserBudget: config.maxEndUserBudget,
+            maxInternalUserBudget: (ls.max_internal_user_budget as number | string | null | undefined) ?? null,
+            internalUserBudgetDuration: (ls.internal_user_budget_duration as string | null | undefined) ?? null,
+            maxBudget: config.maxBudget === null ? null : Number(config.maxBudget),
+            accessGroups,
+          },
+          ...(bus === undefined ? {} : { bus }),
+          cache: {
+            ...(refreshSeconds === undefined ? {} : { refreshMs: refreshSeconds * 1000 }),
+            serveStaleOnError: gs.serve_cached_keys_when_db_down !== false,
+          },
+          ledger: {
+            // LiteLLM's proxy_batch_write_at (seconds; LiteLLM waits 10 s by default, Tollgate 1 s)
+            flushIntervalMs: Math.max(10, flushSeconds * 1000),
+            onError: (err, info) =>
+              proxy.log.error({ err: (err as Error)?.message, ...info }, "spend ledger write failed; retrying"),
+          },
+        });
+      } catch (err) {
+        await bus?.close();
+        throw new Error(
+          `cannot open the database ${displayDatabaseUrl(url, baseDir)}: ${(err as Error)?.message ?? err} ` +
+            "(general_settings.database_url or DATABASE_URL names it; database_url: none runs without one)",
+          { cause: err },
+        );
+      }
       const mgmt = m;
       proxy.log.info({ database: mgmt.db.displayUrl, dialect: mgmt.db.dialect }, "database ready");
 
