@@ -1,0 +1,150 @@
+/**
+ * Redis instructions per admit + settle, counted by callgrind (deterministic: independent of the machine's load).
+ * Starts `redis-server` under `valgrind --tool=callgrind` with instrumentation off, warms every side up, then for
+ * each side switches instrumentation on around N sequential admissions and again around their N settles
+ * (`callgrind_control -i on|off`, a dump after each), and prints instructions per call from the dumps' totals.
+ * Sides: Tollgate through the documented API (createLimiter + createRedisStore + scopes builders), LiteLLM v3's two
+ * scripts on identical work, and the full request through @tollgate/gate. Not part of `pnpm bench`: run
+ * `pnpm bench:callgrind` (needs valgrind; about 2 minutes).
+ */
+import type { PriceTable } from "@tollgate/budgets";
+import { createLimiter, type Reservation, scopes } from "@tollgate/core";
+import { createGate, type Ticket } from "@tollgate/gate";
+import { createRedisStore } from "@tollgate/store-redis";
+import { startCallgrindRedis } from "./callgrind-lib.js";
+import { HIGH } from "./lib.js";
+import { loadLiteLLMScripts } from "./litellm.js";
+import { population } from "./population.js";
+
+const N = Number(process.env.CALLGRIND_N ?? 1_000);
+const WARMUP = 20_000;
+const WINDOW_S = 60;
+const pop = population();
+
+interface Side {
+  name: string;
+  /** Makes request i's admission; answers its settle. */
+  admit(i: number): Promise<() => Promise<unknown>>;
+}
+
+const cg = await startCallgrindRedis();
+const { client, measure } = cg;
+
+const uid = () => Math.random().toString(36).slice(2, 8);
+const limits = { requests: HIGH, tokens: HIGH };
+
+function tollgate(): Side {
+  const limiter = createLimiter({ store: createRedisStore({ client, prefix: `cg:${uid()}:`, timeoutMs: 60_000 }) });
+  return {
+    name: "Tollgate limiter (3 scopes × requests + tokens)",
+    async admit(i) {
+      const p = pop(i);
+      const a = await limiter.admit(
+        [scopes.apiKey(p.apiKey, limits), scopes.team(p.team, limits), scopes.user(p.user, limits)],
+        { tokens: p.estimate },
+      );
+      if (!a.ok) throw new Error("denied");
+      const r: Reservation = a.reservation;
+      return () => r.settle({ tokens: p.actual });
+    },
+  };
+}
+
+const PRICES: PriceTable = {
+  "bench-model": { input_cost_per_token: "0.000001", output_cost_per_token: "0.000002", max_output_tokens: 8000 },
+};
+
+function fullRequest(): Side {
+  const gate = createGate({
+    store: createRedisStore({ client, prefix: `cg:${uid()}:`, timeoutMs: 60_000 }),
+    budgets: { prices: PRICES },
+  });
+  return {
+    name: "Tollgate full request (gate: 3 scopes + max parallel + 3 budgets)",
+    async admit(i) {
+      const p = pop(i);
+      const input = p.estimate >> 1;
+      const a = await gate.admit({
+        limits: [
+          scopes.apiKey(p.apiKey, { ...limits, maxParallel: 1_000_000 }),
+          scopes.team(p.team, limits),
+          scopes.user(p.user, limits),
+        ],
+        tokens: { input, output: p.estimate - input },
+        model: "bench-model",
+        maxTokens: p.estimate - input,
+        budgets: [
+          { scope: "key", id: p.apiKey, maxBudget: "1000000", duration: "1d" },
+          { scope: "team", id: p.team, maxBudget: "1000000", duration: "1mo" },
+          { scope: "user", id: p.user, maxBudget: "1000000", duration: "1d" },
+        ],
+      });
+      if (!a.ok) throw new Error("denied");
+      const t: Ticket = a.ticket;
+      return () => t.settle({ inputTokens: input, outputTokens: p.actual - input });
+    },
+  };
+}
+
+async function litellm(): Promise<Side | undefined> {
+  const scripts = loadLiteLLMScripts();
+  if (!scripts) return undefined;
+  const checkSha = (await client.script("LOAD", scripts.checkAndIncrement)) as string;
+  const incSha = (await client.script("LOAD", scripts.tokenIncrement)) as string;
+  const prefix = `cg:${uid()}:ll:`;
+  return {
+    name: "LiteLLM v3's scripts (1 check of 6 descriptors + 1 increment of 3)",
+    async admit(i) {
+      const p = pop(i);
+      const bases = [`{api_key:${p.apiKey}}`, `{team:${p.team}}`, `{user:${p.user}}`].map((b) => prefix + b);
+      const keys: string[] = [];
+      const args: Array<string | number> = [];
+      for (const b of bases) {
+        keys.push(`${b}:window`, `${b}:requests`, `${b}:window`, `${b}:tokens`);
+        args.push(HIGH, 1, WINDOW_S, WINDOW_S, HIGH, p.estimate, WINDOW_S, WINDOW_S);
+      }
+      const r = (await client.evalsha(checkSha, keys.length, ...keys, ...args)) as number[];
+      if (r[0] !== 0) throw new Error("denied");
+      const d = p.actual - p.estimate;
+      const tk = bases.map((b) => `${b}:tokens`);
+      return () => client.evalsha(incSha, 3, ...tk, d, WINDOW_S, d, WINDOW_S, d, WINDOW_S);
+    },
+  };
+}
+
+try {
+  const only = process.env.CALLGRIND_SIDES?.split(",");
+  const all = [await litellm(), tollgate(), fullRequest()].filter((s): s is Side => s !== undefined);
+  const sides = only ? all.filter((_, i) => only.includes(String(i))) : all;
+  let next = 0;
+  // Warm-up: every side draws the same requests, so their windows exist (as in the running benchmark).
+  for (const side of sides) {
+    for (let i = 0; i < WARMUP; i += 50) {
+      const settles = await Promise.all(Array.from({ length: 50 }, (_, j) => side.admit(i + j)));
+      await Promise.all(settles.map((s) => s()));
+    }
+  }
+  next = WARMUP;
+  const rows: string[] = [];
+  for (const side of sides) {
+    const settles: Array<() => Promise<unknown>> = [];
+    const base = next;
+    const admitIr = await measure(async () => {
+      for (let i = 0; i < N; i++) settles.push(await side.admit(base + i));
+    });
+    const settleIr = await measure(async () => {
+      for (const s of settles) await s();
+    });
+    next += N;
+    const a = admitIr / N;
+    const s = settleIr / N;
+    rows.push(
+      `| ${side.name} | ${Math.round(a).toLocaleString("en-US")} | ${Math.round(s).toLocaleString("en-US")} | ${Math.round(a + s).toLocaleString("en-US")} |`,
+    );
+  }
+  console.log(`Redis instructions per call (callgrind, ${N} sequential requests per side after ${WARMUP} warm-up):`);
+  console.log("| side | admit | settle | admit + settle |\n|---|---:|---:|---:|");
+  for (const r of rows) console.log(r);
+} finally {
+  await cg.stop();
+}
