@@ -116,26 +116,24 @@ try {
   const only = process.env.CALLGRIND_SIDES?.split(",");
   const all = [await litellm(), tollgate(), fullRequest()].filter((s): s is Side => s !== undefined);
   const sides = only ? all.filter((_, i) => only.includes(String(i))) : all;
-  let next = 0;
-  // Warm-up: every side draws the same requests, so their windows exist (as in the running benchmark).
+  const rows: string[] = [];
   for (const side of sides) {
+    // Warm-up right before measuring (the 60 s windows it opens are still current when measured): every side draws
+    // the same requests.
+    const t0 = Date.now();
     for (let i = 0; i < WARMUP; i += 50) {
       const settles = await Promise.all(Array.from({ length: 50 }, (_, j) => side.admit(i + j)));
       await Promise.all(settles.map((s) => s()));
     }
-  }
-  next = WARMUP;
-  const rows: string[] = [];
-  for (const side of sides) {
+    if (Date.now() - t0 > 40_000) console.warn(`${side.name}: warm-up took ${Date.now() - t0} ms (windows may roll)`);
     const settles: Array<() => Promise<unknown>> = [];
-    const base = next;
+    const base = WARMUP;
     const admitIr = await measure(async () => {
       for (let i = 0; i < N; i++) settles.push(await side.admit(base + i));
     });
     const settleIr = await measure(async () => {
       for (const s of settles) await s();
     });
-    next += N;
     const a = admitIr / N;
     const s = settleIr / N;
     rows.push(

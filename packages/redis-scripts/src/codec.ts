@@ -153,6 +153,10 @@ export function encodeAdjust(batch: AdjustBatch, opts: EncodeOptions, ticket?: A
   const nrg = rel ? rel.gauges.length : 0;
   const nrh = rel ? rel.holds.length : 0;
   if (batch.windows.length >= 4096 || nrg >= 4096 || nrh >= 4096) throw tooLarge("4,096 windows, gauges or holds");
+  if (!readBack && nrg === 0 && nrh === 0 && ticket?.mode === "settle" && ticket.guardByTicket !== true) {
+    const lean = encodeLeanSettle(batch, prefix, ticket, rel ? rel.id : "", opts);
+    if (lean) return lean;
+  }
   const mode = (readBack ? 1 : 0) + 2 * (ticket ? TICKET_MODE[ticket.mode] : 0);
   const args: string[] = [
     clockArg(opts),
@@ -181,6 +185,43 @@ export function encodeAdjust(batch: AdjustBatch, opts: EncodeOptions, ticket?: A
   }
   for (const k of hkeys) keys.push(k);
   if (rel) pushLeaseKeys(keys, prefix, rel);
+  return { script: ADJUST_SCRIPT, keys, args };
+}
+
+/** Largest window end the lean settle packs (`64 × end + counters` stays an exact double). */
+const MAX_LEAN_END = 2 ** 46;
+
+/**
+ * The lean form of a settle (see `src/lua/adjust.ts`): a ticket in settle mode, no read-back, nothing released,
+ * every window fixed and guarded by its expected start. Answers undefined when the batch does not fit it.
+ */
+function encodeLeanSettle(
+  batch: AdjustBatch,
+  prefix: string,
+  ticket: AdjustTicket,
+  id: string,
+  opts: EncodeOptions,
+): ScriptCall | undefined {
+  for (const w of batch.windows) {
+    if (w.algorithm === "sliding" || w.expectStart === undefined) return undefined;
+    if (w.expectStart + w.windowMs >= MAX_LEAN_END || !Number.isSafeInteger(w.expectStart)) return undefined;
+  }
+  const keys: string[] = [ticket.key];
+  const args: string[] = [clockArg(opts), id, b36(batch.windows.length + 8 * 4096 ** 3), b36(ticket.keepMs)];
+  for (const w of batch.windows) {
+    keys.push(windowKey(prefix, w.key));
+    const at = args.length;
+    args.push(String(w.expectStart), "");
+    let n = 0;
+    for (const c of w.counters) {
+      if (c.delta === 0) continue;
+      pushCounterKeys(keys, prefix, w.key, c.name, false, false);
+      args.push(deltaArg(c.delta));
+      n++;
+    }
+    if (n >= MAX_COUNTERS) throw tooLarge(`${n} counters in window ${w.key} (at most ${MAX_COUNTERS - 1})`);
+    args[at + 1] = b36((w.expectStart! + w.windowMs) * 64 + n);
+  }
   return { script: ADJUST_SCRIPT, keys, args };
 }
 

@@ -23,7 +23,7 @@ export type ScriptName = "admit" | "adjust" | "renew" | "read";
 // BEGIN SHAS
 const SHAS = {
   admit: "3687ac45f25f62722f3cfacbeaa9f613181f49e2",
-  adjust: "5c2e27723087bb1695b91a96f379508c2a4d63b2",
+  adjust: "327dd533fe0f70179b5b040875284dc0f94f7ce1",
   renew: "6efd75fe58856e8cd0ce90292deb2bfc71a1a1b6",
   read: "82910afd0369dccfd03443c7372cec9dbb265e52",
 } as const;

@@ -87,3 +87,108 @@ describe("adjust: released holds", () => {
     expect(await redis.zrange(`${c}:holds`, 0, -1)).toEqual(["mine"]);
   });
 });
+
+describe("adjust: the lean settle (the engine's settle: ticket, no read-back, fixed windows guarded by their start)", () => {
+  const settle = (prefix: string, id: string, windows: AdjustBatch["windows"], testNowMs = NOW) => {
+    const batch: AdjustBatch = { readBack: false, windows };
+    const call = encodeAdjust(
+      batch,
+      { prefix, testNowMs },
+      { key: `${prefix}ticket:${id}`, mode: "settle", keepMs: 60_000 },
+    );
+    return { batch, call };
+  };
+  const run = async (c: ReturnType<typeof settle>) =>
+    decodeAdjust(c.batch, await redis.eval(c.call.script.source, c.call.keys.length, ...c.call.keys, ...c.call.args));
+  const guarded = (key: string, start: number, deltas: Record<string, number>) => ({
+    key,
+    windowMs: 60_000,
+    algorithm: "fixed" as const,
+    expectStart: start,
+    noHolds: true,
+    counters: Object.entries(deltas).map(([name, delta]) => ({ name, delta })),
+  });
+
+  it("is the form chosen for that shape, and not for a sliding window, a release or read-back", () => {
+    const lean = settle("p:", "x", [guarded("{a}", 5, { tokens: 3, requests: 0 })]).call;
+    // Ticket, window start, the one counter with a delta (zero deltas are left out).
+    expect(lean.keys).toEqual(["p:ticket:x", "p:{a}:window", "p:{a}:tokens"]);
+    expect(lean.args.slice(4)).toEqual(["5", ((5 + 60_000) * 64 + 1).toString(36), (6).toString(36)]);
+    const sliding = encodeAdjust(
+      { readBack: false, windows: [{ ...guarded("{a}", 5, { tokens: 3 }), algorithm: "sliding" }] },
+      { prefix: "p:" },
+      { key: "p:ticket:x", mode: "settle", keepMs: 1000 },
+    );
+    expect(sliding.args[4]).not.toBe("5");
+    const withRead = encodeAdjust(
+      { windows: [guarded("{a}", 5, { tokens: 3 })] },
+      { prefix: "p:" },
+      { key: "p:ticket:x", mode: "settle", keepMs: 1000 },
+    );
+    expect(withRead.args[4]).not.toBe("5");
+  });
+
+  it("applies to the expected window only, floors at 0, gives a missing counter the window's life, exactly once", async () => {
+    const prefix = `tgtest:${uid()}:`;
+    const a = `{a:${uid()}}`;
+    const b = `{b:${uid()}}`;
+    const c = `{c:${uid()}}`;
+    const start = NOW - 1000;
+    await redis.set(`${prefix}${a}:window`, String(start));
+    await redis.set(`${prefix}${a}:tokens`, "10");
+    await redis.set(`${prefix}${a}:requests`, "4");
+    await redis.set(`${prefix}${b}:window`, String(start - 5)); // rolled since the admission
+    await redis.set(`${prefix}${b}:tokens`, "10");
+    await redis.set(`${prefix}${c}:window`, String(start));
+    const call = settle(prefix, "t1", [
+      guarded(a, start, { tokens: -25, requests: 2 }),
+      guarded(b, start, { tokens: 5 }),
+      guarded(c, start, { tokens: 7 }),
+    ]);
+    const r = await run(call);
+    expect(r.applied).toEqual([true, false, true]);
+    expect(r.ticket).toBe("unknown");
+    expect(await redis.mget(`${prefix}${a}:tokens`, `${prefix}${a}:requests`, `${prefix}${b}:tokens`)).toEqual([
+      "0",
+      "6",
+      "10",
+    ]);
+    expect(await redis.get(`${prefix}${c}:tokens`)).toBe("7");
+    // The window's remaining life (test clock: start + 60 s - now = 59 s), not the ticket's.
+    const pttl = await redis.pttl(`${prefix}${c}:tokens`);
+    expect(pttl).toBeGreaterThan(58_000);
+    expect(pttl).toBeLessThanOrEqual(59_000);
+    // The same settle again: finished, nothing applies.
+    const again = await run(call);
+    expect(again.ticket).toBe("finished");
+    expect(again.applied).toEqual([false, false, false]);
+    expect(await redis.get(`${prefix}${c}:tokens`)).toBe("7");
+  });
+
+  it("a window past its end is not applied; a malformed start or counter is an error before any write", async () => {
+    const prefix = `tgtest:${uid()}:`;
+    const a = `{a:${uid()}}`;
+    const b = `{b:${uid()}}`;
+    const start = NOW - 60_000; // ended exactly now
+    await redis.set(`${prefix}${a}:window`, String(start));
+    await redis.set(`${prefix}${a}:tokens`, "10");
+    expect((await run(settle(prefix, "t2", [guarded(a, start, { tokens: 1 })]))).applied).toEqual([false]);
+    expect(await redis.get(`${prefix}${a}:tokens`)).toBe("10");
+
+    await redis.set(`${prefix}${a}:window`, String(NOW - 10));
+    await redis.set(`${prefix}${b}:window`, "12x");
+    const bad = settle(prefix, "t3", [guarded(a, NOW - 10, { tokens: 1 }), guarded(b, NOW - 10, { tokens: 1 })]);
+    expect(await errorOf(run(bad))).toContain(`TOLLGATE_CORRUPT ${prefix}${b}:window`);
+    await redis.set(`${prefix}${b}:window`, String(NOW + 120_000)); // more than one window ahead
+    expect(await errorOf(run(bad))).toContain(`TOLLGATE_CORRUPT ${prefix}${b}:window`);
+    await redis.set(`${prefix}${b}:window`, String(NOW - 10));
+    await redis.set(`${prefix}${b}:tokens`, "007");
+    expect(await errorOf(run(bad))).toContain(`TOLLGATE_CORRUPT ${prefix}${b}:tokens`);
+    await redis.del(`${prefix}${b}:tokens`);
+    await redis.hset(`${prefix}${b}:tokens`, "f", "1");
+    expect(await errorOf(run(bad))).toContain("WRONGTYPE");
+    // Nothing was written by any of them: not the first window, not the ticket.
+    expect(await redis.get(`${prefix}${a}:tokens`)).toBe("10");
+    expect(await redis.exists(`${prefix}ticket:t3`)).toBe(0);
+  });
+});

@@ -24,6 +24,13 @@ import { LUA_HELD_PRUNED, LUA_TICKETS, LUA_WINDOW_TTL, PRELUDE } from "./prelude
  *   1 expected start, 2 the window the open ticket's admission applied to), the expected start (guard 1 only), then
  *   one delta per counter, zigzag-encoded (`2d` for d ≥ 0, `-2d - 1` below)
  *
+ * Lean settle (mode ≥ 8: the engine's settle: a ticket in settle mode, no read-back, nothing released, every window
+ * fixed and guarded by its expected start; `encodeAdjust` chooses it): `ARGV[3]` is `windows + 4096³ × 8`, and per
+ * window the expected start (decimal, as stored), `64 × (expected start + windowMs) + counters`, then one zigzag
+ * delta per counter. Same semantics and reply as the general form, fewer steps: the stored start is compared with
+ * the expected one as a string (parsed only when they differ), the window's end comes with the call, and no table
+ * is built but the reply.
+ *
  * Reply (flat integer array): now, released count, ticket state (0 no ticket, 1 open, 2 unknown, 3 finished: the
  * state found before the call), then per window: applied (1/0) and, with read-back, start, then per counter: value,
  * previous (sliding windows only), held (windows with holds only), after the call.
@@ -44,9 +51,94 @@ local nrg = shape % 4096
 shape = (shape - nrg) / 4096
 local nrh = shape % 4096
 local mode = (shape - nrh) / 4096
+local keep = tonumber(ARGV[4], 36)
+
+if mode >= 8 then
+  -- Lean settle: KEYS are the ticket, then per window its start key and its counter keys.
+  local ns, a = 1, 5
+  for _ = 1, nw do
+    local m = tonumber(ARGV[a + 1], 36)
+    local nc = m % 64
+    ns, a = ns + 1 + nc, a + 2 + nc
+  end
+  local vals = call('MGET', unpack(KEYS, 1, ns))
+  local raw = vals[1]
+  local tstate = ticket_state(KEYS[1], raw, now, tested)
+  local out = { now, 0, tstate }
+  local missing
+  if not raw then missing = { KEYS[1] } end
+  if tstate == 3 then
+    -- Finished: nothing applies (the mark is renewed below).
+    for w = 1, nw do out[w + 3] = 0 end
+    check_missing(missing)
+  else
+    -- Read and validate every window and counter before the first write; per window, applied (1/0) in the reply.
+    local k
+    k, a = 2, 5
+    for w = 1, nw do
+      local key, sv = KEYS[k], vals[k]
+      local m = tonumber(ARGV[a + 1], 36)
+      local nc = m % 64
+      local til = (m - nc) / 64
+      local ok = 0
+      if sv == ARGV[a] then
+        if now < til then ok = 1 end
+      elseif sv then
+        local stored = int(key, sv)
+        local W = til - tonumber(ARGV[a])
+        if stored - now > W then corrupt(key, 'starts more than one window in the future') end
+      else
+        missing = missing or {}
+        missing[#missing + 1] = key
+      end
+      out[w + 3] = ok
+      for c = 1, nc do
+        local rv = vals[k + c]
+        if rv then
+          local v = tonumber(rv)
+          if not v or v < 0 or v >= 1e17 or v % 1 ~= 0 or #rv ~= ndigits(v) then corrupt(KEYS[k + c], 'holds a non-integer value') end
+        else
+          missing = missing or {}
+          missing[#missing + 1] = KEYS[k + c]
+        end
+      end
+      k, a = k + 1 + nc, a + 2 + nc
+    end
+    check_missing(missing)
+    -- Apply: deltas on the current window (INCRBY keeps the key's TTL; floor 0; a missing counter of a live window
+    -- gets the window's remaining life).
+    k, a = 2, 5
+    for w = 1, nw do
+      local m = tonumber(ARGV[a + 1], 36)
+      local nc = m % 64
+      if out[w + 3] == 1 then
+        for c = 1, nc do
+          local z = tonumber(ARGV[a + 1 + c], 36)
+          if z > 0 then
+            local d = z % 2 == 0 and z / 2 or -(z + 1) / 2
+            local ck, rv = KEYS[k + c], vals[k + c]
+            if not rv then
+              if d > 0 then
+                local px = (m - nc) / 64 - now
+                call('SET', ck, d, 'PX', px > 0 and px or 1)
+              end
+            elseif d > 0 or tonumber(rv) + d > 0 then
+              call('INCRBY', ck, d)
+            elseif rv ~= '0' then
+              call('SET', ck, '0', 'KEEPTTL')
+            end
+          end
+        end
+      end
+      k, a = k + 1 + nc, a + 2 + nc
+    end
+  end
+  call('SET', KEYS[1], ticket_value(nil, now + keep, tested), 'PX', keep)
+  return out
+end
+
 local read_back = mode % 2 == 1
 local tmode = (mode - mode % 2) / 2
-local keep = tonumber(ARGV[4], 36)
 
 -- Layout pass over the window descriptions: per window (5 slots in wt) its length, counters, flags, guard and the
 -- argument of its first delta (the expected start, when guarded by it, is the argument before); the KEYS sections.
