@@ -280,6 +280,24 @@ const CLUSTER_MASTERS = 3;
 export async function startRedisCluster(): Promise<RedisClusterHandle> {
   assertBinary("redis-server");
   assertBinary("redis-cli");
+  // Under heavy load a start can fail for reasons outside the code under test (a node's bus port taken between the
+  // probe and the bind by another process, the join outrunning a slow node): each attempt cleans up after itself, the
+  // next one starts afresh on new ports, and the last error is reported with every earlier one.
+  const errors: string[] = [];
+  for (let attempt = 1; attempt <= CLUSTER_START_ATTEMPTS; attempt++) {
+    try {
+      return await startRedisClusterOnce();
+    } catch (err) {
+      errors.push(`attempt ${attempt}: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  }
+  throw new Error(`could not start a Redis Cluster:\n${errors.join("\n")}`);
+}
+
+/** Starts of a test cluster tried before giving up. */
+const CLUSTER_START_ATTEMPTS = 3;
+
+async function startRedisClusterOnce(): Promise<RedisClusterHandle> {
   const taken = new Set<number>();
   const nodes: Array<{ port: number; dir: string; proc: Proc }> = [];
   /** Stops every node started so far with `signal` and removes the temporary directories. */
