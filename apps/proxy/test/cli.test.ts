@@ -161,12 +161,16 @@ describe("tollgate: options and environment", () => {
     const redis = await startRedisServer({ password: "s3cret pass" });
     const direct = new Redis(redis.url);
     try {
-      for (const env of [
-        { REDIS_HOST: redis.host, REDIS_PORT: String(redis.port), REDIS_PASSWORD: "s3cret pass" },
-        { REDIS_URL: redis.url },
-      ]) {
+      for (const [args, env] of [
+        [
+          ["--config", file(MOCK)],
+          { REDIS_HOST: redis.host, REDIS_PORT: String(redis.port), REDIS_PASSWORD: "s3cret pass" },
+        ],
+        [["--config", file(MOCK)], { REDIS_URL: redis.url }],
+        [[], { REDIS_URL: redis.url }], // the bundled example (pnpm start) too
+      ] as const) {
         await direct.flushall();
-        const cli = await startCli(["--config", file(MOCK), "--port", "0", "--host", "127.0.0.1"], {
+        const cli = await startCli([...args, "--port", "0", "--host", "127.0.0.1"], {
           ...env,
           LITELLM_MASTER_KEY: "sk-m",
           DATABASE_URL: "none",
