@@ -101,6 +101,28 @@ async function main(): Promise<void> {
     );
     process.exit(1);
   }
+  // Before the banner: whoever reads it may press Ctrl-C (or send SIGTERM) at once.
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) {
+      process.stderr.write("tollgate: stopping now\n");
+      process.exit(1);
+    }
+    stopping = true;
+    proxy.log.info({ signal }, "shutting down: finishing in-flight requests");
+    proxy
+      .close()
+      .then(() => {
+        proxy.log.info("stopped");
+        process.exit(0);
+      })
+      .catch((err: unknown) => {
+        proxy.log.error({ err }, "shutdown failed");
+        process.exit(1);
+      });
+  };
+  process.on("SIGTERM", () => stop("SIGTERM"));
+  process.on("SIGINT", () => stop("SIGINT"));
   const shown = host === "0.0.0.0" || host === "::" ? "localhost" : host;
   const url = `http://${shown}:${address.port}`;
   const model = config.deployments.find((d) => d.mode !== "embedding")?.modelName ?? "MODEL";
@@ -123,28 +145,6 @@ async function main(): Promise<void> {
       "",
     ].join("\n"),
   );
-
-  let stopping = false;
-  const stop = (signal: string) => {
-    if (stopping) {
-      process.stderr.write("tollgate: stopping now\n");
-      process.exit(1);
-    }
-    stopping = true;
-    proxy.log.info({ signal }, "shutting down: finishing in-flight requests");
-    proxy
-      .close()
-      .then(() => {
-        proxy.log.info("stopped");
-        process.exit(0);
-      })
-      .catch((err: unknown) => {
-        proxy.log.error({ err }, "shutdown failed");
-        process.exit(1);
-      });
-  };
-  process.on("SIGTERM", () => stop("SIGTERM"));
-  process.on("SIGINT", () => stop("SIGINT"));
 }
 
 function parse() {
