@@ -96,7 +96,9 @@ async function main(): Promise<void> {
     const listening = code === "EADDRINUSE" || code === "EACCES" || code === "EADDRNOTAVAIL" || code === "ENOTFOUND";
     process.stderr.write(
       listening
-        ? `tollgate: cannot listen on ${host}:${port}: ${(err as Error).message}\n`
+        ? `tollgate: cannot listen on ${host}:${port}: ${(err as Error).message}${
+            code === "EADDRINUSE" ? " (choose another port: --port 4001, or PORT=4001; pnpm start -- --port 4001)" : ""
+          }\n`
         : `tollgate: cannot start: ${(err as Error)?.message ?? String(err)}\n`,
     );
     process.exit(1);

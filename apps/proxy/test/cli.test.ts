@@ -260,7 +260,7 @@ general_settings:
     }
   }, 60_000);
 
-  it("a missing file, a missing TOLLGATE_CONFIG file, an unreachable database, a bad PORT: clear errors, no stack", async () => {
+  it("a missing file, a missing TOLLGATE_CONFIG file, an unreachable database, a port in use, a bad PORT: clear errors, no stack", async () => {
     const missing = await runProxyCli(["--config", "/nonexistent/tollgate.yaml"], CLEAN);
     expect(missing.code).toBe(1);
     expect(missing.stderr).toContain("/nonexistent/tollgate.yaml is invalid");
@@ -280,6 +280,22 @@ general_settings:
     );
     expect(db.stderr).not.toContain("hunter2");
     noStack(db.stderr);
+    const taken = createServer();
+    const busy = await new Promise<number>((resolve) =>
+      taken.listen(0, "127.0.0.1", () => resolve((taken.address() as { port: number }).port)),
+    );
+    try {
+      const inUse = await runProxyCli(["--config", file(MOCK), "--port", String(busy), "--host", "127.0.0.1"], {
+        ...CLEAN,
+        DATABASE_URL: "none",
+      });
+      expect(inUse.code).toBe(1);
+      expect(inUse.stderr).toContain(`tollgate: cannot listen on 127.0.0.1:${busy}: listen EADDRINUSE`);
+      expect(inUse.stderr).toContain("choose another port: --port 4001");
+      noStack(inUse.stderr);
+    } finally {
+      taken.close();
+    }
     const port = await runProxyCli(["--config", file(MOCK)], { ...CLEAN, PORT: "http" });
     expect(port.code).toBe(2);
     expect(port.stderr).toContain('tollgate: PORT must be a port number (0-65535), got "http"');
