@@ -213,7 +213,7 @@ export class LlmCall {
   async run(): Promise<void> {
     const res = this.res;
     res[CALL] = this;
-    res.once("close", onResponseClose);
+    res.on("close", onResponseClose); // emitted once; `on` spares the once-wrapper per request
     this.proxy.inflight.add(this);
     try {
       await this.prepare();
@@ -503,6 +503,7 @@ export class LlmCall {
   }
 
   onResponseEnd(): void {
+    this.controller = undefined;
     this.upstreamMs = performance.now() - this.upstreamT0;
     this.proxy.metrics.upstreamLatency(this.model, this.upstreamMs);
     if (this.streaming) {
@@ -942,6 +943,29 @@ export class LlmCall {
       if (proxy.spend.active) proxy.spend.emit(this.spendRecord(status, http));
       proxy.callEnded(this);
     }
+    this.release();
+  }
+
+  /**
+   * Drops what the finished call still points to. A call that was in flight during a young-generation GC lives on in
+   * the old generation until the next full GC; whatever it still references (the body, the answer, the upstream
+   * controller with its raw headers, the ticket and statuses) would be kept and promoted with it.
+   */
+  private release(): void {
+    this.body = undefined as unknown as Json;
+    this.controller = undefined;
+    this.ticket = undefined;
+    this.statuses = NO_STATUSES;
+    this.order = NO_TARGETS;
+    this.limits = [];
+    this.budgets = [];
+    this.usage = undefined;
+    this.charged = undefined;
+    this.first = undefined;
+    this.chunks = undefined;
+    this.decoder = undefined;
+    this.res[CALL] = undefined;
+    this.ex.release();
   }
 
   private spendRecord(status: CallStatus, http: number) {
@@ -996,13 +1020,8 @@ function limitHeaders(h: string[], statuses: readonly LimitStatus[], now: number
       }
     }
     if (dup) continue;
-    const remaining = Math.max(s.remaining, 0);
-    h.push(
-      `x-ratelimit-${s.scope}-remaining-${s.type}`,
-      String(remaining),
-      `x-ratelimit-${s.scope}-limit-${s.type}`,
-      String(s.limit),
-    );
+    const names = scopeHeaderNames(s.scope, s.type);
+    h.push(names[0], String(Math.max(s.remaining, 0)), names[1], String(s.limit));
     if (!s.enforced) continue;
     if (s.type === "requests") {
       if (requests === undefined || s.remaining < requests.remaining) requests = s;
@@ -1014,13 +1033,37 @@ function limitHeaders(h: string[], statuses: readonly LimitStatus[], now: number
   if (tokens !== undefined) openaiLimit(h, "tokens", tokens, now);
 }
 
-function openaiLimit(h: string[], kind: string, s: LimitStatus, now: number): void {
+/** `x-ratelimit-<scope>-remaining-<type>` and `x-ratelimit-<scope>-limit-<type>`, built once per scope and type. */
+const SCOPE_HEADERS = new Map<string, Map<string, [string, string]>>();
+
+function scopeHeaderNames(scope: string, type: string): [string, string] {
+  let byType = SCOPE_HEADERS.get(scope);
+  if (byType === undefined) {
+    byType = new Map();
+    // scopes are a small fixed set (LiteLLM's), but a custom scope name must not grow this without bound
+    if (SCOPE_HEADERS.size < 256) SCOPE_HEADERS.set(scope, byType);
+  }
+  let names = byType.get(type);
+  if (names === undefined) {
+    names = [`x-ratelimit-${scope}-remaining-${type}`, `x-ratelimit-${scope}-limit-${type}`];
+    byType.set(type, names);
+  }
+  return names;
+}
+
+const OPENAI_HEADERS = {
+  requests: ["x-ratelimit-limit-requests", "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests"],
+  tokens: ["x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens"],
+} as const;
+
+function openaiLimit(h: string[], kind: "requests" | "tokens", s: LimitStatus, now: number): void {
+  const names = OPENAI_HEADERS[kind];
   h.push(
-    `x-ratelimit-limit-${kind}`,
+    names[0],
     String(s.limit),
-    `x-ratelimit-remaining-${kind}`,
+    names[1],
     String(Math.max(s.remaining, 0)),
-    `x-ratelimit-reset-${kind}`,
+    names[2],
     formatResetDuration(Number.isFinite(s.resetAt) ? s.resetAt - now : 0),
   );
 }

@@ -206,6 +206,13 @@ export class Exchange {
     if (p instanceof Promise) p.catch((err: unknown) => this.fail(err));
   }
 
+  /** The request is over: drops the body and the request's link to this exchange (see `LlmCall.release`). */
+  release(): void {
+    this.body = undefined;
+    this.chunks = undefined;
+    (this.req as WithExchange)[EXCHANGE] = undefined;
+  }
+
   get method(): string {
     return this.req.method ?? "GET";
   }

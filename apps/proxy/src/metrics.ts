@@ -162,8 +162,21 @@ export class Metrics {
     });
   }
 
+  /** Per model, per HTTP status: the request counter's cell (no key string or closure per request). */
+  private readonly requestCells = new Map<string, Array<{ labels: Labels; n: number } | undefined>>();
+
   request(model: string, status: number): void {
-    this.requests.cell(model + "\u0000" + status, () => ({ model, status: String(status) })).n++;
+    let byStatus = this.requestCells.get(model);
+    if (byStatus === undefined) {
+      byStatus = [];
+      this.requestCells.set(model, byStatus);
+    }
+    let cell = byStatus[status];
+    if (cell === undefined) {
+      cell = this.requests.cell(`${model}\u0000${status}`, () => ({ model, status: String(status) }));
+      byStatus[status] = cell;
+    }
+    cell.n++;
   }
 
   /** Route label for non-LLM requests. */
@@ -171,11 +184,14 @@ export class Metrics {
     return `route:${path.length > 64 ? path.slice(0, 64) : path}`;
   }
 
+  private allowed: { labels: Labels; n: number } | undefined;
+
   decisions(a: GateAdmission): void {
     let scope: string;
     let type: string;
     if (a.ok) {
-      this.decisionsTotal.cell("ok", () => ({ scope: "all", limit_type: "all", result: "allowed" })).n++;
+      this.allowed ??= this.decisionsTotal.cell("ok", () => ({ scope: "all", limit_type: "all", result: "allowed" }));
+      this.allowed.n++;
       return;
     }
     if (a.reason === "rate_limit") {
@@ -192,12 +208,26 @@ export class Metrics {
     this.added.observe(this.addedSeries, ms / 1000);
   }
 
+  private readonly upstreamSeries = new Map<string, Series>();
+
   upstreamLatency(model: string, ms: number): void {
-    this.upstream.observe(this.upstream.series(model, { model }), ms / 1000);
+    let s = this.upstreamSeries.get(model);
+    if (s === undefined) {
+      s = this.upstream.series(model, { model });
+      this.upstreamSeries.set(model, s);
+    }
+    this.upstream.observe(s, ms / 1000);
   }
 
+  private readonly storeSeries = new Map<string, Series>();
+
   storeLatency(op: string, ms: number): void {
-    this.store.observe(this.store.series(op, { op }), ms / 1000);
+    let s = this.storeSeries.get(op);
+    if (s === undefined) {
+      s = this.store.series(op, { op });
+      this.storeSeries.set(op, s);
+    }
+    this.store.observe(s, ms / 1000);
   }
 
   cutoff(): void {

@@ -114,11 +114,30 @@ export function keptStates(b: FlatBatch, h: LimitRecord): FlatStates {
  */
 export function statusesOfRecord(planner: LimitPlanner, h: LimitRecord): LimitStatus[] {
   if (h.count === 0 && h.gaugeCount === 0) return [];
-  const b = new FlatBatch();
-  const p = new Planned();
-  // undefined flags mean every descriptor was enforced at admission (conditions are not evaluated again)
-  planner.fill(b, h.descriptors, h.input, h.output, p, h.enforced ?? h.descriptors.map(() => true));
-  return statusesOf(b, keptStates(b, h), p, h.now, true);
+  // Scratch reused from call to call: filled and read synchronously (a fill with given flags runs no condition, so
+  // nothing re-enters here; the flag is a guard all the same).
+  const own = !scratchBusy;
+  const b = own ? scratchBatch.reset() : new FlatBatch();
+  const p = own ? scratchPlanned : new Planned();
+  scratchBusy = true;
+  try {
+    // undefined flags mean every descriptor was enforced at admission (conditions are not evaluated again)
+    planner.fill(b, h.descriptors, h.input, h.output, p, h.enforced ?? allEnforced(h.descriptors.length));
+    return statusesOf(b, keptStates(b, h), p, h.now, true);
+  } finally {
+    if (own) scratchBusy = false;
+  }
+}
+
+const scratchBatch = new FlatBatch();
+const scratchPlanned = new Planned();
+let scratchBusy = false;
+const ALL_ENFORCED: boolean[] = [];
+
+/** `n` flags all true (a shared array: fill only reads it). */
+function allEnforced(n: number): boolean[] {
+  while (ALL_ENFORCED.length < n) ALL_ENFORCED.push(true);
+  return ALL_ENFORCED;
 }
 
 /**
