@@ -66,8 +66,21 @@ interface Counter {
   readonly name: string;
   value: number;
   previous: number;
-  /** Holds by lease id; absent until the first hold. */
-  holds: Map<string, Hold> | undefined;
+  /**
+   * Holds by lease id: the first one inline (`holdId` undefined when the slot is free), further ones in `moreHolds`
+   * (created on the first concurrent hold). A counter usually has zero or one hold at a time: the inline slot then
+   * costs no Map, no entry object and no hashing (a Map emptied by a delete also shrinks, a runtime call).
+   */
+  holdId: string | undefined;
+  holdAmount: number;
+  holdExpiry: number;
+  moreHolds: Map<string, Hold> | undefined;
+  /**
+   * Sum of the holds kept (live or expired but not yet pruned), and a lower bound of their expiries: while
+   * `now < holdFloor` every hold kept is live and `heldSum` is their sum, with no walk (see {@link heldOf}).
+   */
+  heldSum: number;
+  holdFloor: number;
   /** The window's next counter. */
   next: Counter | undefined;
 }
@@ -94,7 +107,13 @@ interface GaugeEntry {
   readonly name: string;
   touched: number;
   dead: boolean;
-  /** Lease id -> expiry (ms), in expiry order while `ordered` (see {@link setLease}). */
+  /**
+   * The first lease inline (`leaseId` undefined when the slot is free): a gauge usually has zero or one request in
+   * flight, which then costs no Map operation. Further leases go to `leases`.
+   */
+  leaseId: string | undefined;
+  leaseExpiry: number;
+  /** Further leases: id -> expiry (ms), in expiry order while `ordered` (see {@link setLease}). */
   leases: Map<string, number>;
   /** Every lease set since the map was last empty expires no earlier than the ones set before it. */
   ordered: boolean;
@@ -134,7 +153,12 @@ function newWindow(key: string, start: number, name: string, touched: number): W
     name,
     value: 0,
     previous: 0,
-    holds: undefined,
+    holdId: undefined,
+    holdAmount: 0,
+    holdExpiry: 0,
+    moreHolds: undefined,
+    heldSum: 0,
+    holdFloor: Number.POSITIVE_INFINITY,
     next: undefined,
   };
 }
@@ -149,48 +173,189 @@ function findCounter(entry: WindowEntry, name: string): Counter | undefined {
 function addCounter(entry: WindowEntry, name: string): Counter {
   let tail: Counter = entry;
   while (tail.next !== undefined) tail = tail.next;
-  const c: Counter = { name, value: 0, previous: 0, holds: undefined, next: undefined };
+  const c: Counter = {
+    name,
+    value: 0,
+    previous: 0,
+    holdId: undefined,
+    holdAmount: 0,
+    holdExpiry: 0,
+    moreHolds: undefined,
+    heldSum: 0,
+    holdFloor: Number.POSITIVE_INFINITY,
+    next: undefined,
+  };
   tail.next = c;
   return c;
 }
 
-/** Sum of live holds; drops expired ones when `prune` is set (walking the values: no entry array per hold). */
+/**
+ * Sum of live holds. While the clock is before the counter's `holdFloor` every hold is live and the kept sum is the
+ * answer; otherwise the holds are walked (dropping expired ones when `prune` is set, which also makes the floor exact
+ * again). A released hold leaves the floor where it was (still a lower bound), so a walk happens about once per
+ * lease TTL, not once per admission.
+ */
 function heldOf(c: Counter | undefined, now: number, prune: boolean): number {
-  const holds = c?.holds;
-  if (holds === undefined || holds.size === 0) return 0;
+  if (c === undefined || now < c.holdFloor) return c === undefined ? 0 : c.heldSum;
   let sum = 0;
-  for (const h of holds.values()) {
-    if (h.expiry <= now) {
-      if (prune) holds.delete(h.id); // deleting the current entry while iterating is allowed for a Map
-    } else sum += h.amount;
+  let floor = Number.POSITIVE_INFINITY;
+  if (c.holdId !== undefined) {
+    if (c.holdExpiry > now) {
+      sum += c.holdAmount;
+      floor = c.holdExpiry;
+    } else if (prune) c.holdId = undefined;
+  }
+  const more = c.moreHolds;
+  if (more !== undefined && more.size > 0) {
+    for (const h of more.values()) {
+      if (h.expiry <= now) {
+        if (prune) more.delete(h.id); // deleting the current entry while iterating is allowed for a Map
+      } else {
+        sum += h.amount;
+        if (h.expiry < floor) floor = h.expiry;
+      }
+    }
+  }
+  if (prune) {
+    c.heldSum = sum;
+    c.holdFloor = floor;
   }
   return sum;
 }
 
+/** Sets the hold of lease `id` on `c` (new or replacing its own); answers the amount it held before (0 if none). */
+function setHold(c: Counter, id: string, amount: number, expiry: number): number {
+  let prior = 0;
+  if (c.holdId === id) {
+    prior = c.holdAmount;
+    c.holdAmount = amount;
+    c.holdExpiry = expiry;
+  } else {
+    const h = c.moreHolds?.get(id);
+    if (h !== undefined) {
+      prior = h.amount;
+      h.amount = amount;
+      h.expiry = expiry;
+    } else if (c.holdId === undefined) {
+      c.holdId = id;
+      c.holdAmount = amount;
+      c.holdExpiry = expiry;
+    } else {
+      c.moreHolds ??= new Map();
+      c.moreHolds.set(id, { id, amount, expiry });
+    }
+  }
+  c.heldSum += amount - prior;
+  if (expiry < c.holdFloor) c.holdFloor = expiry;
+  return prior;
+}
+
+/** The expiry of lease `id`'s hold on `c`, or undefined when it holds nothing there. */
+function holdExpiryOf(c: Counter | undefined, id: string): number | undefined {
+  if (c === undefined) return undefined;
+  if (c.holdId === id) return c.holdExpiry;
+  return c.moreHolds?.get(id)?.expiry;
+}
+
+/** Moves the expiry of lease `id`'s hold (present) to `expiry`. */
+function renewHold(c: Counter, id: string, expiry: number): void {
+  if (c.holdId === id) c.holdExpiry = expiry;
+  else c.moreHolds!.get(id)!.expiry = expiry;
+  if (expiry < c.holdFloor) c.holdFloor = expiry;
+}
+
+/** Drops lease `id`'s hold from `c`; answers its expiry, or undefined when it held nothing there. */
+function dropHold(c: Counter | undefined, id: string): number | undefined {
+  if (c === undefined) return undefined;
+  if (c.holdId === id) {
+    c.holdId = undefined;
+    c.heldSum -= c.holdAmount;
+    return c.holdExpiry;
+  }
+  const more = c.moreHolds;
+  if (more === undefined || more.size === 0) return undefined;
+  const h = more.get(id);
+  if (h === undefined) return undefined;
+  // the map stays (empty) for the counter's next concurrent hold
+  more.delete(id);
+  c.heldSum -= h.amount;
+  return h.expiry;
+}
+
 /**
- * Takes or renews a lease: re-inserted at the end of the map, so the map stays in expiry order as long as
- * expiries only grow (one lease TTL and a clock that does not go back, the usual case). Answers whether the lease
- * is new.
+ * Takes or renews a lease: the inline slot when it is free (or already this lease's), else the map, re-inserted at
+ * its end, so the map stays in expiry order as long as expiries only grow (one lease TTL and a clock that does not go
+ * back, the usual case). Answers whether the lease is new.
  */
 function setLease(g: GaugeEntry, id: string, expiry: number): boolean {
-  const renewed = g.leases.delete(id);
-  if (g.leases.size === 0) {
+  if (g.leaseId === id) {
+    g.leaseExpiry = expiry;
+    return false;
+  }
+  const leases = g.leases;
+  const renewed = leases.size > 0 && leases.delete(id);
+  if (!renewed && g.leaseId === undefined) {
+    g.leaseId = id;
+    g.leaseExpiry = expiry;
+    return true;
+  }
+  if (leases.size === 0) {
     g.ordered = true;
     g.latest = expiry;
   } else if (expiry < g.latest) g.ordered = false;
   else g.latest = expiry;
-  g.leases.set(id, expiry);
+  leases.set(id, expiry);
   return !renewed;
 }
 
+/** The expiry of lease `id` on the gauge, or undefined when the gauge does not hold it. */
+function leaseExpiryOf(g: GaugeEntry, id: string): number | undefined {
+  if (g.leaseId === id) return g.leaseExpiry;
+  return g.leases.size > 0 ? g.leases.get(id) : undefined;
+}
+
+/** Drops lease `id` from the gauge; answers its expiry, or undefined when the gauge did not hold it. */
+function dropLease(g: GaugeEntry, id: string): number | undefined {
+  if (g.leaseId === id) {
+    g.leaseId = undefined;
+    return g.leaseExpiry;
+  }
+  const leases = g.leases;
+  if (leases.size === 0) return undefined;
+  const expiry = leases.get(id);
+  if (expiry !== undefined) leases.delete(id);
+  return expiry;
+}
+
+/** The earliest expiry found by the last {@link countLeases} (null for none): its second answer, without an object. */
+let earliestFound: number | null = null;
+
 /**
- * Live leases of a gauge and the earliest expiry among them, dropping expired ones when `prune`. While the map is
- * in expiry order only the expired leases at its front and the first live one are visited; otherwise (leases of
- * different TTLs, a clock set back) every lease is, until the gauge is empty again.
+ * Live leases of a gauge, dropping expired ones when `prune`; the earliest expiry among them is left in
+ * {@link earliestFound}. While the map is in expiry order only the expired leases at its front and the first live one
+ * are visited; otherwise (leases of different TTLs, a clock set back) every lease is, until the map is empty again.
  */
-function liveLeases(g: GaugeEntry | undefined, now: number, prune: boolean): GaugeState {
-  if (g === undefined) return { inFlight: 0, earliestExpiry: null };
-  if (!g.ordered) return scanLeases(g, now, prune);
+function countLeases(g: GaugeEntry | undefined, now: number, prune: boolean): number {
+  let inFlight = 0;
+  let earliest: number | null = null;
+  if (g !== undefined) {
+    if (g.leaseId !== undefined) {
+      if (g.leaseExpiry > now) {
+        inFlight = 1;
+        earliest = g.leaseExpiry;
+      } else if (prune) g.leaseId = undefined;
+    }
+    if (g.leases.size > 0) {
+      inFlight += g.ordered ? countOrdered(g, now, prune) : countScanned(g, now, prune);
+      const e = earliestFound;
+      if (e !== null && (earliest === null || e < earliest)) earliest = e;
+    }
+  }
+  earliestFound = earliest;
+  return inFlight;
+}
+
+function countOrdered(g: GaugeEntry, now: number, prune: boolean): number {
   let expired = 0;
   let earliest: number | null = null;
   for (const [id, expiry] of g.leases) {
@@ -201,10 +366,11 @@ function liveLeases(g: GaugeEntry | undefined, now: number, prune: boolean): Gau
     if (prune) g.leases.delete(id);
     else expired++;
   }
-  return { inFlight: g.leases.size - expired, earliestExpiry: earliest };
+  earliestFound = earliest;
+  return g.leases.size - expired;
 }
 
-function scanLeases(g: GaugeEntry, now: number, prune: boolean): GaugeState {
+function countScanned(g: GaugeEntry, now: number, prune: boolean): number {
   let inFlight = 0;
   let earliest: number | null = null;
   for (const [id, expiry] of g.leases) {
@@ -216,7 +382,14 @@ function scanLeases(g: GaugeEntry, now: number, prune: boolean): GaugeState {
     if (earliest === null || expiry < earliest) earliest = expiry;
   }
   if (g.leases.size === 0) g.ordered = true;
-  return { inFlight, earliestExpiry: earliest };
+  earliestFound = earliest;
+  return inFlight;
+}
+
+/** {@link countLeases} as the contract's {@link GaugeState}. */
+function liveLeases(g: GaugeEntry | undefined, now: number, prune: boolean): GaugeState {
+  const inFlight = countLeases(g, now, prune);
+  return { inFlight, earliestExpiry: earliestFound };
 }
 
 /** Applies a roll to a stored entry in place. */
@@ -352,10 +525,10 @@ export class MemoryStore implements CounterStore, FlatCounterStore {
       const hint = liveGauge(b.gaugeHandles[g], b.gaugeKeys[g]!, b.gaugeNames[g]!);
       const entry = hint !== undefined ? this.byHandle(hint) : this.gaugeEntry(b.gaugeKeys[g]!, b.gaugeNames[g]!);
       this.gauges[g] = entry;
-      const state = liveLeases(entry, now, true);
-      r.inFlight[g] = state.inFlight;
-      r.earliest[g] = state.earliestExpiry;
-      if (r.denied === FLAT_NOT_DENIED && b.gaugeEnforce[g] && state.inFlight + 1 > b.gaugeLimits[g]!) {
+      const inFlight = countLeases(entry, now, true);
+      r.inFlight[g] = inFlight;
+      r.earliest[g] = earliestFound;
+      if (r.denied === FLAT_NOT_DENIED && b.gaugeEnforce[g] && inFlight + 1 > b.gaugeLimits[g]!) {
         r.denied = FLAT_DENIED_GAUGE;
         r.deniedIndex = g;
       }
@@ -395,10 +568,8 @@ export class MemoryStore implements CounterStore, FlatCounterStore {
         r.previous[c] = counter.previous;
         const hold = b.holds[c]!;
         if (hold > 0) {
-          counter.holds ??= new Map();
           // the check pass pruned expired holds, so a prior hold of this lease is live
-          const prior = counter.holds.get(leaseId)?.amount ?? 0;
-          counter.holds.set(leaseId, { id: leaseId, amount: hold, expiry });
+          const prior = setHold(counter, leaseId, hold, expiry);
           r.held[c]! += hold - prior;
         }
       }
@@ -414,6 +585,8 @@ export class MemoryStore implements CounterStore, FlatCounterStore {
           name,
           touched: ++this.ops,
           dead: false,
+          leaseId: undefined,
+          leaseExpiry: 0,
           leases: new Map(),
           ordered: true,
           latest: 0,
@@ -427,7 +600,8 @@ export class MemoryStore implements CounterStore, FlatCounterStore {
         if (earliest === null || expiry < earliest) r.earliest[g] = expiry;
       } else {
         // the batch's own lease, taken again: its old expiry may have been the earliest
-        r.earliest[g] = liveLeases(entry, now, false).earliestExpiry;
+        countLeases(entry, now, false);
+        r.earliest[g] = earliestFound;
       }
     }
     r.admitted = true;
@@ -518,7 +692,7 @@ export class MemoryStore implements CounterStore, FlatCounterStore {
     let renewed = 0;
     for (const g of lease.gauges) {
       const entry = this.gaugeEntry(g.key, g.name);
-      const current = entry?.leases.get(lease.id);
+      const current = entry === undefined ? undefined : leaseExpiryOf(entry, lease.id);
       if (current !== undefined && current > now) {
         setLease(entry!, lease.id, expiry);
         renewed++;
@@ -526,9 +700,10 @@ export class MemoryStore implements CounterStore, FlatCounterStore {
     }
     for (const h of lease.holds) {
       const entry = this.windowEntry(h.key);
-      const hold = entry && findCounter(entry, h.name)?.holds?.get(lease.id);
-      if (hold !== undefined && hold.expiry > now) {
-        hold.expiry = expiry;
+      const counter = entry === undefined ? undefined : findCounter(entry, h.name);
+      const held = holdExpiryOf(counter, lease.id);
+      if (held !== undefined && held > now) {
+        renewHold(counter!, lease.id, expiry);
         renewed++;
       }
     }
@@ -586,26 +761,15 @@ export class MemoryStore implements CounterStore, FlatCounterStore {
       const g = ref.gauges[i]!;
       const entry = liveGauge(handles?.[i], g.key, g.name) ?? this.peekGauge(g.key, g.name);
       if (entry === undefined) continue;
-      if (Number.isNaN(now)) {
-        entry.leases.delete(ref.id); // no clock (see clockFree): the count is not read
-        continue;
-      }
-      const expiry = entry.leases.get(ref.id);
-      if (expiry !== undefined) {
-        entry.leases.delete(ref.id);
-        if (expiry > now) removed++;
-      }
+      // without a clock (see clockFree) now is NaN and the count is not read
+      const expiry = dropLease(entry, ref.id);
+      if (expiry !== undefined && expiry > now) removed++;
     }
     for (let i = 0; i < ref.holds.length; i++) {
       const h = ref.holds[i]!;
       const entry = liveWindow(holdHandles?.[i], h.key) ?? this.peekWindow(h.key);
-      const counter = entry && findCounter(entry, h.name);
-      const hold = counter?.holds?.get(ref.id);
-      if (hold !== undefined) {
-        // the map stays (empty) for the counter's next hold: a budget window holds again and again
-        counter!.holds!.delete(ref.id);
-        if (hold.expiry > now) removed++;
-      }
+      const expiry = dropHold(entry === undefined ? undefined : findCounter(entry, h.name), ref.id);
+      if (expiry !== undefined && expiry > now) removed++;
     }
     return removed;
   }
