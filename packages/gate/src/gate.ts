@@ -416,8 +416,10 @@ class GateEngine implements Gate {
     if (!Array.isArray(req.limits)) {
       throw bad("limits must be an array of descriptors (possibly empty; wrap a single descriptor in [ ])");
     }
-    const id = req.id ?? this.createId();
-    if (typeof id !== "string" || id.length === 0 || id.includes("{") || id.includes("}")) {
+    const given = req.id;
+    // an id of ours needs no check (and checking would flatten the fresh string for nothing)
+    const id = given === undefined ? this.createId() : given;
+    if (given !== undefined && (typeof id !== "string" || id.length === 0 || id.includes("{") || id.includes("}"))) {
       throw bad(`the ticket id must be a non-empty string without { or }, got ${JSON.stringify(id)}`);
     }
     let { input, output } = tokenAmounts(req.tokens, "tokens");
@@ -475,7 +477,7 @@ class GateEngine implements Gate {
       const inLimits = r.denied !== FLAT_DENIED_COUNTER || r.deniedWindow < p.w0 + p.wn;
       const gauge = inLimits ? -1 : fullGauge(b, r, p);
       if (inLimits || gauge >= 0 || plan === undefined) {
-        if (plan !== undefined) this.budgets.observe(r.now);
+        if (plan !== undefined) this.budgets.observe(r.now, plan.local);
         return this.limitDenial(b, r, p, inLimits ? undefined : gauge);
       }
       const d = this.budgets.decide(plan, r);
@@ -589,8 +591,10 @@ class GateEngine implements Gate {
     fillFinish(b, t, kind, input, output);
     let c0 = -1;
     let time = t.now;
+    let local: number | undefined; // the local clock behind `time`, for the offset to the store's answer
     if (plan !== undefined && plan.list.length > 0 && cost > 0) {
       time = this.budgets.clock();
+      local = this.budgets.lastLocal;
       c0 = this.budgets.fillCharge(b, plan.list, time, cost);
     }
     b.releaseLease(t.leaseOf(!flat), t.handles, t.count);
@@ -606,10 +610,10 @@ class GateEngine implements Gate {
         t.state = "open"; // nothing was applied (adjust is atomic): the caller may retry
         throw err;
       }
-      return this.finished(t, kind, charged, cost, r, c0, time);
+      return this.finished(t, kind, charged, cost, r, c0, time, local);
     }
     return (this.access.adjust(b, new FlatResult()) as Promise<FlatResult>).then(
-      (r) => this.finished(t, kind, charged, cost, r, c0, time),
+      (r) => this.finished(t, kind, charged, cost, r, c0, time, local),
       (err: unknown) => {
         // the call may still be applied by the store: a retry is recognised by the ticket and applies once
         t.state = "open";
@@ -627,8 +631,9 @@ class GateEngine implements Gate {
     r: FlatResult,
     c0: number,
     time: number,
+    local: number | undefined,
   ): TicketOutcome | Promise<TicketOutcome> {
-    if (t.plan !== undefined) this.budgets.observe(r.now);
+    if (t.plan !== undefined) this.budgets.observe(r.now, local);
     const o = outcomeOf(r.ticket, kind === RELEASE);
     if (o.status === "duplicate") return DUPLICATE;
     if (o.status === "expired") return EXPIRED;

@@ -76,6 +76,11 @@ interface Counter {
   holdExpiry: number;
   moreHolds: Map<string, Hold> | undefined;
   /**
+   * Holds kept (inline and in `moreHolds`, live or not yet pruned). A small integer read in place: a counter without
+   * holds (every rate-limit window) answers without reading a boxed number or the map.
+   */
+  holdCount: number;
+  /**
    * Sum of the holds kept (live or expired but not yet pruned), and a lower bound of their expiries: while
    * `now < holdFloor` every hold kept is live and `heldSum` is their sum, with no walk (see {@link heldOf}).
    */
@@ -115,6 +120,8 @@ interface GaugeEntry {
   leaseExpiry: number;
   /** Further leases: id -> expiry (ms), in expiry order while `ordered` (see {@link setLease}). */
   leases: Map<string, number>;
+  /** `leases.size`, kept in place: a gauge whose map is empty is answered without reading the map. */
+  more: number;
   /** Every lease set since the map was last empty expires no earlier than the ones set before it. */
   ordered: boolean;
   /** The latest expiry set since the map was last empty. */
@@ -144,22 +151,24 @@ function startAfter(roll: Roll, entry: WindowEntry | undefined, windowMs: number
 }
 
 function newWindow(key: string, start: number, name: string, touched: number): WindowEntry {
+  // the fields every admission reads first, so they share the object's first cache lines; the hold details last
   return {
     kind: "window",
+    dead: false,
     key,
     start,
-    touched,
-    dead: false,
     name,
     value: 0,
     previous: 0,
+    next: undefined,
+    holdCount: 0,
+    touched,
     holdId: undefined,
     holdAmount: 0,
     holdExpiry: 0,
     moreHolds: undefined,
     heldSum: 0,
     holdFloor: Number.POSITIVE_INFINITY,
-    next: undefined,
   };
 }
 
@@ -177,13 +186,14 @@ function addCounter(entry: WindowEntry, name: string): Counter {
     name,
     value: 0,
     previous: 0,
+    next: undefined,
+    holdCount: 0,
     holdId: undefined,
     holdAmount: 0,
     holdExpiry: 0,
     moreHolds: undefined,
     heldSum: 0,
     holdFloor: Number.POSITIVE_INFINITY,
-    next: undefined,
   };
   tail.next = c;
   return c;
@@ -196,20 +206,27 @@ function addCounter(entry: WindowEntry, name: string): Counter {
  * lease TTL, not once per admission.
  */
 function heldOf(c: Counter | undefined, now: number, prune: boolean): number {
-  if (c === undefined || now < c.holdFloor) return c === undefined ? 0 : c.heldSum;
+  if (c === undefined || c.holdCount === 0) return 0;
+  if (now < c.holdFloor) return c.heldSum;
   let sum = 0;
   let floor = Number.POSITIVE_INFINITY;
   if (c.holdId !== undefined) {
     if (c.holdExpiry > now) {
       sum += c.holdAmount;
       floor = c.holdExpiry;
-    } else if (prune) c.holdId = undefined;
+    } else if (prune) {
+      c.holdId = undefined;
+      c.holdCount--;
+    }
   }
   const more = c.moreHolds;
   if (more !== undefined && more.size > 0) {
     for (const h of more.values()) {
       if (h.expiry <= now) {
-        if (prune) more.delete(h.id); // deleting the current entry while iterating is allowed for a Map
+        if (prune) {
+          more.delete(h.id); // deleting the current entry while iterating is allowed for a Map
+          c.holdCount--;
+        }
       } else {
         sum += h.amount;
         if (h.expiry < floor) floor = h.expiry;
@@ -240,9 +257,11 @@ function setHold(c: Counter, id: string, amount: number, expiry: number): number
       c.holdId = id;
       c.holdAmount = amount;
       c.holdExpiry = expiry;
+      c.holdCount++;
     } else {
       c.moreHolds ??= new Map();
       c.moreHolds.set(id, { id, amount, expiry });
+      c.holdCount++;
     }
   }
   c.heldSum += amount - prior;
@@ -252,7 +271,7 @@ function setHold(c: Counter, id: string, amount: number, expiry: number): number
 
 /** The expiry of lease `id`'s hold on `c`, or undefined when it holds nothing there. */
 function holdExpiryOf(c: Counter | undefined, id: string): number | undefined {
-  if (c === undefined) return undefined;
+  if (c === undefined || c.holdCount === 0) return undefined;
   if (c.holdId === id) return c.holdExpiry;
   return c.moreHolds?.get(id)?.expiry;
 }
@@ -266,9 +285,10 @@ function renewHold(c: Counter, id: string, expiry: number): void {
 
 /** Drops lease `id`'s hold from `c`; answers its expiry, or undefined when it held nothing there. */
 function dropHold(c: Counter | undefined, id: string): number | undefined {
-  if (c === undefined) return undefined;
+  if (c === undefined || c.holdCount === 0) return undefined;
   if (c.holdId === id) {
     c.holdId = undefined;
+    c.holdCount--;
     c.heldSum -= c.holdAmount;
     return c.holdExpiry;
   }
@@ -278,6 +298,7 @@ function dropHold(c: Counter | undefined, id: string): number | undefined {
   if (h === undefined) return undefined;
   // the map stays (empty) for the counter's next concurrent hold
   more.delete(id);
+  c.holdCount--;
   c.heldSum -= h.amount;
   return h.expiry;
 }
@@ -293,7 +314,7 @@ function setLease(g: GaugeEntry, id: string, expiry: number): boolean {
     return false;
   }
   const leases = g.leases;
-  const renewed = leases.size > 0 && leases.delete(id);
+  const renewed = g.more > 0 && leases.delete(id);
   if (!renewed && g.leaseId === undefined) {
     g.leaseId = id;
     g.leaseExpiry = expiry;
@@ -305,13 +326,14 @@ function setLease(g: GaugeEntry, id: string, expiry: number): boolean {
   } else if (expiry < g.latest) g.ordered = false;
   else g.latest = expiry;
   leases.set(id, expiry);
+  g.more = leases.size;
   return !renewed;
 }
 
 /** The expiry of lease `id` on the gauge, or undefined when the gauge does not hold it. */
 function leaseExpiryOf(g: GaugeEntry, id: string): number | undefined {
   if (g.leaseId === id) return g.leaseExpiry;
-  return g.leases.size > 0 ? g.leases.get(id) : undefined;
+  return g.more > 0 ? g.leases.get(id) : undefined;
 }
 
 /** Drops lease `id` from the gauge; answers its expiry, or undefined when the gauge did not hold it. */
@@ -320,10 +342,13 @@ function dropLease(g: GaugeEntry, id: string): number | undefined {
     g.leaseId = undefined;
     return g.leaseExpiry;
   }
+  if (g.more === 0) return undefined;
   const leases = g.leases;
-  if (leases.size === 0) return undefined;
   const expiry = leases.get(id);
-  if (expiry !== undefined) leases.delete(id);
+  if (expiry !== undefined) {
+    leases.delete(id);
+    g.more = leases.size;
+  }
   return expiry;
 }
 
@@ -345,7 +370,7 @@ function countLeases(g: GaugeEntry | undefined, now: number, prune: boolean): nu
         earliest = g.leaseExpiry;
       } else if (prune) g.leaseId = undefined;
     }
-    if (g.leases.size > 0) {
+    if (g.more > 0) {
       inFlight += g.ordered ? countOrdered(g, now, prune) : countScanned(g, now, prune);
       const e = earliestFound;
       if (e !== null && (earliest === null || e < earliest)) earliest = e;
@@ -367,7 +392,8 @@ function countOrdered(g: GaugeEntry, now: number, prune: boolean): number {
     else expired++;
   }
   earliestFound = earliest;
-  return g.leases.size - expired;
+  g.more = g.leases.size;
+  return g.more - expired;
 }
 
 function countScanned(g: GaugeEntry, now: number, prune: boolean): number {
@@ -381,7 +407,8 @@ function countScanned(g: GaugeEntry, now: number, prune: boolean): number {
     inFlight++;
     if (earliest === null || expiry < earliest) earliest = expiry;
   }
-  if (g.leases.size === 0) g.ordered = true;
+  g.more = g.leases.size;
+  if (g.more === 0) g.ordered = true;
   earliestFound = earliest;
   return inFlight;
 }
@@ -588,6 +615,7 @@ export class MemoryStore implements CounterStore, FlatCounterStore {
           leaseId: undefined,
           leaseExpiry: 0,
           leases: new Map(),
+          more: 0,
           ordered: true,
           latest: 0,
         };
