@@ -261,7 +261,7 @@ function checkOptions(options: BudgetsOptions): void {
 
 /** Whether two budgets count in the same store window (same identity and schedule, hence the same period keys). */
 function sameWindow(a: CompiledBudget, b: CompiledBudget): boolean {
-  return a === b || (a.base === b.base && a.schedule.tag === b.schedule.tag);
+  return a === b || (a.windowHash === b.windowHash && a.base === b.base && a.schedule.tag === b.schedule.tag);
 }
 
 /**
@@ -387,7 +387,7 @@ export class BudgetEngine implements Budgets, ReservationHost {
     // the compiled budget rides on the spec object itself (a hidden symbol property: no table to look it up in),
     // checked against the spec's current fields (a spec changed in place compiles again)
     const hit = (spec as unknown as Record<symbol, CompiledBudget | undefined>)[this.mark] ?? this.bySpec.get(spec);
-    if (hit !== undefined && sameSpec(hit.source, spec)) return hit;
+    if (hit !== undefined && sameSpec(hit, spec)) return hit;
     const fp = fingerprint(spec);
     let c = this.byFingerprint.get(fp);
     if (c === undefined) {

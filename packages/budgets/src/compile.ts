@@ -27,8 +27,30 @@ export interface CompiledBudget {
   /** False when the budget only counts (no maximum, or shadow). */
   enforce: boolean;
   schedule: Schedule;
-  /** A shallow copy of the spec it was compiled from (cache validation). */
+  /** A shallow copy of the spec it was compiled from. */
   source: BudgetSpec;
+  /**
+   * The spec's fields it was compiled from, kept in this object (cache validation, {@link sameSpec}): a request
+   * checks its cached budgets reading the spec and this object only (with thousands of budgets each object reached
+   * is a likely cache miss).
+   */
+  specScope: BudgetSpec["scope"];
+  specId: string;
+  specMaxBudget: BudgetSpec["maxBudget"];
+  specDuration: BudgetSpec["duration"];
+  specSoftBudget: BudgetSpec["softBudget"];
+  specTeamId: BudgetSpec["teamId"];
+  specModel: BudgetSpec["model"];
+  specReset: BudgetSpec["reset"];
+  specTimeZone: BudgetSpec["timeZone"];
+  specStartedAt: BudgetSpec["startedAt"];
+  specAlias: BudgetSpec["alias"];
+  specShadow: BudgetSpec["shadow"];
+  /**
+   * A 32-bit hash of the budget's window identity (`base` and `schedule.tag`): two budgets of different hashes never
+   * share a window, which tells most pairs apart without reading their strings (see `sameWindow`).
+   */
+  windowHash: number;
   /** `schedule.windowMs`, kept here: the hot path reads this object only. */
   windowMs: number;
   /**
@@ -70,21 +92,28 @@ export function windowOf<C>(b: CompiledBudget, t: number, counters: C[]): Window
 }
 
 /** Whether a spec still has every field a compiled budget was built from. */
-export function sameSpec(a: BudgetSpec, b: BudgetSpec): boolean {
+export function sameSpec(c: CompiledBudget, b: BudgetSpec): boolean {
   return (
-    a.scope === b.scope &&
-    a.id === b.id &&
-    a.maxBudget === b.maxBudget &&
-    a.duration === b.duration &&
-    a.softBudget === b.softBudget &&
-    a.teamId === b.teamId &&
-    a.model === b.model &&
-    a.reset === b.reset &&
-    a.timeZone === b.timeZone &&
-    a.startedAt === b.startedAt &&
-    a.alias === b.alias &&
-    a.shadow === b.shadow
+    c.specScope === b.scope &&
+    c.specId === b.id &&
+    c.specMaxBudget === b.maxBudget &&
+    c.specDuration === b.duration &&
+    c.specSoftBudget === b.softBudget &&
+    c.specTeamId === b.teamId &&
+    c.specModel === b.model &&
+    c.specReset === b.reset &&
+    c.specTimeZone === b.timeZone &&
+    c.specStartedAt === b.startedAt &&
+    c.specAlias === b.alias &&
+    c.specShadow === b.shadow
   );
+}
+
+/** FNV-1a over the UTF-16 units of `text`, as a 32-bit integer. */
+function hash32(text: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
+  return h | 0;
 }
 
 /** Engine-wide defaults a spec may override. */
@@ -159,9 +188,23 @@ export function compileBudget(spec: BudgetSpec, defaults: CompileDefaults): Comp
     timeZone: spec.timeZone === undefined ? defaults.timeZone : checkTimeZone(spec.timeZone),
     ...(spec.startedAt === undefined ? {} : { anchor: spec.startedAt }),
   });
+  const base = baseKeyOf(ref, defaults.keyPrefix);
   // the fields the hot path reads first (they share the object's first cache lines)
   return {
-    base: baseKeyOf(ref, defaults.keyPrefix),
+    base,
+    windowHash: hash32(`${base}\u0001${schedule.tag}`),
+    specScope: spec.scope,
+    specId: spec.id,
+    specMaxBudget: spec.maxBudget,
+    specDuration: spec.duration,
+    specSoftBudget: spec.softBudget,
+    specTeamId: spec.teamId,
+    specModel: spec.model,
+    specReset: spec.reset,
+    specTimeZone: spec.timeZone,
+    specStartedAt: spec.startedAt,
+    specAlias: spec.alias,
+    specShadow: spec.shadow,
     lastStart: 0,
     lastEnd: 0,
     lastKey: "",
