@@ -273,10 +273,10 @@ describe("faults: the REST server stops answering, then answers again", () => {
     const key = `{k:${uid()}}`;
     await s.admit(batch(key));
     h.rest.pause();
-    const r = await timed(s.admit(batch(key)));
+    const r = await timed(() => s.admit(batch(key)));
     expect((r.error as TollgateError).code).toBe("STORE_UNAVAILABLE");
     expect(r.ms).toBeGreaterThanOrEqual(TIMEOUT - 5);
-    expect(r.ms).toBeLessThan(TIMEOUT + 250);
+    expect(r.ms).toBeLessThan(TIMEOUT + 1_000);
     expect(s.health).toBe("degraded");
     // The hung HTTP request was aborted, not left waiting on the server.
     for (let i = 0; i < 100 && h.rest.pending > 0; i++) await new Promise((resolve) => setTimeout(resolve, 10));
@@ -284,7 +284,7 @@ describe("faults: the REST server stops answering, then answers again", () => {
 
     // Degraded and before the retry interval: answered at once, without any HTTP request.
     h.rest.resetLog();
-    const fast = await timed(s.admit(batch(key)));
+    const fast = await timed(() => s.admit(batch(key)));
     expect((fast.error as TollgateError).code).toBe("STORE_UNAVAILABLE");
     expect(fast.ms).toBeLessThan(50);
     expect(h.rest.requests).toBe(0);
@@ -305,10 +305,10 @@ describe("faults: the REST server stops answering, then answers again", () => {
     const key = `{k:${uid()}}`;
     await s.admit(batch(key));
     h.rest.pause();
-    const r = await timed(s.admit(batch(key)));
+    const r = await timed(() => s.admit(batch(key)));
     expect(r.value?.admitted).toBe(true);
     expect(r.value?.degraded).toBe("open");
-    expect(r.ms).toBeLessThan(TIMEOUT + 250);
+    expect(r.ms).toBeLessThan(TIMEOUT + 1_000);
     h.rest.resume();
     advanceLocal(1_000);
     const back = await s.admit(batch(key));
@@ -332,8 +332,8 @@ describe("faults: the REST server stops answering, then answers again", () => {
     });
     expect((await s.admit(limited())).admitted).toBe(true);
     h.rest.pause();
-    const first = await timed(s.admit(limited()));
-    expect(first.ms).toBeLessThan(TIMEOUT + 250);
+    const first = await timed(() => s.admit(limited()));
+    expect(first.ms).toBeLessThan(TIMEOUT + 1_000);
     expect(first.value?.degraded).toBe("fallback");
     const local = [first.value!, await s.admit(limited()), await s.admit(limited()), await s.admit(limited())];
     // The local store starts from what Upstash last counted (1 of 3): 2 more.
