@@ -94,37 +94,9 @@ async function loadScript(client: Redis | Cluster, source: string): Promise<void
   await Promise.all(client.nodes("master").map((node) => node.script("LOAD", source)));
 }
 
-/**
- * Coalesces the commands a standalone client writes in one tick into one socket write: the first script call of a
- * tick corks the client's socket and the next tick uncorks it, so concurrent admissions and settles (replies
- * arriving together resume their requests in the same tick) cost Redis one read and this process one write
- * between them instead of one each. Each call stays its own EVALSHA, answered on its own; nothing waits longer
- * than the current tick. Only while the client is ready (offline commands are queued by ioredis itself).
- */
-function tickCoalescer(client: Redis): () => void {
-  let corked: Redis["stream"] | undefined;
-  const uncork = () => {
-    const stream = corked;
-    corked = undefined;
-    stream?.uncork();
-  };
-  return () => {
-    if (corked !== undefined || client.status !== "ready") return;
-    const stream = client.stream;
-    if (!stream?.writable) return;
-    stream.cork();
-    corked = stream;
-    process.nextTick(uncork);
-  };
-}
-
 function ioredisExecutor(client: Redis | Cluster): ScriptExecutor {
-  const coalesce = isCluster(client) ? undefined : tickCoalescer(client);
   return evalshaWithFallback({
-    evalsha: (sha, keys, args) => {
-      coalesce?.();
-      return client.evalsha(sha, keys.length, ...keys, ...args);
-    },
+    evalsha: (sha, keys, args) => client.evalsha(sha, keys.length, ...keys, ...args),
     eval: (source, keys, args) => client.eval(source, keys.length, ...keys, ...args),
     load: (source) => loadScript(client, source),
   });
