@@ -8,14 +8,13 @@
  * `pnpm bench callgrind` (needs valgrind; about 2 minutes; writes its section of docs/benchmarks.md).
  */
 import { execFileSync } from "node:child_process";
-import type { PriceTable } from "@tollgate/budgets";
 import { createLimiter, type Reservation, scopes } from "@tollgate/core";
 import { createGate, type Ticket } from "@tollgate/gate";
 import { createRedisStore } from "@tollgate/store-redis";
 import { startCallgrindRedis } from "./callgrind-lib.js";
 import { HIGH } from "./lib.js";
 import { loadLiteLLMScripts } from "./litellm.js";
-import { population } from "./population.js";
+import { BENCH_PRICES, fullGateRequest, population } from "./population.js";
 
 const N = Number(process.env.CALLGRIND_N ?? 1_000);
 const WARMUP = 20_000;
@@ -53,38 +52,19 @@ export default async function run(): Promise<string> {
     };
   }
 
-  const PRICES: PriceTable = {
-    "bench-model": { input_cost_per_token: "0.000001", output_cost_per_token: "0.000002", max_output_tokens: 8000 },
-  };
-
   function fullRequest(): Side {
     const gate = createGate({
       store: createRedisStore({ client, prefix: `cg:${uid()}:`, timeoutMs: 60_000 }),
-      budgets: { prices: PRICES },
+      budgets: { prices: BENCH_PRICES },
     });
     return {
       name: "Tollgate full request (gate: 3 scopes + max parallel + 3 budgets)",
       async admit(i) {
-        const p = pop(i);
-        const input = p.estimate >> 1;
-        const a = await gate.admit({
-          limits: [
-            scopes.apiKey(p.apiKey, { ...limits, maxParallel: 1_000_000 }),
-            scopes.team(p.team, limits),
-            scopes.user(p.user, limits),
-          ],
-          tokens: { input, output: p.estimate - input },
-          model: "bench-model",
-          maxTokens: p.estimate - input,
-          budgets: [
-            { scope: "key", id: p.apiKey, maxBudget: "1000000", duration: "1d" },
-            { scope: "team", id: p.team, maxBudget: "1000000", duration: "1mo" },
-            { scope: "user", id: p.user, maxBudget: "1000000", duration: "1d" },
-          ],
-        });
+        const { request, usage } = fullGateRequest(pop(i), HIGH);
+        const a = await gate.admit(request);
         if (!a.ok) throw new Error("denied");
         const t: Ticket = a.ticket;
-        return () => t.settle({ inputTokens: input, outputTokens: p.actual - input });
+        return () => t.settle(usage);
       },
     };
   }

@@ -4,6 +4,10 @@
  * comparison draws the same sequence (`population()` with the same seed), so the work is identical.
  */
 
+import type { PriceTable, Usage } from "@tollgate/budgets";
+import { scopes } from "@tollgate/core";
+import type { GateRequest } from "@tollgate/gate";
+
 /** mulberry32: a small, fast, seeded 32-bit PRNG (deterministic across runs and processes). */
 export function seededRandom(seed: number): () => number {
   let a = seed >>> 0;
@@ -53,4 +57,37 @@ export function population(size = 1 << 16, o: PopulationOptions = {}): (i: numbe
   const mask = size - 1;
   if ((size & mask) !== 0) throw new Error("population size must be a power of two");
   return (i) => ring[i & mask]!;
+}
+
+/** The price table of the benchmarks' gate requests (one model). */
+export const BENCH_PRICES: PriceTable = {
+  "bench-model": { input_cost_per_token: "0.000001", output_cost_per_token: "0.000002", max_output_tokens: 8000 },
+};
+
+/**
+ * The full request of the Redis benchmarks through `@tollgate/gate`, for a drawn request: 3 scopes with requests +
+ * tokens limits (max parallel on the key too, so a lease) and 3 budgets (key, team, user). Returns the admission's
+ * input and the usage its settle reports.
+ */
+export function fullGateRequest(p: DrawnRequest, limit: number): { request: GateRequest; usage: Usage } {
+  const limits = { requests: limit, tokens: limit };
+  const input = p.estimate >> 1;
+  return {
+    request: {
+      limits: [
+        scopes.apiKey(p.apiKey, { ...limits, maxParallel: 1_000_000 }),
+        scopes.team(p.team, limits),
+        scopes.user(p.user, limits),
+      ],
+      tokens: { input, output: p.estimate - input },
+      model: "bench-model",
+      maxTokens: p.estimate - input,
+      budgets: [
+        { scope: "key", id: p.apiKey, maxBudget: "1000000", duration: "1d" },
+        { scope: "team", id: p.team, maxBudget: "1000000", duration: "1mo" },
+        { scope: "user", id: p.user, maxBudget: "1000000", duration: "1d" },
+      ],
+    },
+    usage: { inputTokens: input, outputTokens: p.actual - input },
+  };
 }

@@ -7,7 +7,6 @@
  * (load-independent, unlike the rate), this process's from `process.cpuUsage`. Starts its own redis-server processes
  * (tooling/test-servers).
  */
-import type { PriceTable } from "@tollgate/budgets";
 import { createLimiter, type Reservation, scopes } from "@tollgate/core";
 import { createGate } from "@tollgate/gate";
 import { createRedisStore } from "@tollgate/store-redis";
@@ -16,7 +15,7 @@ import { Cluster, Redis } from "ioredis";
 import { RateLimiterRedis } from "rate-limiter-flexible";
 import { fmt, HIGH, measureConcurrent, percentiles } from "./lib.js";
 import { type LiteLLMScripts, loadLiteLLMScripts } from "./litellm.js";
-import { type DrawnRequest, population } from "./population.js";
+import { BENCH_PRICES, type DrawnRequest, fullGateRequest, population } from "./population.js";
 
 const CONCURRENCY = 32;
 /** Alternating slices: every side runs once per round, the order rotating each round. */
@@ -187,10 +186,6 @@ function litellm(
   };
 }
 
-const PRICES: PriceTable = {
-  "bench-model": { input_cost_per_token: "0.000001", output_cost_per_token: "0.000002", max_output_tokens: 8000 },
-};
-
 /**
  * The full request through `@tollgate/gate`: the same 3 scopes (max parallel on the key too) and 3 budgets (key,
  * team, user), one admission (limits, lease, cost holds, ticket) and one settle. More work than the other rows: its
@@ -199,29 +194,13 @@ const PRICES: PriceTable = {
 function fullRequest(client: Redis | Cluster, pop: (i: number) => DrawnRequest): Op {
   const gate = createGate({
     store: createRedisStore({ client, prefix: `bench:${uid()}:`, timeoutMs: 5_000 }),
-    budgets: { prices: PRICES },
+    budgets: { prices: BENCH_PRICES },
   });
-  const limits = { requests: HIGH, tokens: HIGH };
   return async (i) => {
-    const p = pop(i);
-    const input = p.estimate >> 1;
-    const a = await gate.admit({
-      limits: [
-        scopes.apiKey(p.apiKey, { ...limits, maxParallel: 1_000_000 }),
-        scopes.team(p.team, limits),
-        scopes.user(p.user, limits),
-      ],
-      tokens: { input, output: p.estimate - input },
-      model: "bench-model",
-      maxTokens: p.estimate - input,
-      budgets: [
-        { scope: "key", id: p.apiKey, maxBudget: "1000000", duration: "1d" },
-        { scope: "team", id: p.team, maxBudget: "1000000", duration: "1mo" },
-        { scope: "user", id: p.user, maxBudget: "1000000", duration: "1d" },
-      ],
-    });
+    const { request, usage } = fullGateRequest(pop(i), HIGH);
+    const a = await gate.admit(request);
     if (!a.ok) throw new Error("bench limits must never deny");
-    await a.ticket.settle({ inputTokens: input, outputTokens: p.actual - input });
+    await a.ticket.settle(usage);
   };
 }
 
