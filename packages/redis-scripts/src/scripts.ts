@@ -22,7 +22,7 @@ export type ScriptName = "admit" | "adjust" | "renew" | "read";
  */
 // BEGIN SHAS
 const SHAS = {
-  admit: "3687ac45f25f62722f3cfacbeaa9f613181f49e2",
+  admit: "7946223a8a47f5ba6be1c5451b230e5b206eb30b",
   adjust: "327dd533fe0f70179b5b040875284dc0f94f7ce1",
   renew: "6efd75fe58856e8cd0ce90292deb2bfc71a1a1b6",
   read: "82910afd0369dccfd03443c7372cec9dbb265e52",

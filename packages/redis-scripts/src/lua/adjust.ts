@@ -1,4 +1,4 @@
-import { LUA_HELD_PRUNED, LUA_TICKETS, LUA_WINDOW_TTL, PRELUDE } from "./prelude.js";
+import { LUA_HELD_PRUNED, LUA_TICKETS, LUA_WINDOW_OF_START, LUA_WINDOW_TTL, PRELUDE } from "./prelude.js";
 
 /**
  * `adjust`: window-guarded deltas plus an optional lease release, atomically, exactly once per ticket
@@ -194,20 +194,7 @@ for w = 1, nw do
   local W, nc, f, guard = wt[j - 4], wt[j - 3], wt[j - 2], wt[j - 1]
   local sliding, holds = f % 2 == 1, f >= 2
   local key, raw = KEYS[k], vals[k]
-  local stored = int(key, raw)
-  local start, kind = now, 1
-  if stored then
-    local e = now - stored
-    if e < -W then corrupt(key, 'starts more than one window in the future') end
-    if e < W then
-      start, kind = stored, 0
-    elseif sliding and e < 2 * W then
-      start, kind = stored + W, 2
-    end
-  else
-    missing = missing or {}
-    missing[#missing + 1] = key
-  end
+  local stored = int(key, raw)${LUA_WINDOW_OF_START}
   kinds[w] = kind
   local ok = false
   if skip then

@@ -1,4 +1,4 @@
-import { LUA_EARLIEST, LUA_HELD_PRUNED, LUA_TICKETS, LUA_WINDOW_TTL, PRELUDE } from "./prelude.js";
+import { LUA_EARLIEST, LUA_HELD_PRUNED, LUA_TICKETS, LUA_WINDOW_OF_START, LUA_WINDOW_TTL, PRELUDE } from "./prelude.js";
 
 /**
  * `admit`: the whole admission of one batch (docs/store-contract.md, "admit"), all-or-nothing, and its ticket.
@@ -80,20 +80,7 @@ for w = 1, nw do
   a = wt[j]
   local sliding, holds = f % 2 == 1, f >= 2
   local key, raw = KEYS[k], vals[k]
-  local start, kind = now, 1
-  if raw then
-    local stored = int(key, raw)
-    local e = now - stored
-    if e < -W then corrupt(key, 'starts more than one window in the future') end
-    if e < W then
-      start, kind = stored, 0
-    elseif sliding and e < 2 * W then
-      start, kind = stored + W, 2
-    end
-  else
-    missing = missing or {}
-    missing[#missing + 1] = key
-  end
+  local stored = int(key, raw)${LUA_WINDOW_OF_START}
   kinds[w] = kind
   k, o = k + 1, o + 1
   out[o] = start

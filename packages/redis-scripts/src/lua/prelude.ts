@@ -121,6 +121,27 @@ end
 
 `;
 
+/**
+ * Inline code (not a function: no closure or call per window) deciding which window a stored start means. Expects
+ * the locals `key`, `stored` (the parsed start, nil when absent), `W` (window ms), `sliding` and `now`; defines
+ * `start` and `kind` (0 current, 1 fresh: absent or long past, 2 the previous of a sliding window that rolled) and
+ * appends absent keys to `missing`. A start more than one window in the future is corrupt.
+ */
+export const LUA_WINDOW_OF_START = `
+  local start, kind = now, 1
+  if stored then
+    local e = now - stored
+    if e < -W then corrupt(key, 'starts more than one window in the future') end
+    if e < W then
+      start, kind = stored, 0
+    elseif sliding and e < 2 * W then
+      start, kind = stored + W, 2
+    end
+  else
+    missing = missing or {}
+    missing[#missing + 1] = key
+  end`;
+
 /** A window's key TTL. */
 export const LUA_WINDOW_TTL = `
 -- Milliseconds a window's keys live from now: until start + W (fixed) or start + 2W (sliding), at least 1.

@@ -1,4 +1,4 @@
-import { LUA_HELD_LIVE, PRELUDE } from "./prelude.js";
+import { LUA_HELD_LIVE, LUA_WINDOW_OF_START, PRELUDE } from "./prelude.js";
 
 /**
  * `read`: the states `admit` would answer, without writing anything (docs/store-contract.md, "read").
@@ -46,20 +46,7 @@ for w = 1, nw do
   local W, nc, f = wt[3 * w - 2], wt[3 * w - 1], wt[3 * w]
   local sliding, holds = f % 2 == 1, f >= 2
   local key, raw = KEYS[k], vals[k]
-  local stored = int(key, raw)
-  local start, kind = now, 1
-  if stored then
-    local e = now - stored
-    if e < -W then corrupt(key, 'starts more than one window in the future') end
-    if e < W then
-      start, kind = stored, 0
-    elseif sliding and e < 2 * W then
-      start, kind = stored + W, 2
-    end
-  else
-    missing = missing or {}
-    missing[#missing + 1] = key
-  end
+  local stored = int(key, raw)${LUA_WINDOW_OF_START}
   o = o + 1
   out[o] = start
   k = k + 1
