@@ -25,7 +25,7 @@ import {
   startRedisServer,
 } from "@tollgate/test-servers";
 import { Redis } from "ioredis";
-import { fmt } from "./lib.js";
+import { commandStats, fmt, redisCpuMicros } from "./lib.js";
 
 const ROUNDS = Number(process.env.BENCH_FLEET_ROUNDS ?? 3);
 const SECONDS = Number(process.env.BENCH_FLEET_SECONDS ?? 4);
@@ -44,28 +44,6 @@ interface Sample {
   redisUs: number;
   proxyUs: number;
   pgUs: number;
-}
-
-/** Calls per command summed over `nodes`, from INFO commandstats. */
-async function commandStats(nodes: Redis[]): Promise<Map<string, number>> {
-  const out = new Map<string, number>();
-  for (const node of nodes) {
-    const info = await node.info("commandstats");
-    for (const m of info.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) {
-      out.set(m[1]!, (out.get(m[1]!) ?? 0) + Number(m[2]));
-    }
-  }
-  return out;
-}
-
-async function redisCpuMicros(nodes: Redis[]): Promise<number> {
-  let sum = 0;
-  for (const node of nodes) {
-    const info = await node.info("cpu");
-    const read = (name: string) => Number(new RegExp(`^${name}:([\\d.]+)`, "m").exec(info)?.[1] ?? Number.NaN);
-    sum += (read("used_cpu_user") + read("used_cpu_sys")) * 1e6;
-  }
-  return sum;
 }
 
 async function usedMemory(nodes: Redis[]): Promise<number> {

@@ -1,6 +1,7 @@
 /** Small shared helpers for the benchmark sections. */
 import os from "node:os";
 import type { Descriptor } from "@tollgate/core";
+import type { Redis } from "ioredis";
 
 /** Limits high enough never to deny: the benchmarks measure the admission path. */
 export const HIGH = 1e12;
@@ -197,4 +198,27 @@ export const fmt = (n: number, digits = 0) =>
 export function machine(): string {
   const cpu = os.cpus()[0]?.model ?? "unknown CPU";
   return `${os.cpus().length} × ${cpu}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB RAM, ${os.type()} ${os.release()}, Node ${process.version}`;
+}
+
+/** Calls per command summed over `nodes`, from `INFO commandstats`. */
+export async function commandStats(nodes: Redis[]): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  for (const node of nodes) {
+    const info = await node.info("commandstats");
+    for (const m of info.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) {
+      out.set(m[1]!, (out.get(m[1]!) ?? 0) + Number(m[2]));
+    }
+  }
+  return out;
+}
+
+/** Redis server CPU (user + sys) used so far, summed over `nodes`, in µs, from `INFO cpu`. */
+export async function redisCpuMicros(nodes: Redis[]): Promise<number> {
+  let sum = 0;
+  for (const node of nodes) {
+    const info = await node.info("cpu");
+    const read = (name: string) => Number(new RegExp(`^${name}:([\\d.]+)`, "m").exec(info)?.[1] ?? Number.NaN);
+    sum += (read("used_cpu_user") + read("used_cpu_sys")) * 1e6;
+  }
+  return sum;
 }

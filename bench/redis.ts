@@ -13,7 +13,7 @@ import { createRedisStore } from "@tollgate/store-redis";
 import { startRedisCluster, startRedisServer } from "@tollgate/test-servers";
 import { Cluster, Redis } from "ioredis";
 import { RateLimiterRedis } from "rate-limiter-flexible";
-import { fmt, HIGH, measureConcurrent, percentiles } from "./lib.js";
+import { commandStats, fmt, HIGH, measureConcurrent, percentiles, redisCpuMicros } from "./lib.js";
 import { type LiteLLMScripts, loadLiteLLMScripts } from "./litellm.js";
 import { BENCH_PRICES, type DrawnRequest, fullGateRequest, population } from "./population.js";
 
@@ -30,25 +30,6 @@ const WINDOW_S = 60;
 const uid = () => Math.random().toString(36).slice(2, 8);
 
 type Op = (i: number) => Promise<unknown>;
-
-/** Redis server CPU seconds (user + sys) so far, from `INFO cpu`. */
-async function redisCpu(admin: Redis): Promise<number> {
-  const info = await admin.info("cpu");
-  const read = (name: string) => Number(new RegExp(`^${name}:([\\d.]+)`, "m").exec(info)?.[1] ?? Number.NaN);
-  return read("used_cpu_user") + read("used_cpu_sys");
-}
-
-/** Calls per command summed over every node, from `INFO commandstats`. */
-async function commandStats(nodes: Redis[]): Promise<Map<string, number>> {
-  const out = new Map<string, number>();
-  for (const node of nodes) {
-    const info = await node.info("commandstats");
-    for (const m of info.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) {
-      out.set(m[1]!, (out.get(m[1]!) ?? 0) + Number(m[2]));
-    }
-  }
-  return out;
-}
 
 const scriptCalls = (a: Map<string, number>, b: Map<string, number>) =>
   (b.get("evalsha") ?? 0) - (a.get("evalsha") ?? 0) + (b.get("eval") ?? 0) - (a.get("eval") ?? 0);
@@ -82,11 +63,11 @@ async function interleaved(
     const rate: number[] = [];
     for (const s of order) {
       const base = next[s]!;
-      const r0 = await redisCpu(admin);
+      const r0 = (await redisCpuMicros([admin])) / 1e6;
       const n0 = process.cpuUsage();
       const m = await measureConcurrent((i) => sides[s]!.op(base + i), CONCURRENCY, SLICE_SECONDS);
       const n = process.cpuUsage(n0);
-      const r1 = await redisCpu(admin);
+      const r1 = (await redisCpuMicros([admin])) / 1e6;
       next[s] = base + m.calls + CONCURRENCY;
       const a = acc[s]!;
       a.ops += m.ops;

@@ -14,6 +14,7 @@ import calculateSlot from "cluster-key-slot";
 import { Cluster, Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { createRedisStore } from "../src/index.js";
+import { commandStats } from "./helpers.js";
 
 const PRICES: PriceTable = {
   "test-model": { input_cost_per_token: "0.000001", output_cost_per_token: "0.000002", max_output_tokens: 8000 },
@@ -60,13 +61,7 @@ describe("counting: one request through the gate on a standalone Redis", () => {
     await server.stop();
   });
 
-  /** Calls per command from `INFO commandstats`. */
-  async function stats(): Promise<Record<string, number>> {
-    const info = await admin.info("commandstats");
-    const out: Record<string, number> = {};
-    for (const m of info.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) out[m[1]!] = Number(m[2]);
-    return out;
-  }
+  const stats = () => commandStats(admin);
 
   it("admit, settle, fail, release and renew: exactly 1 round trip each (EVALSHA), nothing else sent", async () => {
     const client = new Redis(server.url);

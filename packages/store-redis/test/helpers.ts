@@ -1,4 +1,5 @@
 import type { AdmitBatch, WindowOp } from "@tollgate/core";
+import type { Redis } from "ioredis";
 
 export const uid = (): string => Math.random().toString(36).slice(2, 10);
 
@@ -17,4 +18,12 @@ export function descriptor(key: string, requests: number, tokens: number, amount
 
 export function batchOf(windows: WindowOp[], lease?: { id: string; ttlMs: number }): AdmitBatch {
   return lease ? { windows, gauges: [], lease } : { windows, gauges: [] };
+}
+
+/** Calls per command of the server `admin` is connected to, from `INFO commandstats`, e.g. { evalsha: 3, get: 10 }. */
+export async function commandStats(admin: Redis): Promise<Record<string, number>> {
+  const info = await admin.info("commandstats");
+  const out: Record<string, number> = {};
+  for (const m of info.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) out[m[1]!] = Number(m[2]);
+  return out;
 }

@@ -3,7 +3,7 @@ import { type RedisServerHandle, startRedisServer } from "@tollgate/test-servers
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createRedisStore } from "../src/index.js";
-import { descriptor, uid } from "./helpers.js";
+import { commandStats, descriptor, uid } from "./helpers.js";
 
 // A dedicated server: these tests flush its script cache and read its command statistics.
 let server: RedisServerHandle;
@@ -16,14 +16,6 @@ afterAll(async () => {
   await admin.quit();
   await server.stop();
 });
-
-/** Calls per command from `INFO commandstats`, e.g. { evalsha: 3, get: 10 }. */
-async function commandStats(): Promise<Record<string, number>> {
-  const info = await admin.info("commandstats");
-  const out: Record<string, number> = {};
-  for (const m of info.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) out[m[1]!] = Number(m[2]);
-  return out;
-}
 
 /** A client that counts every command it sends (each one is a round trip unless pipelined). */
 function countingClient(): { client: Redis; sent: string[] } {
@@ -46,10 +38,10 @@ const threeDescriptors = () => [
 describe("protocol", () => {
   it("loads every script as the store is created, before the first admission", async () => {
     await admin.script("FLUSH");
-    const s0 = await commandStats();
+    const s0 = await commandStats(admin);
     const store = createRedisStore({ connection: server.url, prefix: `tgtest:${uid()}:` });
     expect((await store.admit({ windows: threeDescriptors(), gauges: [] })).admitted).toBe(true);
-    const s1 = await commandStats();
+    const s1 = await commandStats(admin);
     const delta = (name: string) => (s1[name] ?? 0) - (s0[name] ?? 0);
     expect(delta("script|load")).toBe(SCRIPTS.length);
     expect(delta("evalsha")).toBe(1);
@@ -64,10 +56,10 @@ describe("protocol", () => {
     expect((await store.admit(batch)).admitted).toBe(true);
     await admin.script("FLUSH");
     expect(await admin.script("EXISTS", ADMIT_SCRIPT.sha1)).toEqual([0]);
-    const s0 = await commandStats();
+    const s0 = await commandStats(admin);
     const burst = await Promise.all(Array.from({ length: 50 }, () => store.admit(batch)));
     expect(burst.every((r) => r.admitted)).toBe(true);
-    const s1 = await commandStats();
+    const s1 = await commandStats(admin);
     const delta = (name: string) => (s1[name] ?? 0) - (s0[name] ?? 0);
     expect(delta("eval")).toBe(0);
     expect(delta("script|load")).toBe(1);
@@ -87,7 +79,7 @@ describe("protocol", () => {
     await client.ping();
     sent.length = 0; // drop the connection handshake
     const N = 20;
-    const s0 = await commandStats();
+    const s0 = await commandStats(admin);
     for (let i = 0; i < N; i++) {
       const lease = { id: `req-${i}`, ttlMs: 30_000 };
       const admitted = await store.admit({ windows, gauges: [{ ...gauge, limit: 100, enforce: true }], lease });
@@ -108,7 +100,7 @@ describe("protocol", () => {
       });
       expect(settled.released).toBe(1);
     }
-    const s1 = await commandStats();
+    const s1 = await commandStats(admin);
     const delta = (name: string) => (s1[name] ?? 0) - (s0[name] ?? 0);
     expect(delta("evalsha")).toBe(2 * N);
     expect(delta("eval")).toBe(0);
